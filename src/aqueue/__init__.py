@@ -1,0 +1,63 @@
+"""aqueue: an asyncio-native distributed task queue, durable in SQL, fast through Redis.
+
+The public surface is re-exported here; everything else lives in private modules.
+"""
+
+from ._context import JobContext, current_job
+from ._decisions import Backoff
+from ._errors import (
+    AqueueError,
+    BackendError,
+    BrokerError,
+    CommitError,
+    ConfigurationError,
+    EnqueueOutcomeUnknownError,
+    JobError,
+    JobFailedError,
+    JobNotFoundError,
+    PayloadTooLargeError,
+    ResultTimeoutError,
+    Retry,
+    SerializationError,
+    StoreError,
+    UnknownTaskError,
+)
+from ._job import Job
+from ._models import JobRecord, JobStatus, Options
+from ._queue import Queue
+from ._runner.config import RunnerConfig
+from ._runner.runner import Runner, RunnerCrashedError
+from ._task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AqueueError",
+    "BackendError",
+    "Backoff",
+    "BrokerError",
+    "CommitError",
+    "ConfigurationError",
+    "EnqueueOutcomeUnknownError",
+    "Job",
+    "JobContext",
+    "JobError",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobRecord",
+    "JobStatus",
+    "Options",
+    "PayloadTooLargeError",
+    "Queue",
+    "ResultTimeoutError",
+    "Retry",
+    "Runner",
+    "RunnerConfig",
+    "RunnerCrashedError",
+    "SerializationError",
+    "StoreError",
+    "Task",
+    "UnknownTaskError",
+    "__version__",
+    "current_job",
+]

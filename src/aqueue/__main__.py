@@ -1,0 +1,3 @@
+from aqueue._cli import main
+
+main()

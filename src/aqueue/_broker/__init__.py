@@ -1,0 +1,1 @@
+"""The Redis dispatch layer: key layout, Lua scripts, blocking moves."""

@@ -1,0 +1,213 @@
+"""Redis dispatch: the key layout of a queue and every Redis operation aqueue uses.
+
+All keys of a queue share one hash tag, ``{<prefix>:<queue>}``, so a queue lives on one
+Redis Cluster slot. Multi-key moves are Lua scripts (``lua/*.lua``), loaded once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.commands.core import AsyncScript
+
+from .._errors import BrokerError, ConfigurationError
+
+
+def _lua(name: str) -> str:
+    return (resources.files("aqueue._broker.lua") / f"{name}.lua").read_text("utf-8")
+
+
+@asynccontextmanager
+async def map_exceptions(what: str) -> AsyncIterator[None]:
+    """Map redis-py and socket errors to :class:`BrokerError` at the Redis boundary."""
+    try:
+        yield
+    except (rexc.RedisError, OSError) as exc:
+        raise BrokerError(f"Redis {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class Keys:
+    def __init__(self, prefix: str, queue: str) -> None:
+        tag = f"{{{prefix}:{queue}}}"
+        self.tag = tag
+        self.ready = f"{tag}:ready"
+        self.delayed = f"{tag}:delayed"
+        self.epoch = f"{tag}:epoch"
+        self.runners = f"{tag}:runners"
+        self.lock_sweep = f"{tag}:lock:sweep"
+
+    def working(self, runner_id: str) -> str:
+        return f"{self.tag}:working:{runner_id}"
+
+    def alive(self, runner_id: str) -> str:
+        return f"{self.tag}:alive:{runner_id}"
+
+
+class Broker:
+    def __init__(self, url: str, prefix: str, queue: str) -> None:
+        try:
+            self.redis: aioredis.Redis = aioredis.Redis.from_url(
+                url, decode_responses=False, health_check_interval=15
+            )
+            # Blocking commands get their own client so they never starve the pool.
+            self.blocking: aioredis.Redis = aioredis.Redis.from_url(
+                url, decode_responses=False, health_check_interval=15
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid Redis URL: {exc}") from exc
+        self.keys = Keys(prefix, queue)
+        self._take: AsyncScript = self.redis.register_script(_lua("take"))
+        self._promote: AsyncScript = self.redis.register_script(_lua("promote"))
+        self._settle: AsyncScript = self.redis.register_script(_lua("settle"))
+        self._requeue_all: AsyncScript = self.redis.register_script(_lua("requeue_all"))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.blocking.aclose()
+
+    async def ping(self) -> None:
+        async with map_exceptions("PING"):
+            await self.redis.ping()
+
+    async def maxmemory_policy(self) -> str | None:
+        try:
+            res = await self.redis.config_get("maxmemory-policy")
+        except rexc.ResponseError:  # CONFIG may be disabled (managed Redis)
+            return None
+        except (rexc.RedisError, OSError) as exc:
+            raise BrokerError(f"Redis CONFIG GET failed: {exc}") from exc
+        data: dict[Any, Any] = dict(res)
+        value = data.get(b"maxmemory-policy") or data.get("maxmemory-policy")
+        return value.decode() if isinstance(value, bytes) else value
+
+    # -- producer side --------------------------------------------------------------
+
+    async def dispatch(
+        self, ready: Sequence[str | bytes], delayed: Sequence[tuple[int, str | bytes]]
+    ) -> None:
+        """Push new messages: ready ones to the ready list, future ones to the delayed
+        set (score = due time in ms). One pipelined round trip."""
+        async with map_exceptions("dispatch"):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in range(0, len(ready), 1000):
+                pipe.lpush(self.keys.ready, *ready[i : i + 1000])
+            for i in range(0, len(delayed), 1000):
+                mapping: dict[Any, float] = {m: s for s, m in delayed[i : i + 1000]}
+                pipe.zadd(self.keys.delayed, mapping)
+            await pipe.execute()
+
+    # -- runner side ------------------------------------------------------------------
+
+    async def take(self, runner_id: str, count: int) -> list[bytes]:
+        async with map_exceptions("take"):
+            items = await self._take(
+                keys=[self.keys.ready, self.keys.working(runner_id)], args=[count]
+            )
+        return list(items or [])
+
+    async def wait_one(self, runner_id: str, timeout: float) -> bytes | None:
+        """Block (on the blocking client) until a message arrives, moving it into the
+        runner's working list."""
+        async with map_exceptions("BLMOVE"):
+            res = await self.blocking.blmove(
+                self.keys.ready,
+                self.keys.working(runner_id),
+                timeout,  # type: ignore[arg-type]  # Redis >= 6 takes fractional seconds
+                "RIGHT",
+                "LEFT",
+            )
+        return res if isinstance(res, bytes) else None
+
+    async def settle(
+        self,
+        runner_id: str,
+        remove: Sequence[bytes],
+        ready: Sequence[str | bytes] = (),
+        delayed: Sequence[tuple[int, str | bytes]] = (),
+    ) -> int:
+        args: list[Any] = [len(remove), *remove, len(ready), *ready, len(delayed)]
+        for score, msg in delayed:
+            args.extend((score, msg))
+        async with map_exceptions("settle"):
+            res = await self._settle(
+                keys=[self.keys.working(runner_id), self.keys.ready, self.keys.delayed],
+                args=args,
+            )
+        return int(res)
+
+    async def promote(self, limit: int = 1000) -> tuple[int, int]:
+        async with map_exceptions("promote"):
+            moved, next_ms = await self._promote(
+                keys=[self.keys.delayed, self.keys.ready], args=[limit]
+            )
+        return int(moved), int(next_ms)
+
+    async def requeue_all(self, runner_id: str) -> int:
+        async with map_exceptions("requeue"):
+            return int(
+                await self._requeue_all(keys=[self.keys.working(runner_id), self.keys.ready])
+            )
+
+    async def working_items(self, runner_id: str) -> list[bytes]:
+        async with map_exceptions("LRANGE"):
+            items = await self.redis.lrange(self.keys.working(runner_id), 0, -1)
+        return [i if isinstance(i, bytes) else i.encode() for i in items]
+
+    async def heartbeat(self, runner_id: str, ttl_ms: int) -> None:
+        async with map_exceptions("heartbeat"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self.keys.alive(runner_id), b"1", px=ttl_ms)
+            pipe.sadd(self.keys.runners, runner_id)
+            await pipe.execute()
+
+    async def forget_runner(self, runner_id: str) -> None:
+        async with map_exceptions("forget runner"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self.keys.alive(runner_id))
+            pipe.srem(self.keys.runners, runner_id)
+            await pipe.execute()
+
+    async def epoch(self) -> str:
+        """The Redis dataset's epoch: created once; a different (or missing) value than
+        a runner saw before means Redis lost its data (restart, FLUSHALL, failover)."""
+        async with map_exceptions("epoch"):
+            fresh = secrets.token_hex(8).encode()
+            await self.redis.set(self.keys.epoch, fresh, nx=True)
+            value = await self.redis.get(self.keys.epoch)
+        return _text(value or fresh)
+
+    async def lengths(self) -> tuple[int, int]:
+        async with map_exceptions("lengths"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(self.keys.ready)
+            pipe.zcard(self.keys.delayed)
+            ready, delayed = await pipe.execute()
+        return int(ready), int(delayed)
+
+    async def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
+        token = secrets.token_hex(8)
+        async with map_exceptions("lock"):
+            ok = await self.redis.set(key, token, nx=True, px=ttl_ms)
+        return token if ok else None
+
+    async def release_lock(self, key: str, token: str) -> None:
+        async with map_exceptions("unlock"):
+            cur = await self.redis.get(key)
+            if cur is not None and _text(cur) == token:
+                await self.redis.delete(key)
+
+    async def purge(self, runner_ids: Iterable[str] = ()) -> None:
+        async with map_exceptions("purge"):
+            keys = [self.keys.ready, self.keys.delayed, self.keys.epoch, self.keys.runners]
+            keys += [self.keys.working(r) for r in runner_ids]
+            await self.redis.delete(*keys)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

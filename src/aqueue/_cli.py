@@ -1,0 +1,240 @@
+"""``python -m aqueue``: run runners and administer queues."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from ._errors import AqueueError
+from ._queue import Queue
+from ._runner.config import RunnerConfig
+
+T = TypeVar("T")
+log = logging.getLogger("aqueue.cli")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"aqueue: error: {message}", err=True)
+    sys.exit(code)
+
+
+def load_queue(path: str) -> Queue:
+    """Import ``module:attr`` and check that it is a :class:`Queue`."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        _fail(f"{path!r} is not of the form module:attribute (e.g. app:queue)")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        _fail(f"cannot import module {module_name!r}: {exc}")
+    except Exception as exc:
+        _fail(f"importing {module_name!r} raised {type(exc).__name__}: {exc}")
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            _fail(f"module {module_name!r} has no attribute {attr!r}")
+    if not isinstance(obj, Queue):
+        _fail(f"{path!r} is a {type(obj).__name__}, not an aqueue.Queue")
+    return obj
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coro_fn()
+
+    try:
+        import uvloop
+
+        return uvloop.run(main())
+    except ImportError:
+        return asyncio.run(main())
+
+
+def _admin(queue: Queue, fn: Callable[[Queue], Awaitable[T]]) -> T:
+    async def go() -> T:
+        try:
+            return await fn(queue)
+        finally:
+            await queue.close()
+
+    try:
+        return _run(go)
+    except AqueueError as exc:
+        _fail(str(exc), 1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aqueue")
+def cli() -> None:
+    """aqueue: durable asyncio task queue (SQL + Redis)."""
+
+
+@cli.command()
+@click.argument("app")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--burst", is_flag=True, help="Exit once no job is ready or running.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+@click.option("--lease", type=float, default=30.0, show_default=True, help="Lease seconds.")
+@click.option("--heartbeat", type=float, default=None, help="Renewal period (default lease/3).")
+@click.option("--grace", type=float, default=10.0, show_default=True, help="Shutdown grace.")
+def run(
+    app: str,
+    concurrency: int,
+    processes: int,
+    burst: bool,
+    log_level: str,
+    lease: float,
+    heartbeat: float | None,
+    grace: float,
+) -> None:
+    """Run a runner for APP (module:queue)."""
+    _setup_logging(log_level)
+    queue = load_queue(app)
+    if processes > 1:
+        from ._supervisor import supervise
+
+        argv = [a for a in sys.argv[1:]]
+        child = _strip_processes(argv)
+        sys.exit(supervise(child, processes, burst=burst))
+    try:
+        config = RunnerConfig(
+            concurrency=concurrency,
+            burst=burst,
+            lease=lease,
+            heartbeat=heartbeat if heartbeat is not None else lease / 3,
+            shutdown_grace=grace,
+        )
+    except AqueueError as exc:
+        _fail(str(exc))
+
+    async def go() -> None:
+        try:
+            await queue.run(config)
+        finally:
+            await queue.close()
+
+    try:
+        _run(go)
+    except AqueueError as exc:
+        _fail(str(exc), 1)
+
+
+def _strip_processes(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("-p", "--processes"):
+            skip = True
+            continue
+        if a.startswith("--processes="):
+            continue
+        out.append(a)
+    return out
+
+
+@cli.group()
+def db() -> None:
+    """Create or migrate the jobs table."""
+
+
+@db.command("init")
+@click.argument("app")
+def db_init(app: str) -> None:
+    """Create the jobs table of APP's queue when missing."""
+    queue = load_queue(app)
+
+    async def go(q: Queue) -> int:
+        be = await q._backend()
+        return await be.store.init_schema()
+
+    version = _admin(queue, go)
+    click.echo(f"table {queue.table}: schema version {version}")
+
+
+@db.command("upgrade")
+@click.argument("app")
+def db_upgrade(app: str) -> None:
+    """Migrate the jobs table of APP's queue to this aqueue's schema version."""
+    queue = load_queue(app)
+    queue.init_db = False
+
+    async def go(q: Queue) -> tuple[int, int]:
+        be = await q._backend()
+        return await be.store.upgrade_schema()
+
+    before, after = _admin(queue, go)
+    click.echo(f"table {queue.table}: schema version {before} -> {after}")
+
+
+@cli.command()
+@click.argument("app")
+def stats(app: str) -> None:
+    """Job counts by status, and Redis list lengths."""
+    queue = load_queue(app)
+
+    async def go(q: Queue) -> tuple[dict[Any, int], tuple[int, int]]:
+        be = await q._backend()
+        return await q.counts(), await be.broker.lengths()
+
+    counts, (ready, delayed) = _admin(queue, go)
+    click.echo(f"queue {queue.name}")
+    for status, n in counts.items():
+        click.echo(f"  {status.value:<10}{n:>10}")
+    click.echo(f"  redis ready {ready}, delayed {delayed}")
+
+
+@cli.command()
+@click.argument("app")
+@click.argument("job_ids", nargs=-1, required=True)
+def status(app: str, job_ids: tuple[str, ...]) -> None:
+    """Show jobs by id."""
+    queue = load_queue(app)
+
+    async def go(q: Queue) -> list[str]:
+        lines = []
+        for jid in job_ids:
+            try:
+                rec = await q.job(jid).info()
+            except AqueueError as exc:
+                lines.append(f"{jid}  {exc}")
+                continue
+            lines.append(
+                f"{rec.id}  {rec.status.value}  task={rec.task} attempts={rec.attempts}/"
+                f"{rec.max_attempts}" + (f" error={rec.error[:200]}" if rec.error else "")
+            )
+        return lines
+
+    for line in _admin(queue, go):
+        click.echo(line)
+
+
+def main() -> None:
+    cli(prog_name="python -m aqueue")

@@ -1,0 +1,84 @@
+"""Pure decisions: retry delays, the outcome of a failed attempt, why a claim lost.
+
+No I/O and no clock reads: ``now`` (integer microseconds) is always passed in, so these
+are tested directly with made-up times.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+from ._models import JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter on the upper half, capped."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, rnd: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        if self.jitter <= 0:
+            return raw
+        r = (rnd or random).random()
+        return raw * (1 - self.jitter) + raw * self.jitter * r
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    status: Literal["todo", "failed"]
+    run_at: int | None
+
+
+def decide_failure(
+    *,
+    attempt: int,
+    max_attempts: int,
+    now: int,
+    retryable: bool,
+    backoff: Backoff,
+    requested_delay: float | None = None,
+    rnd: random.Random | None = None,
+) -> FailureDecision:
+    """What happens after attempt number ``attempt`` (1-based) failed."""
+    if not retryable or attempt >= max_attempts:
+        return FailureDecision("failed", None)
+    delay = requested_delay if requested_delay is not None else backoff.delay(attempt, rnd)
+    return FailureDecision("todo", now + int(max(0.0, delay) * 1_000_000))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimLoss:
+    """What to do with a message whose claim lost."""
+
+    action: Literal["drop", "delay"]
+    until: int | None = None
+
+
+def decide_claim_loss(
+    *, status: JobStatus | None, run_at: int, leased_until: int | None, now: int
+) -> ClaimLoss:
+    """A claim lost: drop the message only when the job cannot run any more; when it is
+    merely not due yet or still leased, keep it (delayed until SQL says it may run)."""
+    if status is None or status.is_final:
+        return ClaimLoss("drop")
+    if status is JobStatus.TODO:
+        return ClaimLoss("delay", max(run_at, now))
+    # running under someone else's lease: look again when that lease would expire
+    return ClaimLoss("delay", max(leased_until or now, now))
+
+
+def lease_expired(leased_until: int | None, now: int) -> bool:
+    return leased_until is not None and leased_until < now
+
+
+def local_deadline(last_ack_monotonic: float, lease_s: float, margin_s: float) -> float:
+    """Monotonic time after which a runner must assume its leases are gone."""
+    return last_ack_monotonic + lease_s - margin_s

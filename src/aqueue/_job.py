@@ -1,0 +1,71 @@
+"""A handle on one job: its status and its result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._errors import JobFailedError, JobNotFoundError, ResultTimeoutError
+from ._models import JobRecord, JobStatus
+from ._serde import decode_error
+
+if TYPE_CHECKING:
+    from ._queue import Queue
+
+
+class Job:
+    """A job handle: ``job.id``, ``await job.status()``, ``await job.result(timeout=...)``."""
+
+    __slots__ = ("id", "queue")
+
+    def __init__(self, queue: Queue, job_id: str) -> None:
+        self.queue = queue
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} queue={self.queue.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other.queue is self.queue
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def info(self) -> JobRecord:
+        """The job's whole row (status, attempts, result, error, times)."""
+        backend = await self.queue._backend()
+        rec = await backend.store.get_job(self.id)
+        if rec is None:
+            raise JobNotFoundError(self.id, f"no job {self.id}")
+        return rec
+
+    async def status(self) -> JobStatus:
+        return (await self.info()).status
+
+    async def result(self, timeout: float | None = None, *, poll: float = 0.1) -> Any:
+        """Wait for the job to finish and return the handler's return value.
+
+        Raises :class:`JobFailedError` (with the failure's type, message and traceback)
+        when it failed or was cancelled, and :class:`ResultTimeoutError` after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = 0.002
+        while True:
+            rec = await self.info()
+            if rec.status is JobStatus.DONE:
+                return json.loads(rec.result) if rec.result is not None else None
+            if rec.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                etype, emsg, tb = decode_error(rec.error)
+                raise JobFailedError(self.id, rec.status.value, etype, emsg, tb)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ResultTimeoutError(
+                        self.id, f"job {self.id} still {rec.status.value} after {timeout}s"
+                    )
+                await asyncio.sleep(min(interval, left))
+            else:
+                await asyncio.sleep(interval)
+            interval = min(interval * 2, poll)

@@ -1,0 +1,245 @@
+"""Plain data: job status, enqueue options, job records and the Redis message format.
+
+Everything here is immutable and free of I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ConfigurationError, SerializationError
+
+#: Version of the Redis message format; bump on incompatible changes. Runners accept
+#: every version in ``SUPPORTED_MESSAGE_VERSIONS`` so old and new ones can share a deploy.
+MESSAGE_VERSION = 1
+SUPPORTED_MESSAGE_VERSIONS = frozenset({1})
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. ``done``, ``failed`` and ``cancelled`` are final."""
+
+    TODO = "todo"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def validate_identifier(value: str, what: str) -> str:
+    """Check a name that reaches SQL as an identifier (table names)."""
+    if not isinstance(value, str) or not _IDENT.match(value):
+        raise ConfigurationError(
+            f"invalid {what} {value!r}: use letters, digits and '_' (max 48, not starting "
+            "with a digit)"
+        )
+    return value
+
+
+def validate_name(value: str, what: str) -> str:
+    """Check a queue name / key prefix / task name (reaches Redis keys and SQL values)."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigurationError(
+            f"invalid {what} {value!r}: use 1-128 of letters, digits and '_.:-'"
+        )
+    return value
+
+
+def now_us() -> int:
+    """Wall-clock time in integer microseconds since the epoch (UTC)."""
+    return time.time_ns() // 1000
+
+
+def new_job_id() -> str:
+    """A UUIDv7 string: time-ordered (good for InnoDB's clustered index) and unique
+    without coordination between producers (74 random bits per millisecond)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version 7
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)
+    value |= 0b10 << 62  # RFC 4122 variant
+    value |= rand & ((1 << 62) - 1)  # rand_b (62 bits)
+    h = f"{value:032x}"
+    return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def new_token() -> str:
+    """A fresh lease (fencing) token."""
+    return secrets.token_hex(8)
+
+
+def new_runner_id() -> str:
+    host = os.uname().nodename.split(".")[0][:20] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Options of one job, kept apart from the handler's own arguments.
+
+    Use them as ``await task.options(delay=5, priority=1).enqueue(*args, **kwargs)`` or
+    ``await queue.options(job_id=...).enqueue("task_name", *args)``.
+    """
+
+    delay: float | None = None
+    """Seconds to wait before the job may start."""
+    run_at: float | None = None
+    """Absolute start time as a UNIX timestamp (seconds, UTC); overrides ``delay``."""
+    priority: int = 0
+    """Higher runs first (stored for now; see docs/design.md)."""
+    job_id: str | None = None
+    """Explicit id: enqueueing twice with the same id stores and runs the job once."""
+    unique_key: str | None = None
+    """Deduplication key: while a job with this key exists, enqueue returns that job."""
+    retries: int | None = None
+    """Override the task's retries for this job."""
+
+    def __post_init__(self) -> None:
+        if self.delay is not None and (not isinstance(self.delay, int | float) or self.delay < 0):
+            raise ConfigurationError(f"delay must be a number of seconds >= 0, got {self.delay!r}")
+        if self.retries is not None and (not isinstance(self.retries, int) or self.retries < 0):
+            raise ConfigurationError(f"retries must be an int >= 0, got {self.retries!r}")
+        if not isinstance(self.priority, int):
+            raise ConfigurationError(f"priority must be an int, got {self.priority!r}")
+        if self.job_id is not None and (
+            not isinstance(self.job_id, str) or not 1 <= len(self.job_id) <= 36
+        ):
+            raise ConfigurationError("job_id must be a string of 1-36 characters")
+        if self.unique_key is not None and (
+            not isinstance(self.unique_key, str) or not 1 <= len(self.unique_key) <= 160
+        ):
+            raise ConfigurationError("unique_key must be a string of 1-160 characters")
+
+    def start_time_us(self, now: int) -> int:
+        if self.run_at is not None:
+            return int(self.run_at * 1_000_000)
+        if self.delay:
+            return now + int(self.delay * 1_000_000)
+        return now
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job about to be inserted (the row and its Redis message)."""
+
+    id: str
+    queue: str
+    task: str
+    payload: str
+    priority: int
+    max_attempts: int
+    run_at: int
+    created_at: int
+    unique_key: str | None = None
+    explicit_id: bool = False
+
+    def message(self, attempts: int = 0) -> str:
+        return encode_message(self.id, self.task, self.payload, attempts, self.max_attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A row of the jobs table, as read for status and results."""
+
+    id: str
+    queue: str
+    task: str
+    payload: str
+    status: JobStatus
+    priority: int
+    attempts: int
+    stalls: int
+    max_attempts: int
+    run_at: int
+    lease_owner: str | None
+    lease_token: str | None
+    leased_until: int | None
+    result: str | None
+    error: str | None
+    unique_key: str | None
+    created_at: int
+    updated_at: int
+    finished_at: int | None
+
+    def message(self) -> str:
+        return encode_message(self.id, self.task, self.payload, self.attempts, self.max_attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded Redis message: everything a runner needs to run the job."""
+
+    raw: bytes
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    """Attempts already made before this delivery."""
+    max_attempts: int
+    version: int = MESSAGE_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_message(job_id: str, task: str, payload: str, attempts: int, max_attempts: int) -> str:
+    # The payload is already JSON; splice it in rather than decoding and re-encoding.
+    return (
+        f'{{"v":{MESSAGE_VERSION},"id":{json.dumps(job_id)},"t":{json.dumps(task)},'
+        f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
+    )
+
+
+def decode_message(raw: bytes) -> Message:
+    """Decode a Redis message; raise :class:`SerializationError` when it is malformed."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SerializationError(f"malformed message (not JSON): {raw[:80]!r}") from exc
+    if not isinstance(data, dict):
+        raise SerializationError(f"malformed message (not an object): {raw[:80]!r}")
+    try:
+        version = data["v"]
+        if version not in SUPPORTED_MESSAGE_VERSIONS:
+            raise SerializationError(f"unsupported message version {version!r}")
+        payload = data["p"]
+        msg = Message(
+            raw=raw,
+            id=data["id"],
+            task=data["t"],
+            args=payload["a"],
+            kwargs=payload["k"],
+            attempts=int(data["n"]),
+            max_attempts=int(data["m"]),
+            version=version,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SerializationError(f"malformed message ({exc!r}): {raw[:80]!r}") from exc
+    if not isinstance(msg.id, str) or not isinstance(msg.task, str):
+        raise SerializationError(f"malformed message (id/task): {raw[:80]!r}")
+    if not isinstance(msg.args, list) or not isinstance(msg.kwargs, dict):
+        raise SerializationError(f"malformed message (args/kwargs): {raw[:80]!r}")
+    return msg
+
+
+def message_job_id(raw: bytes) -> str | None:
+    """Best-effort id of a (possibly malformed) message, to record its failure."""
+    try:
+        data = json.loads(raw)
+        value = data.get("id") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None
+    except (ValueError, UnicodeDecodeError):
+        return None

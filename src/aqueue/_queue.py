@@ -1,0 +1,391 @@
+"""The :class:`Queue`: task registry, configuration, and the producer side."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from ._broker.broker import Broker
+from ._context import JobContext
+from ._decisions import Backoff
+from ._errors import (
+    AqueueError,
+    BrokerError,
+    ConfigurationError,
+    EnqueueOutcomeUnknownError,
+    UnknownTaskError,
+)
+from ._job import Job
+from ._models import JobStatus, NewJob, Options, new_job_id, now_us, validate_name
+from ._serde import encode_payload
+from ._store.batcher import Batcher
+from ._store.store import Store
+from ._task import Task, make_config
+
+if TYPE_CHECKING:
+    from ._runner.config import RunnerConfig
+
+log = logging.getLogger("aqueue")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+JobHook = Callable[[JobContext], Awaitable[None]]
+AfterHook = Callable[[JobContext, JobStatus, BaseException | None], Awaitable[None]]
+CallNext = Callable[[], Awaitable[Any]]
+Middleware = Callable[[JobContext, CallNext], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class _Backend:
+    loop: asyncio.AbstractEventLoop
+    queue_name: str
+    store: Store
+    broker: Broker
+    inserter: Batcher[NewJob, str]
+
+
+class Queue:
+    """A named queue of jobs, durable in SQL and dispatched through Redis.
+
+    ``redis_url`` / ``database_url`` default to ``AQUEUE_REDIS_URL`` /
+    ``AQUEUE_DATABASE_URL``, then to the embedded default under ``./.aqueue/`` (SQLite and
+    a local Redis on a unix socket). Nothing connects until first use.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        redis_url: str | None = None,
+        database_url: str | None = None,
+        table: str = "aqueue_jobs",
+        key_prefix: str = "aq",
+        init_db: bool = True,
+        max_payload_bytes: int = 1024 * 1024,
+        default_retries: int = 12,
+        backoff: Backoff | None = None,
+        home: str | None = None,
+        strict_tasks: bool | None = None,
+        enqueue_batch: int = 500,
+    ) -> None:
+        self.name = validate_name(name, "queue name")
+        self.key_prefix = validate_name(key_prefix, "key prefix")
+        from ._models import validate_identifier
+
+        self.table = validate_identifier(table, "table name")
+        self._redis_url = redis_url or os.environ.get("AQUEUE_REDIS_URL") or None
+        self._database_url = database_url or os.environ.get("AQUEUE_DATABASE_URL") or None
+        self._home = home
+        self.init_db = init_db
+        if not isinstance(max_payload_bytes, int) or max_payload_bytes <= 0:
+            raise ConfigurationError("max_payload_bytes must be a positive int")
+        self.max_payload_bytes = max_payload_bytes
+        self.default_retries = default_retries
+        self.backoff = backoff or Backoff()
+        self.strict_tasks = strict_tasks
+        self.enqueue_batch = enqueue_batch
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self.before_hooks: list[JobHook] = []
+        self.after_hooks: list[AfterHook] = []
+        self.middlewares: list[Middleware] = []
+        self._be: _Backend | None = None
+        self._be_lock: asyncio.Lock | None = None
+        self._be_lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} tasks={len(self.tasks)}>"
+
+    # -- registration ---------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        no_retry: Iterable[type[BaseException]] = (),
+    ) -> Callable[[Callable[P, Awaitable[R]]], Task[P, R]]: ...
+
+    def task(  # type: ignore[misc]
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        no_retry: Iterable[type[BaseException]] = (),
+    ) -> Task[P, R] | Callable[[Callable[P, Awaitable[R]]], Task[P, R]]:
+        """Register an ``async def`` handler. ``retries``: further attempts after a
+        failure (default ``default_retries``); ``timeout``: seconds per attempt;
+        ``no_retry``: exception types that fail the job at once."""
+
+        def register(f: Callable[P, Awaitable[R]]) -> Task[P, R]:
+            config = make_config(
+                f,
+                name=name,
+                retries=self.default_retries if retries is None else retries,
+                timeout=timeout,
+                backoff=backoff or self.backoff,
+                no_retry=tuple(no_retry),
+            )
+            t: Task[P, R] = Task(self, f, config)
+            if config.name in self.tasks:
+                raise ConfigurationError(f"task {config.name!r} is already registered")
+            self.tasks[config.name] = t
+            return t
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """``async def fn(state: dict)``: run when a runner starts, before any job."""
+        self.startup_hooks.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """``async def fn(state: dict)``: run when a runner stops, after the last job."""
+        self.shutdown_hooks.append(fn)
+        return fn
+
+    def before_job(self, fn: JobHook) -> JobHook:
+        """``async def fn(ctx: JobContext)``: run before each job's handler."""
+        self.before_hooks.append(fn)
+        return fn
+
+    def after_job(self, fn: AfterHook) -> AfterHook:
+        """``async def fn(ctx, status, exc)``: run after each attempt (``status`` is what
+        the attempt leads to: done, todo for a retry, failed)."""
+        self.after_hooks.append(fn)
+        return fn
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """``async def fn(ctx, call_next) -> result``: wraps each handler call; the first
+        registered is outermost."""
+        self.middlewares.append(fn)
+        return fn
+
+    # -- connection -----------------------------------------------------------------
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._be_lock is None or self._be_lock_loop is not loop:
+            self._be_lock = asyncio.Lock()
+            self._be_lock_loop = loop
+        return self._be_lock
+
+    async def _backend(self) -> _Backend:
+        be = self._be
+        loop = asyncio.get_running_loop()
+        if be is not None and be.loop is loop:
+            return be
+        async with self._lock():
+            if self._be is not None and self._be.loop is loop:
+                return self._be
+            self._be = await self._connect(loop)
+            return self._be
+
+    async def _resolve_urls(self) -> tuple[str, str]:
+        redis_url, db_url = self._redis_url, self._database_url
+        if redis_url and db_url:
+            return redis_url, db_url
+        from . import _embedded
+
+        home = _embedded.embedded_dir(self._home)
+        if not db_url:
+            db_url = _embedded.sqlite_url(home)
+        if not redis_url:
+            redis_url = await asyncio.to_thread(_embedded.ensure_embedded_redis, home)
+        log.info("aqueue embedded default in %s", home)
+        return redis_url, db_url
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Backend:
+        redis_url, db_url = await self._resolve_urls()
+        store = Store(db_url, table=self.table)
+        broker = Broker(redis_url, self.key_prefix, self.name)
+        try:
+            if self.init_db:
+                await store.init_schema()
+        except BaseException:
+            await store.close()
+            await broker.close()
+            raise
+        inserter: Batcher[NewJob, str] = Batcher(
+            "enqueue",
+            lambda jobs: self._flush_inserts(store, broker, jobs),
+            max_items=self.enqueue_batch,
+            max_bytes=8 * 1024 * 1024,
+            size_of=lambda j: len(j.payload) + 200,
+            parallel=1 if store.is_sqlite else 4,
+        )
+        return _Backend(loop, self.name, store, broker, inserter)
+
+    async def connect(self) -> None:
+        """Connect now (create the schema when ``init_db``) instead of at first use."""
+        await self._backend()
+
+    async def close(self) -> None:
+        be, self._be = self._be, None
+        if be is None:
+            return
+        await be.inserter.close()
+        await be.broker.close()
+        await be.store.close()
+
+    async def __aenter__(self) -> Queue:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- enqueue ----------------------------------------------------------------------
+
+    def options(self, **options: Any) -> _BoundQueue:
+        """``await queue.options(delay=5).enqueue("task", *args, **kwargs)``."""
+        return _BoundQueue(self, Options(**options))
+
+    async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Queue ``task`` (a name or a Task) with these arguments; returns once the job is
+        durable in SQL."""
+        return await self._enqueue(task, args, kwargs, Options())
+
+    def _new_job(
+        self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
+    ) -> NewJob:
+        name = task.name if isinstance(task, Task) else task
+        if not isinstance(name, str):
+            raise UnknownTaskError(f"task must be a task name or a Task, got {task!r}")
+        t = self.tasks.get(name)
+        strict = self.strict_tasks if self.strict_tasks is not None else bool(self.tasks)
+        if t is None and strict:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(f"unknown task {name!r} on queue {self.name!r} (known: {known})")
+        validate_name(name, "task name")
+        payload = encode_payload(tuple(args), dict(kwargs), self.max_payload_bytes)
+        retries = (
+            opts.retries
+            if opts.retries is not None
+            else (t.config.retries if t is not None else self.default_retries)
+        )
+        now = now_us()
+        return NewJob(
+            id=opts.job_id or new_job_id(),
+            queue=self.name,
+            task=name,
+            payload=payload,
+            priority=opts.priority,
+            max_attempts=retries + 1,
+            run_at=opts.start_time_us(now),
+            created_at=now,
+            unique_key=opts.unique_key,
+            explicit_id=opts.job_id is not None,
+        )
+
+    async def _enqueue(
+        self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
+    ) -> Job:
+        new = self._new_job(task, args, kwargs, opts)
+        be = await self._backend()
+        try:
+            job_id = await be.inserter.submit(new)
+        except EnqueueOutcomeUnknownError as exc:
+            raise EnqueueOutcomeUnknownError(new.id, exc.reason) from exc
+        return Job(self, job_id)
+
+    async def enqueue_many(
+        self,
+        calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]],
+        *,
+        options: Options | None = None,
+    ) -> list[Job]:
+        """Queue many jobs at once: ``calls`` yields ``(task, args, kwargs)``. Every job is
+        checked before any is stored; returns once all are durable."""
+        opts = options or Options()
+        if opts.job_id is not None or opts.unique_key is not None:
+            raise ConfigurationError("enqueue_many takes no job_id/unique_key option")
+        news = [self._new_job(t, a, k, opts) for t, a, k in calls]
+        be = await self._backend()
+        results = await be.inserter.submit_many(news)
+        jobs = []
+        for new, r in zip(news, results, strict=True):
+            if isinstance(r, EnqueueOutcomeUnknownError):
+                raise EnqueueOutcomeUnknownError(new.id, r.reason) from r
+            if isinstance(r, BaseException):
+                raise r
+            jobs.append(Job(self, r))
+        return jobs
+
+    async def _flush_inserts(
+        self, store: Store, broker: Broker, jobs: Sequence[NewJob]
+    ) -> list[str | BaseException]:
+        now = now_us()
+        results = await store.insert_jobs(jobs, now)
+        ready: list[str] = []
+        delayed: list[tuple[int, str]] = []
+        for j, r in zip(jobs, results, strict=True):
+            if isinstance(r, BaseException) or r != j.id:
+                continue
+            if j.run_at > now:
+                delayed.append((j.run_at // 1000, j.message()))
+            else:
+                ready.append(j.message())
+        try:
+            await broker.dispatch(ready, delayed)
+        except BrokerError as exc:
+            # The jobs are durable; the resync puts them in Redis once it is back.
+            log.warning("jobs stored but not dispatched (%s); they will be resynced", exc)
+        return results
+
+    # -- reading ----------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job by id."""
+        return Job(self, job_id)
+
+    async def counts(self) -> dict[JobStatus, int]:
+        """Number of jobs of this queue in each status (from SQL)."""
+        be = await self._backend()
+        return await be.store.count_by_status(self.name)
+
+    async def purge(self) -> int:
+        """Delete every job of this queue from SQL and its keys from Redis."""
+        be = await self._backend()
+        n = await be.store.purge_queue(self.name)
+        await be.broker.purge()
+        return n
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self, config: RunnerConfig | None = None) -> None:
+        """Run a runner for this queue in the current event loop until stopped."""
+        from ._runner.config import RunnerConfig
+        from ._runner.runner import Runner
+
+        await Runner(self, config or RunnerConfig()).run()
+
+
+class _BoundQueue:
+    def __init__(self, queue: Queue, options: Options) -> None:
+        self._queue = queue
+        self._opts = options
+
+    async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        return await self._queue._enqueue(task, args, kwargs, self._opts)
+
+
+__all__ = ["AqueueError", "Queue"]

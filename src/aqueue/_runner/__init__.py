@@ -1,0 +1,1 @@
+"""The runner: consumers, heartbeat, promoter and resync, supervised in one event loop."""

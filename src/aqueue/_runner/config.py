@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """How a runner runs. Periods are in seconds."""
+
+    concurrency: int = 10
+    """Handlers running at once in this process."""
+    burst: bool = False
+    """Exit once no job is ready or running (instead of waiting for more)."""
+    lease: float = 30.0
+    """How long a claim holds a job without renewal before it may be reclaimed."""
+    heartbeat: float = 10.0
+    """Lease renewal period (must be well under ``lease``)."""
+    lease_margin: float | None = None
+    """Safety margin of the local deadline (default: a third of the lease)."""
+    shutdown_grace: float = 10.0
+    """On SIGTERM/SIGINT, how long running handlers may take to finish."""
+    block_timeout: float = 1.0
+    """Seconds an idle consumer blocks in BLMOVE per call."""
+    batch: int = 500
+    """Most jobs moved from Redis and claimed in SQL per round trip."""
+    promote_interval: float = 0.05
+    """Longest wait between two checks of the delayed set."""
+    handle_signals: bool = True
+    """Install SIGTERM/SIGINT handlers (off when embedding the runner)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigurationError("concurrency must be an int >= 1")
+        if self.lease <= 0 or self.heartbeat <= 0 or self.heartbeat >= self.lease:
+            raise ConfigurationError("need 0 < heartbeat < lease")
+        if self.batch < 1:
+            raise ConfigurationError("batch must be >= 1")
+
+    @property
+    def margin(self) -> float:
+        return self.lease / 3 if self.lease_margin is None else self.lease_margin

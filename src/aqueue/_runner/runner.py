@@ -1,0 +1,534 @@
+"""The runner: one event loop running consumers and supervised side tasks.
+
+Flow of one job: the fetcher moves messages ``ready -> working:<runner>`` (a Lua batch
+when the backlog is deep, a blocking ``BLMOVE`` when idle), the claimer claims them by
+compare-and-set in SQL (one statement per batch, one fresh lease token), the handler runs,
+the finisher records the outcome by compare-and-set on the token (one statement per
+batch) and then removes the messages from the working list (one Lua call per batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._context import JobContext
+from .._decisions import decide_claim_loss, local_deadline
+from .._errors import AqueueError, BackendError, SerializationError
+from .._models import (
+    JobStatus,
+    Message,
+    decode_message,
+    encode_message,
+    message_job_id,
+    new_runner_id,
+    new_token,
+    now_us,
+)
+from .._serde import dumps, encode_reason
+from .._store.batcher import Batcher
+from .._store.store import Finish
+from .config import RunnerConfig
+from .execute import Outcome, execute
+from .resync import resync
+
+if TYPE_CHECKING:
+    from .._queue import Queue, _Backend
+
+log = logging.getLogger("aqueue.runner")
+
+
+class RunnerCrashedError(AqueueError):
+    """A supervised side task of the runner died; the runner stopped."""
+
+
+@dataclass
+class RunnerStats:
+    executed: int = 0
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    claims_lost: int = 0
+    finishes_rejected: int = 0
+    malformed: int = 0
+    released: int = 0
+
+
+@dataclass
+class _Claimed:
+    msg: Message
+    token: str
+    won: bool
+
+
+@dataclass
+class _Settled:
+    finish: Finish
+    raw: bytes
+    follow_up: bytes | None = None
+    accepted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(
+        self, queue: Queue, config: RunnerConfig | None = None, *, clock: Callable[[], int] = now_us
+    ) -> None:
+        self.queue = queue
+        self.config = config or RunnerConfig()
+        self.id = new_runner_id()
+        self.clock = clock
+        self.stats = RunnerStats()
+        self.state: dict[str, Any] = {}
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._free = self.config.concurrency
+        self._free_changed = asyncio.Event()
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._to_release: list[tuple[str, str]] = []
+        self._last_ack = time.monotonic()
+        self._epoch: str | None = None
+        self._be: _Backend | None = None
+        self._claimer: Batcher[Message, _Claimed] | None = None
+        self._finisher: Batcher[_Settled, bool] | None = None
+        self.started = asyncio.Event()
+
+    # -- public ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the runner to stop: no new jobs; running ones get the grace period."""
+        if not self._stop.is_set():
+            log.info("runner %s stopping", self.id)
+        self._stop.set()
+
+    async def run(self) -> None:
+        be = self._be = await self.queue._backend()
+        cfg = self.config
+        await self._check_redis()
+        self._epoch = await be.broker.epoch()
+        self._claimer = Batcher("claim", self._flush_claims, max_items=cfg.batch, parallel=2)
+        self._finisher = Batcher("finish", self._flush_finishes, max_items=cfg.batch, parallel=2)
+        await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
+        self._last_ack = time.monotonic()
+        for hook in self.queue.startup_hooks:
+            await hook(self.state)
+        loop = asyncio.get_running_loop()
+        if cfg.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self._on_signal)
+        await self._startup_resync()
+        side = {
+            loop.create_task(self._fetch_loop(), name="aqueue-fetcher"),
+            loop.create_task(self._heartbeat_loop(), name="aqueue-heartbeat"),
+            loop.create_task(self._promote_loop(), name="aqueue-promoter"),
+        }
+        log.info(
+            "runner %s started: queue %r, %d task(s), concurrency %d%s",
+            self.id,
+            self.queue.name,
+            len(self.queue.tasks),
+            cfg.concurrency,
+            ", burst" if cfg.burst else "",
+        )
+        self.started.set()
+        crashed: BaseException | None = None
+        stop_wait = loop.create_task(self._stop.wait(), name="aqueue-stop-wait")
+        try:
+            done, _ = await asyncio.wait({*side, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop_wait and not t.cancelled() and t.exception() is not None:
+                    crashed = t.exception()
+                    log.critical("runner side task %s died: %r; stopping", t.get_name(), crashed)
+        finally:
+            stop_wait.cancel()
+            await self._shutdown(side)
+            if cfg.handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.remove_signal_handler(sig)
+        if crashed is not None:
+            raise RunnerCrashedError(f"runner side task died: {crashed!r}") from crashed
+
+    # -- start & stop ------------------------------------------------------------------
+
+    async def _check_redis(self) -> None:
+        assert self._be is not None
+        policy = await self._be.broker.maxmemory_policy()
+        if policy is not None and policy != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %r: Redis may evict queued messages under memory "
+                "pressure (SQL still has them, but they wait for a resync). Set "
+                "maxmemory-policy noeviction.",
+                policy,
+            )
+
+    def _on_signal(self) -> None:
+        if self._stop.is_set():
+            log.warning("second signal: cancelling running jobs now")
+            self.config = _replace_grace(self.config, 0.0)
+            for t in list(self._jobs):
+                t.cancel()
+        self.stop()
+
+    async def _startup_resync(self) -> None:
+        assert self._be is not None
+        n = await resync(self._be, self.clock, lock_ms=int(self.config.lease * 1000))
+        if n:
+            log.info("startup recovery: re-dispatched %d unfinished job(s)", n)
+
+    async def _shutdown(self, side: set[asyncio.Task[None]]) -> None:
+        assert self._be is not None
+        assert self._claimer is not None
+        assert self._finisher is not None
+        self._stopping = True
+        for t in side:
+            t.cancel()
+        for t in side:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._jobs:
+            grace = self.config.shutdown_grace
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(self._jobs))
+            _, pending = await asyncio.wait(set(self._jobs), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await self._claimer.close()
+        await self._finisher.close()
+        be = self._be
+        try:
+            if self._to_release:
+                released = await be.store.release(self._to_release, self.clock())
+                self.stats.released += len(released)
+                log.info("put back %d unfinished job(s)", len(released))
+            moved = await be.broker.requeue_all(self.id)
+            if moved:
+                log.info("returned %d message(s) from the working list to ready", moved)
+            await be.broker.forget_runner(self.id)
+        except BackendError as exc:
+            log.error("shutdown could not put jobs back (%s); the reclaimer will", exc)
+        try:
+            for hook in self.queue.shutdown_hooks:
+                await hook(self.state)
+        finally:
+            log.info("runner %s stopped: %s", self.id, self.stats)
+
+    # -- fetch & claim -------------------------------------------------------------------
+
+    def _release_slot(self) -> None:
+        self._free += 1
+        self._free_changed.set()
+
+    async def _fetch_loop(self) -> None:
+        assert self._be is not None
+        broker = self._be.broker
+        cfg = self.config
+        backoff = 0.05
+        idle_since: float | None = None
+        while not self._stop.is_set():
+            if self._local_deadline_passed():
+                await asyncio.sleep(cfg.heartbeat / 4)
+                continue
+            while self._free <= 0:
+                self._free_changed.clear()
+                await self._free_changed.wait()
+            n = min(self._free, cfg.batch)
+            try:
+                raws = await broker.take(self.id, n)
+                if not raws:
+                    if cfg.burst and not self._jobs and await self._burst_done(idle_since):
+                        log.info("burst: no job left, stopping")
+                        self.stop()
+                        return
+                    one = await broker.wait_one(self.id, 0.1 if cfg.burst else cfg.block_timeout)
+                    if one is None:
+                        if idle_since is None:
+                            idle_since = time.monotonic()
+                        continue
+                    raws = [one]
+                    if n > 1:
+                        raws += await broker.take(self.id, n - 1)
+                idle_since = None
+                backoff = 0.05
+            except BackendError as exc:
+                log.warning("fetching from Redis failed (%s); retrying in %.2fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            self._free -= len(raws)
+            for raw in raws:
+                self._spawn(self._process(raw), raw)
+
+    async def _burst_done(self, idle_since: float | None) -> bool:
+        assert self._be is not None
+        if idle_since is None:
+            return False
+        ready, _ = await self._be.broker.lengths()
+        if ready:
+            return False
+        moved, next_ms = await self._be.broker.promote()
+        if moved or 0 <= next_ms <= 0:
+            return False
+        if await self._be.store.unfinished_count(self.queue.name, self.clock()) == 0:
+            return True
+        if time.monotonic() - idle_since > 1.0:
+            await resync(self._be, self.clock, lock_ms=int(self.config.lease * 1000), force=True)
+            return False
+        return False
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], raw: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def _flush_claims(self, msgs: Sequence[Message]) -> list[_Claimed | BaseException]:
+        assert self._be is not None
+        be, cfg = self._be, self.config
+        token = new_token()
+        now = self.clock()
+        ids = [m.id for m in msgs]
+        won = await be.store.claim(ids, self.id, token, now + int(cfg.lease * 1e6), now)
+        out: list[_Claimed | BaseException] = []
+        seen: set[str] = set()
+        lost: list[Message] = []
+        for m in msgs:
+            ok = m.id in won and m.id not in seen
+            seen.add(m.id)
+            out.append(_Claimed(m, token, ok))
+            if not ok:
+                lost.append(m)
+        if lost:
+            await self._handle_losses(lost, won, now)
+        return out
+
+    async def _handle_losses(self, lost: Sequence[Message], won: set[str], now: int) -> None:
+        """A claim lost: drop the message when the job cannot run any more; otherwise keep
+        it delayed until SQL says it may run (never drop a job that is not finished)."""
+        assert self._be is not None
+        be = self._be
+        self.stats.claims_lost += len(lost)
+        states = await be.store.claim_states([m.id for m in lost if m.id not in won])
+        remove: list[bytes] = []
+        delayed: list[tuple[int, bytes]] = []
+        for m in lost:
+            remove.append(m.raw)
+            if m.id in won:
+                continue  # a duplicate of a message we are running: ours will settle it
+            st = states.get(m.id)
+            decision = decide_claim_loss(
+                status=st.status if st else None,
+                run_at=st.run_at if st else 0,
+                leased_until=st.leased_until if st else None,
+                now=now,
+            )
+            if decision.action == "delay" and decision.until is not None:
+                delayed.append((decision.until // 1000 + 1, m.raw))
+        await be.broker.settle(self.id, remove, delayed=delayed)
+
+    async def _process(self, raw: bytes) -> None:
+        claimed: _Claimed | None = None
+        try:
+            try:
+                msg = decode_message(raw)
+            except SerializationError as exc:
+                await self._malformed(raw, exc)
+                return
+            claimed = await self._claim(msg)
+            if claimed is None or not claimed.won:
+                return
+            await self._run_claimed(claimed)
+        finally:
+            self._release_slot()
+
+    async def _claim(self, msg: Message) -> _Claimed | None:
+        assert self._claimer is not None
+        delay = 0.05
+        while True:
+            try:
+                return await self._claimer.submit(msg)
+            except BackendError as exc:
+                if self._stopping:
+                    return None  # the message stays in the working list: requeued at exit
+                log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _malformed(self, raw: bytes, exc: Exception) -> None:
+        assert self._be is not None
+        self.stats.malformed += 1
+        job_id = message_job_id(raw)
+        log.error("dropping malformed message (job %s): %s", job_id, exc)
+        if job_id is not None:
+            await self._be.store.fail_unclaimed(
+                job_id, encode_reason("SerializationError", str(exc)), self.clock()
+            )
+        await self._be.broker.settle(self.id, [raw])
+
+    # -- run & finish ------------------------------------------------------------------
+
+    async def _run_claimed(self, claimed: _Claimed) -> None:
+        msg, token = claimed.msg, claimed.token
+        ctx = JobContext(
+            job_id=msg.id,
+            task=msg.task,
+            attempt=msg.attempts + 1,
+            max_attempts=msg.max_attempts,
+            lease_token=token,
+            runner_id=self.id,
+            queue=self.queue,
+            args=tuple(msg.args),
+            kwargs=msg.kwargs,
+            state=self.state,
+        )
+        current = asyncio.current_task()
+        assert current is not None
+        self._running[msg.id] = (token, current)
+        try:
+            try:
+                outcome = await execute(self.queue, ctx, msg, self.clock)
+            except asyncio.CancelledError:
+                if self._stopping:
+                    self._to_release.append((msg.id, token))
+                raise
+            self.stats.executed += 1
+            await self._after_hooks(ctx, outcome)
+            await self._record(msg, token, outcome)
+        finally:
+            self._running.pop(msg.id, None)
+
+    async def _after_hooks(self, ctx: JobContext, outcome: Outcome) -> None:
+        for hook in self.queue.after_hooks:
+            try:
+                await hook(ctx, outcome.status, outcome.exc)
+            except Exception:
+                log.exception("after_job hook failed for job %s", ctx.job_id)
+
+    async def _record(self, msg: Message, token: str, outcome: Outcome) -> None:
+        assert self._finisher is not None
+        follow: bytes | None = None
+        if outcome.status is JobStatus.TODO:
+            payload = dumps({"a": msg.args, "k": msg.kwargs}, "payload")
+            follow = encode_message(
+                msg.id, msg.task, payload, msg.attempts + 1, msg.max_attempts
+            ).encode()
+        item = _Settled(
+            Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
+            msg.raw,
+            follow,
+        )
+        delay = 0.05
+        while True:
+            try:
+                await self._finisher.submit(item)
+                return
+            except BackendError as exc:
+                if self._local_deadline_passed():
+                    log.error(
+                        "could not record job %s (%s) before the lease ran out; it will run "
+                        "again elsewhere",
+                        msg.id,
+                        exc,
+                    )
+                    return
+                log.warning("recording job %s failed (%s); retrying", msg.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _flush_finishes(self, items: Sequence[_Settled]) -> list[bool | BaseException]:
+        assert self._be is not None
+        be = self._be
+        now = self.clock()
+        accepted = await be.store.finish([i.finish for i in items], now)
+        ready: list[bytes] = []
+        delayed: list[tuple[int, bytes]] = []
+        out: list[bool | BaseException] = []
+        for i in items:
+            ok = i.finish.id in accepted
+            out.append(ok)
+            st = i.finish.status
+            if not ok:
+                self.stats.finishes_rejected += 1
+                log.warning(
+                    "late finish of job %s rejected: its lease token was revoked", i.finish.id
+                )
+                continue
+            if st is JobStatus.DONE:
+                self.stats.done += 1
+            elif st is JobStatus.FAILED:
+                self.stats.failed += 1
+            elif st is JobStatus.TODO and i.follow_up is not None:
+                self.stats.retried += 1
+                run_at = i.finish.run_at or now
+                if run_at <= now:
+                    ready.append(i.follow_up)
+                else:
+                    delayed.append((run_at // 1000, i.follow_up))
+        await be.broker.settle(self.id, [i.raw for i in items], ready=ready, delayed=delayed)
+        return out
+
+    # -- side tasks ------------------------------------------------------------------------
+
+    def _local_deadline_passed(self) -> bool:
+        cfg = self.config
+        return time.monotonic() > local_deadline(self._last_ack, cfg.lease, cfg.margin)
+
+    async def _heartbeat_loop(self) -> None:
+        assert self._be is not None
+        be, cfg = self._be, self.config
+        while True:
+            await asyncio.sleep(cfg.heartbeat)
+            sent = time.monotonic()
+            try:
+                now = self.clock()
+                async with asyncio.timeout(cfg.heartbeat):
+                    await be.store.renew(self.id, now + int(cfg.lease * 1e6), now)
+                    await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
+                    epoch = await be.broker.epoch()
+                self._last_ack = sent
+                if epoch != self._epoch:
+                    log.warning("Redis lost its data (epoch changed): resyncing from SQL")
+                    self._epoch = epoch
+                    n = await resync(be, self.clock, lock_ms=int(cfg.lease * 1000), force=True)
+                    log.warning("resync re-dispatched %d job(s)", n)
+            except (BackendError, TimeoutError) as exc:
+                log.warning("lease renewal failed: %r", exc)
+            if self._local_deadline_passed() and self._running:
+                log.error(
+                    "no lease renewal acknowledged within the lease: cancelling %d running "
+                    "job(s), they will run again elsewhere",
+                    len(self._running),
+                )
+                for _, task in list(self._running.values()):
+                    task.cancel()
+
+    async def _promote_loop(self) -> None:
+        assert self._be is not None
+        broker, cfg = self._be.broker, self.config
+        while True:
+            try:
+                moved, next_ms = await broker.promote()
+            except BackendError as exc:
+                log.warning("promoting delayed jobs failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if moved >= 1000:
+                continue
+            wait = (
+                cfg.promote_interval if next_ms < 0 else min(cfg.promote_interval, next_ms / 1000)
+            )
+            await asyncio.sleep(max(wait, 0.001))
+
+
+def _replace_grace(cfg: RunnerConfig, grace: float) -> RunnerConfig:
+    from dataclasses import replace
+
+    return replace(cfg, shutdown_grace=grace)

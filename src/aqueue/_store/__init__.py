@@ -1,0 +1,1 @@
+"""The SQL store: schema, named queries and write batching."""

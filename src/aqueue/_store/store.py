@@ -1,0 +1,644 @@
+"""All of aqueue's SQL, as named methods over one async engine.
+
+Every state change is a compare-and-set ``UPDATE ... WHERE id IN (...) AND <expected
+state>``; nothing reads and then writes. Statements run in autocommit mode: each one is
+its own durable transaction, so a batch of N jobs costs one statement (no BEGIN/COMMIT
+round trips). Multi-row statements touch rows by primary key; deadlocks and lock-wait
+timeouts (MySQL 1213/1205) and SQLite's "database is locked" are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
+from .._models import JobRecord, JobStatus, NewJob, validate_identifier
+from .schema import MIGRATIONS, SCHEMA_VERSION, build_tables
+
+log = logging.getLogger("aqueue.store")
+T = TypeVar("T")
+
+_RETRYABLE_MYSQL = {1213, 1205}
+_CONNECTION_LOST_MYSQL = {2006, 2013, 2055}
+_JOB_COLUMNS = (
+    "id, queue, task, payload, status, priority, attempts, stalls, max_attempts, run_at, "
+    "lease_owner, lease_token, leased_until, result, error, unique_key, created_at, "
+    "updated_at, finished_at"
+)
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", None)
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    code = _mysql_code(exc)
+    if code in _RETRYABLE_MYSQL:
+        return True
+    return "database is locked" in str(exc)
+
+
+def _is_definite(exc: BaseException) -> bool:
+    """True when the statement certainly did not take effect (an error reported by the
+    server about the statement), False when the outcome is unknown (connection lost)."""
+    if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError | sa.exc.ProgrammingError):
+        return True
+    code = _mysql_code(exc)
+    if code is None:
+        return False
+    return (code not in _CONNECTION_LOST_MYSQL and code < 2000) or code == 2003
+
+
+@contextmanager
+def map_exceptions(what: str) -> Iterator[None]:
+    """Map SQLAlchemy/DBAPI/OS errors to :class:`StoreError` at the SQL boundary."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(f"{what} failed: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimState:
+    status: JobStatus | None
+    run_at: int
+    leased_until: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One finished attempt to record (fenced by the claim's lease token)."""
+
+    id: str
+    token: str
+    status: JobStatus
+    result: str | None = None
+    error: str | None = None
+    run_at: int | None = None  # for a retry (status todo)
+
+
+class Store:
+    """Named SQL operations over an async engine (MySQL/MariaDB via asyncmy, SQLite)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table: str = "aqueue_jobs",
+        pool_size: int = 10,
+        sqlite_synchronous: str = "FULL",
+        lock_wait_timeout: int = 5,
+    ) -> None:
+        self.table_name = validate_identifier(table, "table name")
+        try:
+            sa_url = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigurationError(f"invalid database URL: {exc}") from exc
+        self.url = sa_url
+        backend = sa_url.get_backend_name()
+        if backend not in ("mysql", "mariadb", "sqlite"):
+            raise ConfigurationError(
+                f"unsupported database {backend!r}: use mysql+asyncmy://... or "
+                "sqlite+aiosqlite:///path"
+            )
+        self.is_sqlite = backend == "sqlite"
+        if self.is_sqlite and sa_url.drivername != "sqlite+aiosqlite":
+            sa_url = sa_url.set(drivername="sqlite+aiosqlite")
+        if not self.is_sqlite and sa_url.drivername in ("mysql", "mariadb"):
+            sa_url = sa_url.set(drivername=f"{backend}+asyncmy")
+        kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+        try:
+            self.engine: AsyncEngine = create_async_engine(sa_url, **kwargs)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the driver for {sa_url.drivername} is not installed ({exc}); for MySQL "
+                "install aqueue[mysql]"
+            ) from exc
+        self._md, self.jobs, self.meta = build_tables(self.table_name)
+        self._ph = "?" if self.is_sqlite else "%s"
+        q = self.engine.dialect.identifier_preparer.quote
+        self._t = q(self.table_name)
+        self._sqlite_synchronous = sqlite_synchronous
+        self._lock_wait_timeout = int(lock_wait_timeout)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._install_connect_hooks()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _install_connect_hooks(self) -> None:
+        sync_engine = self.engine.sync_engine
+        if self.is_sqlite:
+            sync = self._sqlite_synchronous
+
+            @event.listens_for(sync_engine, "connect")
+            def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=15000")
+                cur.execute(f"PRAGMA synchronous={sync}")
+                cur.close()
+
+        else:
+            wait = self._lock_wait_timeout
+
+            @event.listens_for(sync_engine, "connect")
+            def _mysql_connect(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                cur.execute(f"SET SESSION innodb_lock_wait_timeout = {wait}")
+                cur.close()
+
+    def _in(self, n: int) -> str:
+        return ", ".join([self._ph] * n)
+
+    async def _run(self, what: str, fn: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
+        delay = 0.01
+        for i in range(attempts):
+            try:
+                return await fn()
+            except (SQLAlchemyError, OSError) as exc:
+                if i < attempts - 1 and _is_retryable(exc):
+                    log.debug("%s: retrying after %s", what, _short(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise StoreError(f"{what} failed: {type(exc).__name__}: {_short(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement; return the matched row count."""
+        if self._write_lock is not None:
+            async with self._write_lock:
+                return await self._exec_now(sql, params)
+        return await self._exec_now(sql, params)
+
+    async def _exec_now(self, sql: str, params: Sequence[Any]) -> int:
+        async with self.engine.connect() as conn:
+            res = await conn.exec_driver_sql(sql, tuple(params))
+            return int(res.rowcount)
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        async with self.engine.connect() as conn:
+            res = await conn.exec_driver_sql(sql, tuple(params))
+            return [tuple(r) for r in res.fetchall()]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------------
+
+    async def schema_version(self) -> int | None:
+        async def go() -> int | None:
+            async with self.engine.connect() as conn:
+                has = await conn.run_sync(lambda c: sa.inspect(c).has_table(self.meta.name))
+                if not has:
+                    return None
+                row = (
+                    await conn.execute(
+                        sa.select(self.meta.c.value).where(self.meta.c.name == "schema_version")
+                    )
+                ).first()
+                return int(row[0]) if row else None
+
+        return await self._run("reading the schema version", go)
+
+    async def init_schema(self) -> int:
+        """Create the tables when missing; return the schema version found or created."""
+
+        async def go() -> int:
+            async with self.engine.connect() as conn:
+                await conn.run_sync(self._md.create_all)
+                row = (
+                    await conn.execute(
+                        sa.select(self.meta.c.value).where(self.meta.c.name == "schema_version")
+                    )
+                ).first()
+                if row is not None:
+                    return int(row[0])
+                # another process may have initialised it first
+                with contextlib.suppress(sa.exc.IntegrityError):
+                    await conn.execute(
+                        self.meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                return SCHEMA_VERSION
+
+        version = await self._run("creating the schema", go)
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"table {self.table_name} has schema version {version}, newer than this "
+                f"aqueue ({SCHEMA_VERSION}): upgrade aqueue"
+            )
+        if version < SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"table {self.table_name} has schema version {version}; run "
+                "`python -m aqueue db upgrade app:queue`"
+            )
+        return version
+
+    async def upgrade_schema(self) -> tuple[int, int]:
+        before = await self.schema_version()
+        if before is None:
+            await self.init_schema()
+            return (0, SCHEMA_VERSION)
+        version = before
+        while version < SCHEMA_VERSION:
+            migrate = MIGRATIONS[version]
+
+            async def go(migrate: Any = migrate, version: int = version) -> None:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(migrate, self.jobs)
+                    await conn.execute(
+                        self.meta.update()
+                        .where(self.meta.c.name == "schema_version")
+                        .values(value=str(version + 1))
+                    )
+
+            await self._run(f"migrating schema {version}->{version + 1}", go)
+            version += 1
+        return (before, version)
+
+    async def drop_schema(self) -> None:
+        async def go() -> None:
+            async with self.engine.connect() as conn:
+                await conn.run_sync(self._md.drop_all)
+
+        await self._run("dropping the tables", go)
+
+    async def server_time_us(self) -> int:
+        sql = (
+            "SELECT CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+            if self.is_sqlite
+            else "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
+        )
+        rows = await self._run("reading the server time", lambda: self._fetch(sql))
+        return int(rows[0][0])
+
+    # -- enqueue ------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[NewJob], now: int) -> list[str | BaseException]:
+        """Insert many jobs in one statement. Returns per job the id that now stands for
+        it (its own, or the existing job's for a live unique key), or the exception that
+        affects only that job. A batch that fails as a whole is split in halves so one bad
+        row does not fail the other producers."""
+        try:
+            return await self._insert_batch(jobs, now)
+        except EnqueueOutcomeUnknownError:
+            raise
+        except StoreError as exc:
+            if len(jobs) == 1:
+                return [exc]
+            if not _is_definite(exc.__cause__ or exc):
+                raise
+            mid = len(jobs) // 2
+            left = await self.insert_jobs(jobs[:mid], now)
+            right = await self.insert_jobs(jobs[mid:], now)
+            return left + right
+
+    async def _insert_batch(self, jobs: Sequence[NewJob], now: int) -> list[str | BaseException]:
+        cols = (
+            "id, queue, task, payload, status, priority, attempts, stalls, max_attempts, "
+            "run_at, unique_key, created_at, updated_at"
+        )
+        row = "(" + self._in(13) + ")"
+        params: list[Any] = []
+        for j in jobs:
+            params.extend(
+                (
+                    j.id,
+                    j.queue,
+                    j.task,
+                    j.payload,
+                    "todo",
+                    j.priority,
+                    0,
+                    0,
+                    j.max_attempts,
+                    j.run_at,
+                    j.unique_key,
+                    j.created_at,
+                    now,
+                )
+            )
+        careful = any(j.explicit_id or j.unique_key for j in jobs)
+        sql = f"INSERT INTO {self._t} ({cols}) VALUES " + ", ".join([row] * len(jobs))
+        if careful:
+            sql += (
+                " ON CONFLICT DO NOTHING" if self.is_sqlite else " ON DUPLICATE KEY UPDATE id = id"
+            )
+        try:
+            await self._exec(sql, params)
+        except (SQLAlchemyError, OSError) as exc:
+            if _is_definite(exc):
+                raise StoreError(f"enqueue failed: {type(exc).__name__}: {_short(exc)}") from exc
+            first = jobs[0].id
+            raise EnqueueOutcomeUnknownError(
+                first, f"enqueue outcome unknown ({_short(exc)}) for {len(jobs)} job(s)"
+            ) from exc
+        if not careful:
+            return [j.id for j in jobs]
+        return await self._resolve_conflicts(jobs)
+
+    async def _resolve_conflicts(self, jobs: Sequence[NewJob]) -> list[str | BaseException]:
+        ids = [j.id for j in jobs]
+        rows = await self._run(
+            "reading inserted jobs",
+            lambda: self._fetch(
+                f"SELECT id, queue, unique_key FROM {self._t} WHERE id IN ({self._in(len(ids))})",
+                ids,
+            ),
+        )
+        present = {r[0]: (r[1], r[2]) for r in rows}
+        out: list[str | BaseException] = []
+        for j in jobs:
+            if j.id in present:
+                out.append(j.id)
+                continue
+            if j.unique_key:
+                found = await self._run(
+                    "reading a unique job",
+                    lambda j=j: self._fetch(  # type: ignore[misc]
+                        f"SELECT id FROM {self._t} WHERE queue = {self._ph} AND "
+                        f"unique_key = {self._ph}",
+                        (j.queue, j.unique_key),
+                    ),
+                )
+                if found:
+                    out.append(str(found[0][0]))
+                    continue
+            out.append(StoreError(f"job {j.id} was not stored (conflict)"))
+        return out
+
+    # -- claim / finish ---------------------------------------------------------------
+
+    async def claim(
+        self, ids: Sequence[str], owner: str, token: str, leased_until: int, now: int
+    ) -> set[str]:
+        """Claim jobs that are ``todo`` and due, or ``running`` with an expired lease.
+        One fresh token for the whole batch; returns the ids won."""
+        if not ids:
+            return set()
+        p = self._ph
+        sql = (
+            f"UPDATE {self._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
+            f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
+            f"dispatched_at = COALESCE(dispatched_at, {p}) "
+            f"WHERE id IN ({self._in(len(ids))}) AND ((status = 'todo' AND run_at <= {p}) "
+            f"OR (status = 'running' AND leased_until < {p}))"
+        )
+        ordered = sorted(set(ids))
+        params = [owner, token, leased_until, now, now, *ordered, now, now]
+        count = await self._run("claiming jobs", lambda: self._exec(sql, params))
+        if count == len(ordered):
+            return set(ordered)
+        if count == 0:
+            return set()
+        rows = await self._run(
+            "reading claimed jobs",
+            lambda: self._fetch(
+                f"SELECT id FROM {self._t} WHERE id IN ({self._in(len(ordered))}) "
+                f"AND lease_token = {p}",
+                [*ordered, token],
+            ),
+        )
+        return {r[0] for r in rows}
+
+    async def claim_states(self, ids: Sequence[str]) -> dict[str, ClaimState]:
+        if not ids:
+            return {}
+        rows = await self._run(
+            "reading job states",
+            lambda: self._fetch(
+                f"SELECT id, status, run_at, leased_until FROM {self._t} "
+                f"WHERE id IN ({self._in(len(ids))})",
+                list(ids),
+            ),
+        )
+        return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3]) for r in rows}
+
+    async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
+        """Record finished attempts, fenced by lease token. Returns the ids accepted."""
+        accepted: set[str] = set()
+        groups: dict[JobStatus, list[Finish]] = {}
+        for f in items:
+            groups.setdefault(f.status, []).append(f)
+        for status, group in groups.items():
+            accepted |= await self._finish_group(status, group, now)
+        return accepted
+
+    def _case(self, column_values: Sequence[tuple[str, Any]], params: list[Any]) -> str:
+        parts = ["CASE id"]
+        for job_id, value in column_values:
+            parts.append(f"WHEN {self._ph} THEN {self._ph}")
+            params.extend((job_id, value))
+        parts.append("END")
+        return " ".join(parts)
+
+    def _set_value(self, name: str, values: Sequence[tuple[str, Any]], params: list[Any]) -> str:
+        distinct = {v for _, v in values}
+        if len(distinct) == 1:
+            params.append(values[0][1])
+            return f"{name} = {self._ph}"
+        return f"{name} = " + self._case(values, params)
+
+    async def _finish_group(self, status: JobStatus, group: Sequence[Finish], now: int) -> set[str]:
+        group = sorted(group, key=lambda f: f.id)
+        p = self._ph
+        params: list[Any] = [status.value, now]
+        sets = [f"status = {p}", f"updated_at = {p}"]
+        if status is JobStatus.DONE:
+            sets.append(self._set_value("result", [(f.id, f.result) for f in group], params))
+        else:
+            sets.append(self._set_value("error", [(f.id, f.error) for f in group], params))
+        if status is JobStatus.TODO:
+            sets.append(self._set_value("run_at", [(f.id, f.run_at or now) for f in group], params))
+            sets.append("lease_owner = NULL, lease_token = NULL, leased_until = NULL")
+        else:
+            sets.append(f"finished_at = {p}, leased_until = NULL, unique_key = NULL")
+            params.append(now)
+        ids = [f.id for f in group]
+        params.extend(ids)
+        where = f"id IN ({self._in(len(ids))}) AND status = 'running' AND lease_token = "
+        where += self._case([(f.id, f.token) for f in group], params)
+        sql = f"UPDATE {self._t} SET {', '.join(sets)} WHERE {where}"
+        count = await self._run("recording finished jobs", lambda: self._exec(sql, params))
+        if count == len(group):
+            return set(ids)
+        # Some were rejected (late finish after a lost lease): find out which.
+        states = await self.claim_states(ids)
+        won = set()
+        for f in group:
+            st = states.get(f.id)
+            if (
+                st is not None
+                and st.status is status
+                and (status is not JobStatus.TODO or st.run_at == (f.run_at or now))
+            ):
+                won.add(f.id)
+        return won
+
+    async def release(self, items: Sequence[tuple[str, str]], now: int) -> set[str]:
+        """Put claimed-but-unfinished jobs back to ``todo`` without using up the attempt
+        (graceful shutdown). Fenced by token; returns the ids released."""
+        if not items:
+            return set()
+        items = sorted(items)
+        p = self._ph
+        params: list[Any] = [now]
+        ids = [i for i, _ in items]
+        params.extend(ids)
+        where = f"id IN ({self._in(len(ids))}) AND status = 'running' AND lease_token = "
+        where += self._case(items, params)
+        sql = (
+            f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
+            f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
+            f"WHERE {where}"
+        )
+        count = await self._run("releasing jobs", lambda: self._exec(sql, params))
+        if count == len(items):
+            return set(ids)
+        states = await self.claim_states(ids)
+        return {i for i in ids if (s := states.get(i)) and s.status is JobStatus.TODO}
+
+    async def renew(self, owner: str, leased_until: int, now: int) -> int:
+        p = self._ph
+        sql = (
+            f"UPDATE {self._t} SET leased_until = {p} WHERE lease_owner = {p} "
+            f"AND status = 'running'"
+        )
+        return await self._run("renewing leases", lambda: self._exec(sql, (leased_until, owner)))
+
+    async def fail_unclaimed(self, job_id: str, error: str, now: int) -> bool:
+        """Fail a ``todo`` job that cannot be run (malformed message)."""
+        p = self._ph
+        sql = (
+            f"UPDATE {self._t} SET status = 'failed', error = {p}, finished_at = {p}, "
+            f"updated_at = {p}, unique_key = NULL WHERE id = {p} AND status = 'todo'"
+        )
+        return (
+            await self._run("failing a job", lambda: self._exec(sql, (error, now, now, job_id))) > 0
+        )
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        rows = await self._run(
+            "reading a job",
+            lambda: self._fetch(
+                f"SELECT {_JOB_COLUMNS} FROM {self._t} WHERE id = {self._ph}", (job_id,)
+            ),
+        )
+        return _record(rows[0]) if rows else None
+
+    async def get_statuses(self, ids: Sequence[str]) -> dict[str, JobStatus]:
+        if not ids:
+            return {}
+        rows = await self._run(
+            "reading job statuses",
+            lambda: self._fetch(
+                f"SELECT id, status FROM {self._t} WHERE id IN ({self._in(len(ids))})", list(ids)
+            ),
+        )
+        return {r[0]: JobStatus(r[1]) for r in rows}
+
+    async def count_by_status(self, queue: str) -> dict[JobStatus, int]:
+        rows = await self._run(
+            "counting jobs",
+            lambda: self._fetch(
+                f"SELECT status, COUNT(*) FROM {self._t} WHERE queue = {self._ph} GROUP BY status",
+                (queue,),
+            ),
+        )
+        counts = dict.fromkeys(JobStatus, 0)
+        for status, n in rows:
+            counts[JobStatus(status)] = int(n)
+        return counts
+
+    async def dispatchable(
+        self, queue: str, after_id: str, limit: int, now: int
+    ) -> list[JobRecord]:
+        """Keyset page of jobs that should be in Redis: ``todo``, or ``running`` with an
+        expired lease."""
+        p = self._ph
+        rows = await self._run(
+            "reading dispatchable jobs",
+            lambda: self._fetch(
+                f"SELECT {_JOB_COLUMNS} FROM {self._t} WHERE queue = {p} AND id > {p} AND "
+                f"(status = 'todo' OR (status = 'running' AND leased_until < {p})) "
+                f"ORDER BY id LIMIT {int(limit)}",
+                (queue, after_id, now),
+            ),
+        )
+        return [_record(r) for r in rows]
+
+    async def mark_dispatched(self, ids: Sequence[str], epoch: str, now: int) -> None:
+        if not ids:
+            return
+        p = self._ph
+        ordered = sorted(ids)
+        sql = (
+            f"UPDATE {self._t} SET dispatched_at = {p}, dispatch_epoch = {p} "
+            f"WHERE id IN ({self._in(len(ordered))})"
+        )
+        await self._run("marking jobs dispatched", lambda: self._exec(sql, [now, epoch, *ordered]))
+
+    async def unfinished_count(self, queue: str, now: int) -> int:
+        p = self._ph
+        rows = await self._run(
+            "counting unfinished jobs",
+            lambda: self._fetch(
+                f"SELECT COUNT(*) FROM {self._t} WHERE queue = {p} AND "
+                f"((status = 'todo' AND run_at <= {p}) OR status = 'running')",
+                (queue, now),
+            ),
+        )
+        return int(rows[0][0])
+
+    async def purge_queue(self, queue: str) -> int:
+        sql = f"DELETE FROM {self._t} WHERE queue = {self._ph}"
+        return await self._run("purging", lambda: self._exec(sql, (queue,)))
+
+
+def _record(r: Sequence[Any]) -> JobRecord:
+    return JobRecord(
+        id=r[0],
+        queue=r[1],
+        task=r[2],
+        payload=r[3],
+        status=JobStatus(r[4]),
+        priority=int(r[5]),
+        attempts=int(r[6]),
+        stalls=int(r[7]),
+        max_attempts=int(r[8]),
+        run_at=int(r[9]),
+        lease_owner=r[10],
+        lease_token=r[11],
+        leased_until=r[12],
+        result=r[13],
+        error=r[14],
+        unique_key=r[15],
+        created_at=int(r[16]),
+        updated_at=int(r[17]),
+        finished_at=r[18],
+    )

@@ -1,0 +1,86 @@
+"""Tasks: ``async def`` handlers registered with ``@queue.task``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from ._decisions import Backoff
+from ._errors import ConfigurationError
+from ._models import Options, validate_name
+
+if TYPE_CHECKING:
+    from ._job import Job
+    from ._queue import Queue
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskConfig:
+    name: str
+    retries: int
+    timeout: float | None
+    backoff: Backoff
+    no_retry: tuple[type[BaseException], ...] = ()
+
+
+class Task(Generic[P, R]):
+    """A registered handler. Calling it runs the plain function; ``.enqueue`` queues it."""
+
+    def __init__(self, queue: Queue, fn: Callable[P, Awaitable[R]], config: TaskConfig) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(
+                f"@queue.task needs an `async def` function; {getattr(fn, '__qualname__', fn)!r} "
+                "is not a coroutine function"
+            )
+        self.queue = queue
+        self.fn = fn
+        self.config = config
+        self.name = config.name
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        return self.fn(*args, **kwargs)
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Queue a run; returns once the job is durable in SQL."""
+        return await self.queue._enqueue(self.name, args, kwargs, Options())
+
+    def options(self, **options: Any) -> BoundTask[P, R]:
+        """Job options (``delay``, ``run_at``, ``priority``, ``job_id``, ``unique_key``,
+        ``retries``) kept apart from the handler's own keyword arguments."""
+        return BoundTask(self, Options(**options))
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} of queue {self.queue.name!r}>"
+
+
+class BoundTask(Generic[P, R]):
+    def __init__(self, task: Task[P, R], options: Options) -> None:
+        self.task = task
+        self.opts = options
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return await self.task.queue._enqueue(self.task.name, args, kwargs, self.opts)
+
+
+def make_config(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    retries: int,
+    timeout: float | None,
+    backoff: Backoff,
+    no_retry: tuple[type[BaseException], ...],
+) -> TaskConfig:
+    task_name = validate_name(name or f"{fn.__module__}.{fn.__qualname__}", "task name")
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return TaskConfig(task_name, retries, timeout, backoff, no_retry)
