@@ -78,7 +78,7 @@ def make_config(
     backoff: Backoff,
     no_retry: tuple[type[BaseException], ...],
 ) -> TaskConfig:
-    task_name = validate_name(name or f"{fn.__module__}.{fn.__qualname__}", "task name")
+    task_name = validate_name(name or fn.__name__, "task name")
     if not isinstance(retries, int) or retries < 0:
         raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):

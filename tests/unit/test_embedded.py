@@ -190,11 +190,9 @@ def test_server_outlives_the_process_that_started_it(base: Path) -> None:
     if _embedded.find_redis_server() is None:
         pytest.skip("no redis-server available")
     code = (
-        "import importlib.util, sys\n"
+        "import sys\n"
         "from pathlib import Path\n"
-        "spec = importlib.util.spec_from_file_location('emb', sys.argv[1])\n"
-        "mod = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(mod)\n"
+        "from aqueue import _embedded as mod\n"
         "print(mod.ensure_embedded_redis(Path(sys.argv[2])))\n"
     )
     out = subprocess.run(

@@ -7,7 +7,7 @@ Redis Cluster slot. Multi-key moves are Lua scripts (``lua/*.lua``), loaded once
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -202,10 +202,13 @@ class Broker:
             if cur is not None and _text(cur) == token:
                 await self.redis.delete(key)
 
-    async def purge(self, runner_ids: Iterable[str] = ()) -> None:
+    async def purge(self) -> None:
+        """Delete the queue's keys, including every known runner's working list."""
         async with map_exceptions("purge"):
+            runners = [_text(r) for r in await self.redis.smembers(self.keys.runners)]
             keys = [self.keys.ready, self.keys.delayed, self.keys.epoch, self.keys.runners]
-            keys += [self.keys.working(r) for r in runner_ids]
+            keys += [self.keys.working(r) for r in runners]
+            keys += [self.keys.alive(r) for r in runners]
             await self.redis.delete(*keys)
 
 

@@ -13,6 +13,8 @@ class RunnerConfig:
     """Handlers running at once in this process."""
     burst: bool = False
     """Exit once no job is ready or running (instead of waiting for more)."""
+    burst_horizon: float = 60.0
+    """In burst mode, also wait for delayed jobs and retries due within this many seconds."""
     lease: float = 30.0
     """How long a claim holds a job without renewal before it may be reclaimed."""
     heartbeat: float = 10.0

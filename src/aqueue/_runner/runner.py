@@ -94,6 +94,7 @@ class Runner:
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._to_release: list[tuple[str, str]] = []
         self._last_ack = time.monotonic()
+        self._last_burst_resync = 0.0
         self._epoch: str | None = None
         self._be: _Backend | None = None
         self._claimer: Batcher[Message, _Claimed] | None = None
@@ -120,9 +121,11 @@ class Runner:
         for hook in self.queue.startup_hooks:
             await hook(self.state)
         loop = asyncio.get_running_loop()
+        saved: dict[int, Any] = {}
         if cfg.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    saved[sig] = signal.getsignal(sig)
                     loop.add_signal_handler(sig, self._on_signal)
         await self._startup_resync()
         side = {
@@ -150,10 +153,12 @@ class Runner:
         finally:
             stop_wait.cancel()
             await self._shutdown(side)
-            if cfg.handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(sig)
+            for signum, previous in saved.items():
+                # put back what was there (e.g. asyncio.run's own SIGINT handler)
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(signum)
+                    if previous is not None:
+                        signal.signal(signum, previous)
         if crashed is not None:
             raise RunnerCrashedError(f"runner side task died: {crashed!r}") from crashed
 
@@ -272,15 +277,18 @@ class Runner:
         assert self._be is not None
         if idle_since is None:
             return False
-        ready, _ = await self._be.broker.lengths()
+        ready, delayed = await self._be.broker.lengths()
         if ready:
             return False
         moved, next_ms = await self._be.broker.promote()
-        if moved or 0 <= next_ms <= 0:
+        if moved or next_ms == 0:
             return False
-        if await self._be.store.unfinished_count(self.queue.name, self.clock()) == 0:
+        horizon = self.clock() + int(self.config.burst_horizon * 1e6)
+        if await self._be.store.unfinished_count(self.queue.name, horizon) == 0:
             return True
-        if time.monotonic() - idle_since > 1.0:
+        quiet = time.monotonic() - max(idle_since, self._last_burst_resync) > 2.0
+        if quiet and (delayed == 0 or next_ms < 0):
+            self._last_burst_resync = time.monotonic()
             await resync(self._be, self.clock, lock_ms=int(self.config.lease * 1000), force=True)
             return False
         return False

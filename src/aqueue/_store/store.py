@@ -400,14 +400,14 @@ class Store:
         if not ids:
             return set()
         p = self._ph
+        ordered = sorted(set(ids))
         sql = (
             f"UPDATE {self._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
             f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
             f"dispatched_at = COALESCE(dispatched_at, {p}) "
-            f"WHERE id IN ({self._in(len(ids))}) AND ((status = 'todo' AND run_at <= {p}) "
+            f"WHERE id IN ({self._in(len(ordered))}) AND ((status = 'todo' AND run_at <= {p}) "
             f"OR (status = 'running' AND leased_until < {p}))"
         )
-        ordered = sorted(set(ids))
         params = [owner, token, leased_until, now, now, *ordered, now, now]
         count = await self._run("claiming jobs", lambda: self._exec(sql, params))
         if count == len(ordered):

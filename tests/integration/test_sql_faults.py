@@ -1,0 +1,137 @@
+"""Real SQL faults through a TCP proxy in front of MariaDB: a connection cut right after
+the server executed (and committed) an INSERT, and a database that is not reachable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+
+from aqueue import EnqueueOutcomeUnknownError, JobStatus, Options, StoreError
+
+from ..conftest import MYSQL_URL, QueueFactory
+
+
+class CuttingProxy:
+    """Forwards to MariaDB; once armed, the connection that sends an INSERT gets the
+    statement delivered and executed, then is cut before the reply reaches the client."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.armed = False
+        self.cuts = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        sr, sw = await asyncio.open_connection(*self.target)
+        hold = asyncio.Event()
+        cut = asyncio.Event()
+
+        async def up() -> None:
+            while data := await cr.read(65536):
+                if self.armed and b"INSERT INTO" in data:
+                    self.armed = False
+                    hold.set()
+                sw.write(data)
+                await sw.drain()
+                if hold.is_set():
+                    await cut.wait()
+                    return
+
+        async def down() -> None:
+            while data := await sr.read(65536):
+                if hold.is_set():
+                    # the server's reply to the INSERT: it is committed; drop the reply
+                    self.cuts += 1
+                    cut.set()
+                    return
+                cw.write(data)
+                await cw.drain()
+
+        t_up = asyncio.ensure_future(up())
+        t_down = asyncio.ensure_future(down())
+        with contextlib.suppress(Exception):
+            await asyncio.wait({t_up, t_down}, return_when=asyncio.FIRST_COMPLETED)
+        for t in (t_up, t_down):
+            t.cancel()
+            with contextlib.suppress(BaseException):
+                await t
+        for w in (cw, sw):
+            w.close()
+            with contextlib.suppress(Exception):
+                await w.wait_closed()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def proxy(backend: str) -> AsyncIterator[CuttingProxy]:
+    if backend != "mysql":
+        pytest.skip("the proxy sits in front of MariaDB")
+    url = sa.make_url(MYSQL_URL)
+    p = CuttingProxy((url.host or "127.0.0.1", url.port or 3306))
+    await p.start()
+    yield p
+    await p.close()
+
+
+async def test_commit_outcome_unknown_carries_id_and_retry_is_a_noop(
+    make_queue: QueueFactory, proxy: CuttingProxy
+) -> None:
+    direct = make_queue()
+    url = sa.make_url(MYSQL_URL).set(port=proxy.port).render_as_string(hide_password=False)
+    cut = make_queue(database_url=url)
+
+    @direct.task
+    async def charge(order: int) -> int:
+        return order
+
+    cut.task(charge.fn)
+    await direct.connect()
+    await cut.connect()
+    proxy.armed = True
+    with pytest.raises(EnqueueOutcomeUnknownError) as err:
+        await cut.enqueue("charge", 7)
+    assert proxy.cuts == 1, repr(err.value.__cause__)
+    job_id = err.value.job_id
+    assert job_id in str(err.value)
+    # The INSERT did commit: enqueueing again with the id is a no-op returning that job.
+    again = await direct.options(job_id=job_id).enqueue("charge", 7)
+    assert again.id == job_id
+    counts = await direct.counts()
+    assert sum(counts.values()) == 1
+    assert await again.status() is JobStatus.TODO
+
+
+async def test_unreachable_database_never_reports_success(make_queue: QueueFactory) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    url = sa.make_url(MYSQL_URL).set(port=port).render_as_string(hide_password=False)
+    q = make_queue(database_url=url, init_db=False)
+
+    @q.task
+    async def t() -> None:
+        return None
+
+    with pytest.raises(StoreError) as err:
+        await t.enqueue()
+    assert not isinstance(err.value, EnqueueOutcomeUnknownError)
+    assert "enqueue failed" in str(err.value)
+
+
+def test_options_job_id_spelling() -> None:
+    assert Options(job_id="abc").job_id == "abc"

@@ -1,0 +1,145 @@
+"""Pure decision code and data formats: no servers, no clock reads."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+
+import pytest
+
+from aqueue import Backoff, ConfigurationError, JobStatus, Options, SerializationError
+from aqueue._decisions import decide_claim_loss, decide_failure, lease_expired, local_deadline
+from aqueue._models import (
+    decode_message,
+    encode_message,
+    message_job_id,
+    new_job_id,
+    validate_identifier,
+)
+from aqueue._serde import decode_error, encode_error, encode_payload
+
+S = 1_000_000
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    b = Backoff(base=1, factor=2, cap=10, jitter=0)
+    assert [b.delay(n) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_backoff_jitter_stays_in_upper_half() -> None:
+    b = Backoff(base=4, factor=2, cap=100, jitter=0.5)
+    rnd = random.Random(7)
+    delays = [b.delay(1, rnd) for _ in range(200)]
+    assert all(2 <= d <= 4 for d in delays)
+    assert len(set(delays)) > 100
+
+
+def test_failure_retries_until_attempts_are_used() -> None:
+    b = Backoff(base=1, jitter=0)
+    d = decide_failure(attempt=1, max_attempts=3, now=10 * S, retryable=True, backoff=b)
+    assert d.status == "todo" and d.run_at == 11 * S
+    d = decide_failure(attempt=2, max_attempts=3, now=10 * S, retryable=True, backoff=b)
+    assert d.status == "todo" and d.run_at == 12 * S
+    d = decide_failure(attempt=3, max_attempts=3, now=10 * S, retryable=True, backoff=b)
+    assert d.status == "failed" and d.run_at is None
+
+
+def test_failure_not_retryable_and_requested_delay() -> None:
+    b = Backoff(base=1, jitter=0)
+    assert decide_failure(attempt=1, max_attempts=9, now=0, retryable=False, backoff=b).status == (
+        "failed"
+    )
+    d = decide_failure(
+        attempt=1, max_attempts=9, now=5 * S, retryable=True, backoff=b, requested_delay=0.25
+    )
+    assert d.run_at == 5 * S + 250_000
+
+
+def test_claim_loss_never_drops_an_unfinished_job() -> None:
+    now = 100 * S
+    assert decide_claim_loss(status=JobStatus.DONE, run_at=0, leased_until=None, now=now).action == (
+        "drop"
+    )
+    assert decide_claim_loss(status=None, run_at=0, leased_until=None, now=now).action == "drop"
+    not_due = decide_claim_loss(status=JobStatus.TODO, run_at=now + 5 * S, leased_until=None, now=now)
+    assert (not_due.action, not_due.until) == ("delay", now + 5 * S)
+    leased = decide_claim_loss(
+        status=JobStatus.RUNNING, run_at=0, leased_until=now + 30 * S, now=now
+    )
+    assert (leased.action, leased.until) == ("delay", now + 30 * S)
+
+
+def test_lease_helpers() -> None:
+    assert lease_expired(10, 11) and not lease_expired(10, 10) and not lease_expired(None, 5)
+    assert local_deadline(100.0, 30.0, 10.0) == 120.0
+
+
+def test_message_round_trip_and_version() -> None:
+    payload = encode_payload((1, "a"), {"k": [1, 2]}, 1000)
+    raw = encode_message("id-1", "task", payload, 2, 5).encode()
+    msg = decode_message(raw)
+    assert (msg.id, msg.task, msg.args, msg.kwargs, msg.attempts, msg.max_attempts) == (
+        "id-1", "task", [1, "a"], {"k": [1, 2]}, 2, 5,
+    )
+    assert json.loads(raw)["v"] == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[]", b'{"v":1}', b'{"v":99,"id":"x","t":"t","n":0,"m":1,"p":{"a":[],"k":{}}}',
+     b'{"v":1,"id":"x","t":"t","n":0,"m":1,"p":{"a":{},"k":{}}}', b"\xff\xfe"],
+)
+def test_malformed_messages_are_rejected(raw: bytes) -> None:
+    with pytest.raises(SerializationError):
+        decode_message(raw)
+
+
+def test_message_job_id_best_effort() -> None:
+    assert message_job_id(b'{"id":"abc"}') == "abc"
+    assert message_job_id(b"junk") is None
+
+
+def test_job_ids_are_uuid7_unique_and_time_ordered() -> None:
+    ids = [new_job_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    parsed = uuid.UUID(ids[0])
+    assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    stamps = [i[:13] for i in ids]
+    assert stamps == sorted(stamps)
+
+
+def test_identifiers_are_validated() -> None:
+    assert validate_identifier("aqueue_jobs", "table name") == "aqueue_jobs"
+    for bad in ("1jobs", "jobs;drop", "a" * 49, "", "jobs`x"):
+        with pytest.raises(ConfigurationError):
+            validate_identifier(bad, "table name")
+
+
+def test_payload_limits_and_no_pickle() -> None:
+    with pytest.raises(SerializationError):
+        encode_payload((object(),), {}, 1000)
+    with pytest.raises(SerializationError, match="max_payload_bytes=10"):
+        encode_payload(("x" * 100,), {}, 10)
+    with pytest.raises(SerializationError):
+        encode_payload((float("nan"),), {}, 1000)
+
+
+def test_error_encoding_round_trip() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        text = encode_error(exc)
+    etype, msg, tb = decode_error(text)
+    assert (etype, msg) == ("ValueError", "boom") and "Traceback" in tb
+
+
+def test_options_validation() -> None:
+    with pytest.raises(ConfigurationError):
+        Options(delay=-1)
+    with pytest.raises(ConfigurationError):
+        Options(retries=-1)
+    with pytest.raises(ConfigurationError):
+        Options(job_id="x" * 37)
+    assert Options(delay=2).start_time_us(10 * S) == 12 * S
+    assert Options(run_at=20.0, delay=5).start_time_us(10 * S) == 20 * S
