@@ -465,9 +465,7 @@ async def test_processes_supervisor_restarts_a_killed_child(app: App, procs: Pro
     assert code == 0, procs.output("supervisor")[1][-3000:]
     everyone = app.pids()
     assert everyone == first | replacement
-    await wait_for(
-        lambda: not any(pid_alive(pid) for pid in everyone), 5, "no runner process left"
-    )
+    await wait_for(lambda: not any(pid_alive(pid) for pid in everyone), 5, "no runner process left")
     err = procs.output("supervisor")[1]
     assert f"(pid {victim}) exited with -9; restarting" in err
 

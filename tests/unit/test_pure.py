@@ -58,11 +58,13 @@ def test_failure_not_retryable_and_requested_delay() -> None:
 
 def test_claim_loss_never_drops_an_unfinished_job() -> None:
     now = 100 * S
-    assert decide_claim_loss(status=JobStatus.DONE, run_at=0, leased_until=None, now=now).action == (
-        "drop"
-    )
+    assert decide_claim_loss(
+        status=JobStatus.DONE, run_at=0, leased_until=None, now=now
+    ).action == ("drop")
     assert decide_claim_loss(status=None, run_at=0, leased_until=None, now=now).action == "drop"
-    not_due = decide_claim_loss(status=JobStatus.TODO, run_at=now + 5 * S, leased_until=None, now=now)
+    not_due = decide_claim_loss(
+        status=JobStatus.TODO, run_at=now + 5 * S, leased_until=None, now=now
+    )
     assert (not_due.action, not_due.until) == ("delay", now + 5 * S)
     leased = decide_claim_loss(
         status=JobStatus.RUNNING, run_at=0, leased_until=now + 30 * S, now=now
@@ -80,15 +82,26 @@ def test_message_round_trip_and_version() -> None:
     raw = encode_message("id-1", "task", payload, 2, 5).encode()
     msg = decode_message(raw)
     assert (msg.id, msg.task, msg.args, msg.kwargs, msg.attempts, msg.max_attempts) == (
-        "id-1", "task", [1, "a"], {"k": [1, 2]}, 2, 5,
+        "id-1",
+        "task",
+        [1, "a"],
+        {"k": [1, 2]},
+        2,
+        5,
     )
     assert json.loads(raw)["v"] == 1
 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"[]", b'{"v":1}', b'{"v":99,"id":"x","t":"t","n":0,"m":1,"p":{"a":[],"k":{}}}',
-     b'{"v":1,"id":"x","t":"t","n":0,"m":1,"p":{"a":{},"k":{}}}', b"\xff\xfe"],
+    [
+        b"not json",
+        b"[]",
+        b'{"v":1}',
+        b'{"v":99,"id":"x","t":"t","n":0,"m":1,"p":{"a":[],"k":{}}}',
+        b'{"v":1,"id":"x","t":"t","n":0,"m":1,"p":{"a":{},"k":{}}}',
+        b"\xff\xfe",
+    ],
 )
 def test_malformed_messages_are_rejected(raw: bytes) -> None:
     with pytest.raises(SerializationError):

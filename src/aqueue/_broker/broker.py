@@ -6,6 +6,7 @@ Redis Cluster slot. Multi-key moves are Lua scripts (``lua/*.lua``), loaded once
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -29,6 +30,10 @@ async def map_exceptions(what: str) -> AsyncIterator[None]:
     try:
         yield
     except (rexc.RedisError, OSError) as exc:
+        # redis-py may turn a cancellation into a connection error: never swallow it.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError() from exc
         raise BrokerError(f"Redis {what} failed: {type(exc).__name__}: {exc}") from exc
 
 

@@ -92,7 +92,6 @@ class Runner:
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
-        self._to_release: list[tuple[str, str]] = []
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
         self._epoch: str | None = None
@@ -211,10 +210,12 @@ class Runner:
         await self._finisher.close()
         be = self._be
         try:
-            if self._to_release:
-                released = await be.store.release(self._to_release, self.clock())
-                self.stats.released += len(released)
-                log.info("put back %d unfinished job(s)", len(released))
+            # Every handler has stopped and every finish is recorded: whatever still runs
+            # under this runner in SQL is unfinished. Put it back, attempt not used up.
+            released = await be.store.release_owner(self.id, self.clock())
+            self.stats.released += released
+            if released:
+                log.info("put back %d unfinished job(s)", released)
             moved = await be.broker.requeue_all(self.id)
             if moved:
                 log.info("returned %d message(s) from the working list to ready", moved)
@@ -401,12 +402,7 @@ class Runner:
         assert current is not None
         self._running[msg.id] = (token, current)
         try:
-            try:
-                outcome = await execute(self.queue, ctx, msg, self.clock)
-            except asyncio.CancelledError:
-                if self._stopping:
-                    self._to_release.append((msg.id, token))
-                raise
+            outcome = await execute(self.queue, ctx, msg, self.clock)
             self.stats.executed += 1
             await self._after_hooks(ctx, outcome)
             await self._record(msg, token, outcome)
@@ -492,7 +488,7 @@ class Runner:
     async def _heartbeat_loop(self) -> None:
         assert self._be is not None
         be, cfg = self._be, self.config
-        while True:
+        while not self._stopping:
             await asyncio.sleep(cfg.heartbeat)
             sent = time.monotonic()
             try:
@@ -521,7 +517,7 @@ class Runner:
     async def _promote_loop(self) -> None:
         assert self._be is not None
         broker, cfg = self._be.broker, self.config
-        while True:
+        while not self._stopping:
             try:
                 moved, next_ms = await broker.promote()
             except BackendError as exc:

@@ -8,6 +8,7 @@ next. Batches are capped in items and bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,10 +62,20 @@ class Batcher(Generic[T, R]):
             raise RuntimeError(f"{self.name} batcher is closed")
         self._ensure_started()
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut))
+        entry = (item, fut)
+        self._pending.append(entry)
         assert self._wakeup is not None
         self._wakeup.set()
-        return await asyncio.shield(fut)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # Not taken into a batch yet: withdraw it, so a cancelled caller's request is
+            # not executed behind its back. (Once taken, it completes; the caller is gone.)
+            if not fut.done():
+                with contextlib.suppress(ValueError):
+                    self._pending.remove(entry)
+                fut.cancel()
+            raise
 
     async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
         if self._closed:

@@ -179,6 +179,9 @@ class Store:
             try:
                 return await fn()
             except (SQLAlchemyError, OSError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError() from exc  # never swallow a cancellation
                 if i < attempts - 1 and _is_retryable(exc):
                     log.debug("%s: retrying after %s", what, _short(exc))
                     await asyncio.sleep(delay)
@@ -350,6 +353,9 @@ class Store:
         try:
             await self._exec(sql, params)
         except (SQLAlchemyError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError() from exc
             if _is_definite(exc):
                 raise StoreError(f"enqueue failed: {type(exc).__name__}: {_short(exc)}") from exc
             first = jobs[0].id
@@ -520,6 +526,17 @@ class Store:
             return set(ids)
         states = await self.claim_states(ids)
         return {i for i in ids if (s := states.get(i)) and s.status is JobStatus.TODO}
+
+    async def release_owner(self, owner: str, now: int) -> int:
+        """Put back every job still ``running`` under ``owner`` (graceful shutdown, once
+        the owner's handlers have all stopped): ``todo``, attempt not used up."""
+        p = self._ph
+        sql = (
+            f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
+            f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
+            f"WHERE lease_owner = {p} AND status = 'running'"
+        )
+        return await self._run("releasing jobs", lambda: self._exec(sql, (now, owner)))
 
     async def renew(self, owner: str, leased_until: int, now: int) -> int:
         p = self._ph
