@@ -92,6 +92,7 @@ class Runner:
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._revoked: set[str] = set()
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
         self._epoch: str | None = None
@@ -402,7 +403,20 @@ class Runner:
         assert current is not None
         self._running[msg.id] = (token, current)
         try:
-            outcome = await execute(self.queue, ctx, msg, self.clock)
+            try:
+                outcome = await execute(self.queue, ctx, msg, self.clock)
+            except asyncio.CancelledError:
+                if msg.id in self._revoked and not self._stopping:
+                    # We cancelled it ourselves: the job is someone else's now. Forget
+                    # our delivery of it.
+                    current.uncancel()
+                    self._revoked.discard(msg.id)
+                    self._running.pop(msg.id, None)
+                    assert self._be is not None
+                    with contextlib.suppress(BackendError):
+                        await self._be.broker.settle(self.id, [msg.raw])
+                    return
+                raise
             self.stats.executed += 1
             await self._after_hooks(ctx, outcome)
             await self._record(msg, token, outcome)
@@ -486,33 +500,52 @@ class Runner:
         return time.monotonic() > local_deadline(self._last_ack, cfg.lease, cfg.margin)
 
     async def _heartbeat_loop(self) -> None:
+        """Renew the leases of the running jobs in SQL (one statement, fenced by token),
+        then the liveness key in Redis. The local deadline follows SQL acknowledgements
+        only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
         assert self._be is not None
         be, cfg = self._be, self.config
         while not self._stopping:
             await asyncio.sleep(cfg.heartbeat)
-            sent = time.monotonic()
-            try:
-                now = self.clock()
-                async with asyncio.timeout(cfg.heartbeat):
-                    await be.store.renew(self.id, now + int(cfg.lease * 1e6), now)
-                    await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
-                    epoch = await be.broker.epoch()
-                self._last_ack = sent
-                if epoch != self._epoch:
-                    log.warning("Redis lost its data (epoch changed): resyncing from SQL")
-                    self._epoch = epoch
-                    n = await resync(be, self.clock, lock_ms=int(cfg.lease * 1000), force=True)
-                    log.warning("resync re-dispatched %d job(s)", n)
-            except (BackendError, TimeoutError) as exc:
-                log.warning("lease renewal failed: %r", exc)
+            await self._beat(be, cfg)
             if self._local_deadline_passed() and self._running:
                 log.error(
                     "no lease renewal acknowledged within the lease: cancelling %d running "
                     "job(s), they will run again elsewhere",
                     len(self._running),
                 )
-                for _, task in list(self._running.values()):
+                for job_id, (_, task) in list(self._running.items()):
+                    self._revoked.add(job_id)
                     task.cancel()
+
+    async def _beat(self, be: _Backend, cfg: RunnerConfig) -> None:
+        sent = time.monotonic()
+        items = [(job_id, token) for job_id, (token, _) in self._running.items()]
+        try:
+            async with asyncio.timeout(cfg.heartbeat):
+                lost = await be.store.renew(items, self.clock() + int(cfg.lease * 1e6))
+            self._last_ack = sent
+        except (BackendError, TimeoutError) as exc:
+            log.warning("lease renewal in SQL failed: %r", exc)
+            return
+        for job_id in lost:
+            entry = self._running.get(job_id)
+            if entry is not None and entry[0] == dict(items).get(job_id):
+                log.warning("lease of job %s was revoked: cancelling its handler", job_id)
+                self._revoked.add(job_id)
+                entry[1].cancel()
+        try:
+            async with asyncio.timeout(cfg.heartbeat):
+                await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
+                epoch = await be.broker.epoch()
+        except (BackendError, TimeoutError) as exc:
+            log.warning("Redis heartbeat failed: %r", exc)
+            return
+        if epoch != self._epoch:
+            log.warning("Redis lost its data (epoch changed): resyncing from SQL")
+            self._epoch = epoch
+            n = await resync(be, self.clock, lock_ms=int(cfg.lease * 1000), force=True)
+            log.warning("resync re-dispatched %d job(s)", n)
 
     async def _promote_loop(self) -> None:
         assert self._be is not None

@@ -45,6 +45,7 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("finished_at", sa.BigInteger),
         sa.Index(f"ix_{table_name}_qsr", "queue", "status", "run_at"),
         sa.Index(f"ix_{table_name}_owner", "lease_owner", "status"),
+        sa.Index(f"ix_{table_name}_lease", "status", "leased_until"),
         sa.Index(f"ix_{table_name}_fin", "status", "finished_at"),
         sa.Index(f"ux_{table_name}_unique", "queue", "unique_key", unique=True),
         mysql_engine="InnoDB",

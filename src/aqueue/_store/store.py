@@ -538,13 +538,30 @@ class Store:
         )
         return await self._run("releasing jobs", lambda: self._exec(sql, (now, owner)))
 
-    async def renew(self, owner: str, leased_until: int, now: int) -> int:
-        p = self._ph
-        sql = (
-            f"UPDATE {self._t} SET leased_until = {p} WHERE lease_owner = {p} "
-            f"AND status = 'running'"
+    async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:
+        """Extend the leases of these (id, token) claims in one statement; return the ids
+        whose lease is gone (token revoked, job reclaimed or repushed)."""
+        if not items:
+            return set()
+        items = sorted(items)
+        params: list[Any] = [leased_until]
+        ids = [i for i, _ in items]
+        params.extend(ids)
+        where = f"id IN ({self._in(len(ids))}) AND status = 'running' AND lease_token = "
+        where += self._case(items, params)
+        sql = f"UPDATE {self._t} SET leased_until = {self._ph} WHERE {where}"
+        count = await self._run("renewing leases", lambda: self._exec(sql, params))
+        if count == len(items):
+            return set()
+        rows = await self._run(
+            "reading renewed leases",
+            lambda: self._fetch(
+                f"SELECT id, lease_token, status FROM {self._t} WHERE id IN ({self._in(len(ids))})",
+                ids,
+            ),
         )
-        return await self._run("renewing leases", lambda: self._exec(sql, (leased_until, owner)))
+        have = {r[0]: (r[1], r[2]) for r in rows}
+        return {i for i, tok in items if have.get(i) != (tok, "running")}
 
     async def fail_unclaimed(self, job_id: str, error: str, now: int) -> bool:
         """Fail a ``todo`` job that cannot be run (malformed message)."""

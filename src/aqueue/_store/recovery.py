@@ -1,0 +1,154 @@
+"""Named SQL queries of the recovery side: reclaiming expired leases, sweeping rows that
+never reached Redis, repushing jobs. Every write is a compare-and-set on the state read."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._models import JobRecord, JobStatus
+from .store import _JOB_COLUMNS, Store, _record
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaim:
+    """The decision for one expired lease: where the job goes, and why."""
+
+    id: str
+    token: str
+    status: JobStatus
+    error: str | None
+
+
+async def expired_leases(store: Store, queue: str, before: int, limit: int) -> list[JobRecord]:
+    """``running`` jobs of ``queue`` whose lease ended before ``before`` (oldest first)."""
+    p = store._ph
+    rows = await store._run(
+        "reading expired leases",
+        lambda: store._fetch(
+            f"SELECT {_JOB_COLUMNS} FROM {store._t} WHERE status = 'running' AND "
+            f"leased_until < {p} AND queue = {p} ORDER BY leased_until LIMIT {int(limit)}",
+            (before, queue),
+        ),
+    )
+    return [_record(r) for r in rows]
+
+
+async def reclaim(store: Store, items: Sequence[Reclaim], before: int, now: int) -> set[str]:
+    """Apply reclaim decisions, fenced by the token that was read and by the lease still
+    being expired. The stall is counted; the attempt the dead run used is given back.
+    Returns the ids changed."""
+    done: set[str] = set()
+    groups: dict[JobStatus, list[Reclaim]] = {}
+    for it in items:
+        groups.setdefault(it.status, []).append(it)
+    for status, group in groups.items():
+        group = sorted(group, key=lambda r: r.id)
+        p = store._ph
+        params: list[Any] = [status.value, now]
+        sets = [
+            f"status = {p}",
+            f"updated_at = {p}",
+            "stalls = stalls + 1",
+            "lease_owner = NULL",
+            "lease_token = NULL",
+            "leased_until = NULL",
+        ]
+        if status is JobStatus.TODO:
+            sets.append("attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+            sets.append(f"run_at = {p}")
+            params.append(now)
+        else:
+            sets.append(f"finished_at = {p}, unique_key = NULL")
+            params.append(now)
+            sets.append(store._set_value("error", [(r.id, r.error) for r in group], params))
+        ids = [r.id for r in group]
+        params.extend(ids)
+        where = (
+            f"id IN ({store._in(len(ids))}) AND status = 'running' AND leased_until < {p} "
+            "AND lease_token = "
+        )
+        params.append(before)
+        where += store._case([(r.id, r.token) for r in group], params)
+        sql = f"UPDATE {store._t} SET {', '.join(sets)} WHERE {where}"
+        count = await store._run("reclaiming jobs", _bind(store, sql, params))
+        if count == len(group):
+            done |= set(ids)
+            continue
+        states = await store.claim_states(ids)
+        done |= {i for i in ids if (st := states.get(i)) and st.status is status}
+    return done
+
+
+async def owner_running(store: Store, owner: str) -> int:
+    p = store._ph
+    rows = await store._run(
+        "counting a runner's jobs",
+        lambda: store._fetch(
+            f"SELECT COUNT(*) FROM {store._t} WHERE lease_owner = {p} AND status = 'running'",
+            (owner,),
+        ),
+    )
+    return int(rows[0][0])
+
+
+async def undispatched(
+    store: Store, queue: str, epoch: str, created_before: int, after_id: str, limit: int
+) -> list[JobRecord]:
+    """Keyset page of ``todo`` jobs that this Redis (epoch) may not hold: never marked
+    dispatched and older than the grace period, or dispatched under another epoch."""
+    p = store._ph
+    rows = await store._run(
+        "sweeping",
+        lambda: store._fetch(
+            f"SELECT {_JOB_COLUMNS} FROM {store._t} WHERE queue = {p} AND status = 'todo' "
+            f"AND id > {p} AND ((dispatched_at IS NULL AND created_at < {p}) OR "
+            f"(dispatched_at IS NOT NULL AND (dispatch_epoch IS NULL OR dispatch_epoch <> {p}))) "
+            f"ORDER BY id LIMIT {int(limit)}",
+            (queue, after_id, created_before, epoch),
+        ),
+    )
+    return [_record(r) for r in rows]
+
+
+async def repush(store: Store, job_id: str, now: int, *, force: bool) -> JobRecord | None:
+    """Force a job back to ``todo`` with fresh attempts. A ``running`` job is changed only
+    with ``force``: its token is revoked and it may start again only when the old lease
+    would have ended, by which time its runner has noticed and cancelled the handler.
+    Returns the job as it now stands (``None`` when there is no such job)."""
+    p = store._ph
+    base = (
+        f"status = 'todo', attempts = 0, stalls = 0, lease_owner = NULL, lease_token = NULL, "
+        f"leased_until = NULL, finished_at = NULL, result = NULL, error = NULL, "
+        f"updated_at = {p}"
+    )
+    sql = f"UPDATE {store._t} SET {base}, run_at = {p} WHERE id = {p} AND status <> 'running'"
+    changed = await store._run("repushing a job", lambda: store._exec(sql, (now, now, job_id)))
+    if not changed and force:
+        sql = (
+            f"UPDATE {store._t} SET {base}, run_at = COALESCE(leased_until, {p}) "
+            f"WHERE id = {p} AND status = 'running'"
+        )
+        await store._run("repushing a running job", lambda: store._exec(sql, (now, now, job_id)))
+    return await store.get_job(job_id)
+
+
+async def ids_by_status(store: Store, queue: str, status: JobStatus, limit: int) -> list[str]:
+    p = store._ph
+    rows = await store._run(
+        "listing jobs",
+        lambda: store._fetch(
+            f"SELECT id FROM {store._t} WHERE queue = {p} AND status = {p} ORDER BY id "
+            f"LIMIT {int(limit)}",
+            (queue, status.value),
+        ),
+    )
+    return [r[0] for r in rows]
+
+
+def _bind(store: Store, sql: str, params: Sequence[Any]) -> Callable[[], Awaitable[int]]:
+    async def go() -> int:
+        return await store._exec(sql, params)
+
+    return go
