@@ -82,3 +82,31 @@ def lease_expired(leased_until: int | None, now: int) -> bool:
 def local_deadline(last_ack_monotonic: float, lease_s: float, margin_s: float) -> float:
     """Monotonic time after which a runner must assume its leases are gone."""
     return last_ack_monotonic + lease_s - margin_s
+
+
+ZombieDestination = Literal["todo", "failed", "done"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimDecision:
+    status: JobStatus
+    reason: str | None
+
+
+def decide_reclaim(
+    *, stalls: int, max_stalls: int, destination: ZombieDestination, owner: str | None
+) -> ReclaimDecision:
+    """A job whose runner stopped renewing its lease (Meepo's zombie job). ``stalls`` is
+    the count before this one. Over the stall limit it fails ("runner died"), so a poison
+    job cannot kill runners forever; otherwise it goes to the configured destination."""
+    count = stalls + 1
+    if count >= max_stalls:
+        return ReclaimDecision(
+            JobStatus.FAILED,
+            f"runner died: {owner or 'unknown runner'} stopped renewing the "
+            f"lease ({count} stall(s), limit {max_stalls})",
+        )
+    if destination == "todo":
+        return ReclaimDecision(JobStatus.TODO, None)
+    reason = f"zombie job: lease of {owner or 'unknown runner'} expired; recorded {destination}"
+    return ReclaimDecision(JobStatus(destination), reason)

@@ -23,6 +23,7 @@ from ._job import Job
 from ._models import JobStatus, NewJob, Options, new_job_id, now_us, validate_name
 from ._serde import encode_payload
 from ._store.batcher import Batcher
+from ._store.marker import DispatchMarker
 from ._store.store import Store
 from ._task import Task, make_config
 
@@ -47,6 +48,7 @@ class _Backend:
     store: Store
     broker: Broker
     inserter: Batcher[NewJob, str]
+    marker: DispatchMarker
 
 
 class Queue:
@@ -224,15 +226,16 @@ class Queue:
             await store.close()
             await broker.close()
             raise
+        marker = DispatchMarker(store, broker.epoch)
         inserter: Batcher[NewJob, str] = Batcher(
             "enqueue",
-            lambda jobs: self._flush_inserts(store, broker, jobs),
+            lambda jobs: self._flush_inserts(store, broker, marker, jobs),
             max_items=self.enqueue_batch,
             max_bytes=8 * 1024 * 1024,
             size_of=lambda j: len(j.payload) + 200,
             parallel=1 if store.is_sqlite else 4,
         )
-        return _Backend(loop, self.name, store, broker, inserter)
+        return _Backend(loop, self.name, store, broker, inserter, marker)
 
     async def connect(self) -> None:
         """Connect now (create the schema when ``init_db``) instead of at first use."""
@@ -243,6 +246,7 @@ class Queue:
         if be is None:
             return
         await be.inserter.close()
+        await be.marker.close()
         await be.broker.close()
         await be.store.close()
 
@@ -331,7 +335,7 @@ class Queue:
         return jobs
 
     async def _flush_inserts(
-        self, store: Store, broker: Broker, jobs: Sequence[NewJob]
+        self, store: Store, broker: Broker, marker: DispatchMarker, jobs: Sequence[NewJob]
     ) -> list[str | BaseException]:
         now = now_us()
         results = await store.insert_jobs(jobs, now)
@@ -347,8 +351,10 @@ class Queue:
         try:
             await broker.dispatch(ready, delayed)
         except BrokerError as exc:
-            # The jobs are durable; the resync puts them in Redis once it is back.
-            log.warning("jobs stored but not dispatched (%s); they will be resynced", exc)
+            # The jobs are durable; the sweeper puts them in Redis once it is back.
+            log.warning("jobs stored but not dispatched (%s); the sweeper will", exc)
+        else:
+            marker.add(j.id for j, r in zip(jobs, results, strict=True) if r == j.id)
         return results
 
     # -- reading ----------------------------------------------------------------------

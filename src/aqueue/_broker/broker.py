@@ -45,7 +45,9 @@ class Keys:
         self.delayed = f"{tag}:delayed"
         self.epoch = f"{tag}:epoch"
         self.runners = f"{tag}:runners"
+        self.suspects = f"{tag}:suspects"
         self.lock_sweep = f"{tag}:lock:sweep"
+        self.lock_reclaim = f"{tag}:lock:reclaim"
 
     def working(self, runner_id: str) -> str:
         return f"{self.tag}:working:{runner_id}"
@@ -171,6 +173,36 @@ class Broker:
             pipe.sadd(self.keys.runners, runner_id)
             await pipe.execute()
 
+    async def runners(self) -> dict[str, bool]:
+        """Runners seen on this queue, and whether their liveness key is still there."""
+        async with map_exceptions("runners"):
+            ids = [_text(r) for r in await self.redis.smembers(self.keys.runners)]
+            if not ids:
+                return {}
+            pipe = self.redis.pipeline(transaction=False)
+            for r in ids:
+                pipe.exists(self.keys.alive(r))
+            alive = await pipe.execute()
+        return {r: bool(a) for r, a in zip(ids, alive, strict=True)}
+
+    async def dispatch_suspects(self, messages: Sequence[str | bytes]) -> None:
+        """Jobs whose runner died while they ran: each is run alone by a runner with
+        nothing else in flight, so a poison job cannot charge its neighbours."""
+        if messages:
+            async with map_exceptions("dispatch suspects"):
+                await self.redis.lpush(self.keys.suspects, *messages)
+
+    async def take_suspect(self, runner_id: str) -> bytes | None:
+        async with map_exceptions("take suspect"):
+            res = await self.redis.lmove(
+                self.keys.suspects, self.keys.working(runner_id), "RIGHT", "LEFT"
+            )
+        return res if isinstance(res, bytes) else None
+
+    async def suspects_waiting(self) -> int:
+        async with map_exceptions("LLEN"):
+            return int(await self.redis.llen(self.keys.suspects))
+
     async def forget_runner(self, runner_id: str) -> None:
         async with map_exceptions("forget runner"):
             pipe = self.redis.pipeline(transaction=False)
@@ -192,8 +224,9 @@ class Broker:
             pipe = self.redis.pipeline(transaction=False)
             pipe.llen(self.keys.ready)
             pipe.zcard(self.keys.delayed)
-            ready, delayed = await pipe.execute()
-        return int(ready), int(delayed)
+            pipe.llen(self.keys.suspects)
+            ready, delayed, suspects = await pipe.execute()
+        return int(ready) + int(suspects), int(delayed)
 
     async def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
         token = secrets.token_hex(8)
@@ -212,6 +245,7 @@ class Broker:
         async with map_exceptions("purge"):
             runners = [_text(r) for r in await self.redis.smembers(self.keys.runners)]
             keys = [self.keys.ready, self.keys.delayed, self.keys.epoch, self.keys.runners]
+            keys.append(self.keys.suspects)
             keys += [self.keys.working(r) for r in runners]
             keys += [self.keys.alive(r) for r in runners]
             await self.redis.delete(*keys)

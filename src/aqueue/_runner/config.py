@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._decisions import ZombieDestination
 from .._errors import ConfigurationError
 
 
@@ -31,6 +32,25 @@ class RunnerConfig:
     """Longest wait between two checks of the delayed set."""
     handle_signals: bool = True
     """Install SIGTERM/SIGINT handlers (off when embedding the runner)."""
+    reclaim_period: float = 5.0
+    """How often expired leases are looked for (one runner at a time, under a lock)."""
+    reclaim_limit: int = 1000
+    """Most zombie jobs handled per reclaim pass."""
+    zombie_destination: ZombieDestination = "todo"
+    """Where a job whose runner died goes: ``todo`` (run again), or ``failed``/``done``
+    recorded without a run (Meepo's choice, an explicit user decision)."""
+    max_stalls: int = 3
+    """A job whose runner died this many times fails with "runner died"."""
+    sweep_period: float = 60.0
+    """How often SQL is compared with Redis for jobs that never reached it."""
+    sweep_grace: float = 30.0
+    """A job not marked dispatched this long after its creation is re-dispatched."""
+    sweep_limit: int = 5000
+    """Most rows looked at per sweep pass (keyset paging resumes where it stopped)."""
+    lookback: float = 7 * 86400.0
+    """Startup recovery re-dispatches unfinished jobs created within this window."""
+    watchdog: float | None = 1.0
+    """Report an event loop blocked longer than this many seconds (None: off)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
@@ -39,6 +59,10 @@ class RunnerConfig:
             raise ConfigurationError("need 0 < heartbeat < lease")
         if self.batch < 1:
             raise ConfigurationError("batch must be >= 1")
+        if self.zombie_destination not in ("todo", "failed", "done"):
+            raise ConfigurationError("zombie_destination must be 'todo', 'failed' or 'done'")
+        if self.max_stalls < 1:
+            raise ConfigurationError("max_stalls must be >= 1")
 
     @property
     def margin(self) -> float:

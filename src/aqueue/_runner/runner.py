@@ -36,7 +36,9 @@ from .._store.batcher import Batcher
 from .._store.store import Finish
 from .config import RunnerConfig
 from .execute import Outcome, execute
-from .resync import resync
+from .faults import crash_point
+from .recovery import SweepCursor, reclaim_pass, resync_all, sweep_pass
+from .watchdog import Watchdog
 
 if TYPE_CHECKING:
     from .._queue import Queue, _Backend
@@ -95,6 +97,8 @@ class Runner:
         self._revoked: set[str] = set()
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
+        self._next_suspect_check = 0.0
+        self._sweep_cursor = SweepCursor()
         self._epoch: str | None = None
         self._be: _Backend | None = None
         self._claimer: Batcher[Message, _Claimed] | None = None
@@ -127,12 +131,15 @@ class Runner:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     saved[sig] = signal.getsignal(sig)
                     loop.add_signal_handler(sig, self._on_signal)
-        await self._startup_resync()
+        await self._startup_recovery()
         side = {
             loop.create_task(self._fetch_loop(), name="aqueue-fetcher"),
             loop.create_task(self._heartbeat_loop(), name="aqueue-heartbeat"),
             loop.create_task(self._promote_loop(), name="aqueue-promoter"),
+            loop.create_task(self._reclaim_loop(), name="aqueue-reclaimer"),
+            loop.create_task(self._sweep_loop(), name="aqueue-sweeper"),
         }
+        watchdog = Watchdog(loop, cfg.watchdog) if cfg.watchdog else None
         log.info(
             "runner %s started: queue %r, %d task(s), concurrency %d%s",
             self.id,
@@ -152,6 +159,8 @@ class Runner:
                     log.critical("runner side task %s died: %r; stopping", t.get_name(), crashed)
         finally:
             stop_wait.cancel()
+            if watchdog is not None:
+                watchdog.stop()
             await self._shutdown(side)
             for signum, previous in saved.items():
                 # put back what was there (e.g. asyncio.run's own SIGINT handler)
@@ -183,9 +192,21 @@ class Runner:
                 t.cancel()
         self.stop()
 
-    async def _startup_resync(self) -> None:
+    async def _startup_recovery(self) -> None:
+        """persistent-queue's reload of unfinished jobs: re-dispatch ``todo`` jobs created
+        within the look-back window that this Redis may not hold."""
         assert self._be is not None
-        n = await resync(self._be, self.clock, lock_ms=int(self.config.lease * 1000))
+        cfg = self.config
+        created_after = self.clock() - int(cfg.lookback * 1e6)
+        n = await sweep_pass(
+            self._be,
+            self.clock,
+            cfg,
+            SweepCursor(),
+            grace=0.0,
+            limit=10**9,
+            created_after=created_after,
+        )
         if n:
             log.info("startup recovery: re-dispatched %d unfinished job(s)", n)
 
@@ -250,6 +271,11 @@ class Runner:
                 await self._free_changed.wait()
             n = min(self._free, cfg.batch)
             try:
+                if time.monotonic() >= self._next_suspect_check:
+                    self._next_suspect_check = time.monotonic() + 0.5
+                    if await broker.suspects_waiting():
+                        await self._run_suspect()
+                        continue
                 raws = await broker.take(self.id, n)
                 if not raws:
                     if cfg.burst and not self._jobs and await self._burst_done(idle_since):
@@ -271,9 +297,28 @@ class Runner:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            crash_point("after_fetch")
             self._free -= len(raws)
             for raw in raws:
                 self._spawn(self._process(raw), raw)
+
+    async def _wait_all_free(self) -> None:
+        while self._free < self.config.concurrency:
+            self._free_changed.clear()
+            await self._free_changed.wait()
+
+    async def _run_suspect(self) -> None:
+        """Run one job whose runner died while it ran, with nothing else in flight here:
+        if it is a poison job that kills its runner, only it is charged the stall."""
+        assert self._be is not None
+        await self._wait_all_free()
+        raw = await self._be.broker.take_suspect(self.id)
+        if raw is None:
+            return
+        log.info("running a suspect job alone (its previous runner died)")
+        self._free -= 1
+        self._spawn(self._process(raw), raw)
+        await self._wait_all_free()
 
     async def _burst_done(self, idle_since: float | None) -> bool:
         assert self._be is not None
@@ -291,7 +336,9 @@ class Runner:
         quiet = time.monotonic() - max(idle_since, self._last_burst_resync) > 2.0
         if quiet and (delayed == 0 or next_ms < 0):
             self._last_burst_resync = time.monotonic()
-            await resync(self._be, self.clock, lock_ms=int(self.config.lease * 1000), force=True)
+            await sweep_pass(
+                self._be, self.clock, self.config, SweepCursor(), grace=0.0, limit=10**9
+            )
             return False
         return False
 
@@ -417,6 +464,7 @@ class Runner:
                         await self._be.broker.settle(self.id, [msg.raw])
                     return
                 raise
+            crash_point("after_handler")
             self.stats.executed += 1
             await self._after_hooks(ctx, outcome)
             await self._record(msg, token, outcome)
@@ -466,6 +514,7 @@ class Runner:
         be = self._be
         now = self.clock()
         accepted = await be.store.finish([i.finish for i in items], now)
+        crash_point("after_commit")
         ready: list[bytes] = []
         delayed: list[tuple[int, bytes]] = []
         out: list[bool | BaseException] = []
@@ -544,8 +593,37 @@ class Runner:
         if epoch != self._epoch:
             log.warning("Redis lost its data (epoch changed): resyncing from SQL")
             self._epoch = epoch
-            n = await resync(be, self.clock, lock_ms=int(cfg.lease * 1000), force=True)
+            n = await resync_all(be, self.clock, cfg)
             log.warning("resync re-dispatched %d job(s)", n)
+
+    async def _reclaim_loop(self) -> None:
+        assert self._be is not None
+        be, cfg = self._be, self.config
+        while not self._stopping:
+            await asyncio.sleep(cfg.reclaim_period)
+            try:
+                await reclaim_pass(be, self.clock, cfg, self.id)
+            except BackendError as exc:
+                log.warning("reclaim pass failed: %s", exc)
+
+    async def _sweep_loop(self) -> None:
+        assert self._be is not None
+        be, cfg = self._be, self.config
+        while not self._stopping:
+            await asyncio.sleep(cfg.sweep_period)
+            try:
+                n = await sweep_pass(
+                    be,
+                    self.clock,
+                    cfg,
+                    self._sweep_cursor,
+                    grace=cfg.sweep_grace,
+                    limit=cfg.sweep_limit,
+                )
+                if n:
+                    log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
+            except BackendError as exc:
+                log.warning("sweep pass failed: %s", exc)
 
     async def _promote_loop(self) -> None:
         assert self._be is not None

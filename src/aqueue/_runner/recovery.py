@@ -1,0 +1,161 @@
+"""Recovery passes: the zombie reclaimer, the SQL -> Redis sweeper, startup recovery and
+the resync after Redis lost its data. Each runs under a short Redis lock so that many
+runners do it once; each decides in SQL first (compare-and-set) and only then moves
+messages in Redis. Duplicates these may create in Redis are harmless: one claim wins."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._decisions import decide_reclaim
+from .._errors import BackendError
+from .._models import JobRecord, JobStatus, encode_message
+from .._serde import encode_reason
+from .._store import recovery as q
+from .config import RunnerConfig
+
+if TYPE_CHECKING:
+    from .._queue import _Backend
+
+log = logging.getLogger("aqueue.recovery")
+
+
+@dataclass
+class SweepCursor:
+    after: str = ""
+
+
+def _message(r: JobRecord, attempts: int | None = None) -> str:
+    n = r.attempts if attempts is None else attempts
+    return encode_message(r.id, r.task, r.payload, n, r.max_attempts)
+
+
+async def dispatch_records(be: _Backend, rows: list[JobRecord], now: int) -> None:
+    ready = [_message(r) for r in rows if r.run_at <= now]
+    delayed = [(r.run_at // 1000, _message(r)) for r in rows if r.run_at > now]
+    await be.broker.dispatch(ready, delayed)
+
+
+async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
+    """Jobs ``running`` under a lease that expired: decided in SQL (destination, stall
+    limit), then the ones to run again are queued as suspects. Returns jobs reclaimed."""
+    broker, store = be.broker, be.store
+    token = await broker.acquire_lock(broker.keys.lock_reclaim, int(cfg.lease * 1000))
+    if token is None:
+        return 0
+    try:
+        now = clock()
+        rows = await q.expired_leases(store, be.queue_name, now, cfg.reclaim_limit)
+        decisions = []
+        for r in rows:
+            verdict = decide_reclaim(
+                stalls=r.stalls,
+                max_stalls=cfg.max_stalls,
+                destination=cfg.zombie_destination,
+                owner=r.lease_owner,
+            )
+            err = encode_reason("RunnerDied", verdict.reason) if verdict.reason else None
+            decisions.append(q.Reclaim(r.id, r.lease_token or "", verdict.status, err))
+        changed = await q.reclaim(store, decisions, now, now) if decisions else set()
+        again = [
+            _message(r, max(r.attempts - 1, 0))
+            for r, d in zip(rows, decisions, strict=True)
+            if r.id in changed and d.status is JobStatus.TODO
+        ]
+        await broker.dispatch_suspects(again)
+        for r, d in zip(rows, decisions, strict=True):
+            if r.id in changed:
+                log.warning("reclaimed job %s from %s -> %s", r.id, r.lease_owner, d.status.value)
+        await _forget_dead_runners(be, me)
+        return len(changed)
+    finally:
+        await broker.release_lock(broker.keys.lock_reclaim, token)
+
+
+async def _forget_dead_runners(be: _Backend, me: str) -> None:
+    """A runner whose liveness key is gone and that holds no running job in SQL has
+    nothing left to reclaim: return what sits in its working list and forget it."""
+    for rid, alive in (await be.broker.runners()).items():
+        if alive or rid == me:
+            continue
+        if await q.owner_running(be.store, rid) == 0:
+            moved = await be.broker.requeue_all(rid)
+            await be.broker.forget_runner(rid)
+            if moved:
+                log.warning("returned %d message(s) of dead runner %s to ready", moved, rid)
+
+
+async def sweep_pass(
+    be: _Backend,
+    clock: Callable[[], int],
+    cfg: RunnerConfig,
+    cursor: SweepCursor,
+    *,
+    grace: float,
+    limit: int,
+    created_after: int = 0,
+    lock: bool = True,
+) -> int:
+    """Re-dispatch ``todo`` rows that this Redis may not hold (never marked dispatched
+    after ``grace`` seconds, or dispatched under another epoch), then mark them. Pages by
+    primary key from ``cursor`` so a deep backlog is not re-read every pass."""
+    broker, store = be.broker, be.store
+    token = None
+    if lock:
+        token = await broker.acquire_lock(broker.keys.lock_sweep, int(cfg.lease * 1000))
+        if token is None:
+            return 0
+    try:
+        epoch = await broker.epoch()
+        total = 0
+        while total < limit:
+            now = clock()
+            rows = await q.undispatched(
+                store,
+                be.queue_name,
+                epoch,
+                now - int(grace * 1e6),
+                cursor.after,
+                min(1000, limit - total),
+            )
+            rows = [r for r in rows if r.created_at >= created_after]
+            if not rows:
+                cursor.after = ""
+                break
+            await dispatch_records(be, rows, now)
+            await store.mark_dispatched([r.id for r in rows], epoch, now)
+            total += len(rows)
+            cursor.after = rows[-1].id
+        return total
+    finally:
+        if token is not None:
+            await broker.release_lock(broker.keys.lock_sweep, token)
+
+
+async def resync_all(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig) -> int:
+    """After Redis lost its data: every ``todo`` row goes back to Redis at once."""
+    broker, store = be.broker, be.store
+    token = await broker.acquire_lock(broker.keys.lock_sweep, int(cfg.lease * 1000))
+    if token is None:
+        return 0
+    try:
+        epoch = await broker.epoch()
+        after, total = "", 0
+        while True:
+            now = clock()
+            page = await store.dispatchable(be.queue_name, after, 1000, now)
+            if not page:
+                return total
+            after = page[-1].id
+            rows = [r for r in page if r.status is JobStatus.TODO]
+            await dispatch_records(be, rows, now)
+            await store.mark_dispatched([r.id for r in rows], epoch, now)
+            total += len(rows)
+    except BackendError as exc:
+        log.warning("resync interrupted (%s); the sweeper will finish it", exc)
+        return 0
+    finally:
+        await broker.release_lock(broker.keys.lock_sweep, token)
