@@ -115,12 +115,6 @@ def run(
     """Run a runner for APP (module:queue)."""
     _setup_logging(log_level)
     queue = load_queue(app)
-    if processes > 1:
-        from ._supervisor import supervise
-
-        argv = [a for a in sys.argv[1:]]
-        child = _strip_processes(argv)
-        sys.exit(supervise(child, processes, burst=burst))
     try:
         config = RunnerConfig(
             concurrency=concurrency,
@@ -131,6 +125,11 @@ def run(
         )
     except AqueueError as exc:
         _fail(str(exc))
+    if processes > 1:
+        from ._supervisor import supervise
+
+        child = _strip_processes(list(sys.argv[1:]))
+        sys.exit(supervise(child, processes, burst=burst))
 
     async def go() -> None:
         try:
@@ -154,7 +153,7 @@ def _strip_processes(argv: list[str]) -> list[str]:
         if a in ("-p", "--processes"):
             skip = True
             continue
-        if a.startswith("--processes="):
+        if a.startswith("--processes=") or (a.startswith("-p") and a[2:].isdigit()):
             continue
         out.append(a)
     return out

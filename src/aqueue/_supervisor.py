@@ -23,7 +23,11 @@ def supervise(child_argv: Sequence[str], processes: int, *, burst: bool) -> int:
 
     def start(slot: int) -> None:
         env = dict(os.environ, AQUEUE_PROCESS_SLOT=str(slot))
-        children[slot] = subprocess.Popen([sys.executable, "-m", "aqueue", *child_argv], env=env)
+        # Own process group: a terminal's Ctrl-C reaches only the supervisor, which
+        # forwards it once (a runner that got it twice would skip its grace period).
+        children[slot] = subprocess.Popen(
+            [sys.executable, "-m", "aqueue", *child_argv], env=env, process_group=0
+        )
         log.info("started runner process %d (pid %d)", slot, children[slot].pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -65,7 +69,7 @@ def supervise(child_argv: Sequence[str], processes: int, *, burst: bool) -> int:
                 alive = True
             if not alive:
                 break
-            stopping.wait(0.2)
+            time.sleep(0.2)
         codes = [p.returncode for p in children.values()]
         return 0 if stopping.is_set() or all(c == 0 for c in codes) else 1
     finally:

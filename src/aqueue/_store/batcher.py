@@ -111,6 +111,8 @@ class Batcher(Generic[T, R]):
             if not self._pending:
                 if self._busy == 0:
                     self._idle.set()
+                if self._closed:
+                    return  # cooperative exit: do not depend on a cancellation arriving
                 wakeup.clear()
                 await wakeup.wait()
                 continue
@@ -144,23 +146,16 @@ class Batcher(Generic[T, R]):
     async def close(self) -> None:
         """Flush what is pending, then stop the workers."""
         self._closed = True
-        running = self._workers and not all(w.done() for w in self._workers)
-        if running and (self._pending or self._busy):
-            self._idle.clear()
-            if self._wakeup is not None:
-                self._wakeup.set()
-            await self._idle.wait()
-        for w in self._workers:
-            w.cancel()
-        for w in self._workers:
-            try:
-                await w
-            except asyncio.CancelledError:
-                if not w.cancelled():
-                    raise
-                cur = asyncio.current_task()
-                if cur is not None and cur.cancelling():
-                    raise
+        if self._wakeup is not None:
+            self._wakeup.set()
+        workers = [w for w in self._workers if not w.done()]
+        if workers:
+            _, stuck = await asyncio.wait(workers, timeout=30)
+            for w in stuck:
+                log.error("%s batcher worker did not stop; cancelling it", self.name)
+                w.cancel()
+            if stuck:
+                await asyncio.wait(stuck, timeout=5)
         self._workers = []
         for _, fut in self._pending:
             if not fut.done():

@@ -8,7 +8,6 @@ per ``linger`` period however many jobs were enqueued, and nobody waits for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -29,6 +28,7 @@ class DispatchMarker:
         self._pending: list[str] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def add(self, ids: Iterable[str]) -> None:
         self._pending.extend(ids)
@@ -39,10 +39,13 @@ class DispatchMarker:
         self._wakeup.set()
 
     async def _run(self) -> None:
-        while True:
+        # Ends on its own when closed: a cancellation can be lost inside redis-py's calls
+        # on Python 3.11 (asyncio.wait_for), so shutdown must not depend on one.
+        while not self._closed:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await asyncio.sleep(self._linger)
+            if not self._closed:
+                await asyncio.sleep(self._linger)
             await self._flush()
 
     async def _flush(self) -> None:
@@ -54,9 +57,11 @@ class DispatchMarker:
                 log.debug("could not mark %d job(s) dispatched: %s", len(ids), exc)
 
     async def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            _, pending = await asyncio.wait({self._task}, timeout=10)
+            for t in pending:
+                t.cancel()
             self._task = None
         await self._flush()
