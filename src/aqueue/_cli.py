@@ -102,6 +102,18 @@ def cli() -> None:
 @click.option("--lease", type=float, default=30.0, show_default=True, help="Lease seconds.")
 @click.option("--heartbeat", type=float, default=None, help="Renewal period (default lease/3).")
 @click.option("--grace", type=float, default=10.0, show_default=True, help="Shutdown grace.")
+@click.option("--reclaim-period", type=float, default=5.0, show_default=True)
+@click.option("--sweep-period", type=float, default=60.0, show_default=True)
+@click.option("--sweep-grace", type=float, default=30.0, show_default=True)
+@click.option("--max-stalls", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--zombie-destination",
+    type=click.Choice(["todo", "failed", "done"]),
+    default="todo",
+    show_default=True,
+    help="Where a job whose runner died goes.",
+)
+@click.option("--watchdog", type=float, default=1.0, show_default=True, help="0 disables.")
 def run(
     app: str,
     concurrency: int,
@@ -111,6 +123,12 @@ def run(
     lease: float,
     heartbeat: float | None,
     grace: float,
+    reclaim_period: float,
+    sweep_period: float,
+    sweep_grace: float,
+    max_stalls: int,
+    zombie_destination: str,
+    watchdog: float,
 ) -> None:
     """Run a runner for APP (module:queue)."""
     _setup_logging(log_level)
@@ -122,6 +140,12 @@ def run(
             lease=lease,
             heartbeat=heartbeat if heartbeat is not None else lease / 3,
             shutdown_grace=grace,
+            reclaim_period=reclaim_period,
+            sweep_period=sweep_period,
+            sweep_grace=sweep_grace,
+            max_stalls=max_stalls,
+            zombie_destination=zombie_destination,  # type: ignore[arg-type]
+            watchdog=watchdog or None,
         )
     except AqueueError as exc:
         _fail(str(exc))

@@ -74,6 +74,7 @@ class Queue:
         home: str | None = None,
         strict_tasks: bool | None = None,
         enqueue_batch: int = 500,
+        sql_lock_wait_timeout: int = 5,
     ) -> None:
         self.name = validate_name(name, "queue name")
         self.key_prefix = validate_name(key_prefix, "key prefix")
@@ -91,6 +92,7 @@ class Queue:
         self.backoff = backoff or Backoff()
         self.strict_tasks = strict_tasks
         self.enqueue_batch = enqueue_batch
+        self.sql_lock_wait_timeout = sql_lock_wait_timeout
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
@@ -217,7 +219,7 @@ class Queue:
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Backend:
         redis_url, db_url = await self._resolve_urls()
-        store = Store(db_url, table=self.table)
+        store = Store(db_url, table=self.table, lock_wait_timeout=self.sql_lock_wait_timeout)
         broker = Broker(redis_url, self.key_prefix, self.name)
         try:
             if self.init_db:
