@@ -259,5 +259,44 @@ def status(app: str, job_ids: tuple[str, ...]) -> None:
         click.echo(line)
 
 
+@cli.command()
+@click.argument("app")
+@click.argument("job_ids", nargs=-1)
+@click.option(
+    "--status",
+    "by_status",
+    type=click.Choice(["failed", "done", "cancelled", "todo"]),
+    help="Repush every job of the queue in this status (up to --limit).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--force", is_flag=True, help="Also repush running jobs (revokes their lease).")
+def repush(
+    app: str, job_ids: tuple[str, ...], by_status: str | None, limit: int, force: bool
+) -> None:
+    """Force jobs back to todo and into Redis, by id or by status."""
+    if not job_ids and not by_status:
+        _fail("give job ids or --status")
+    queue = load_queue(app)
+
+    async def go(q: Queue) -> list[str]:
+        ids = list(job_ids)
+        if by_status:
+            ids += await q.job_ids(by_status, limit)
+        lines = []
+        for jid in ids:
+            try:
+                await q.repush(jid, force=force)
+                lines.append(f"{jid}  repushed")
+            except AqueueError as exc:
+                lines.append(f"{jid}  {exc}")
+        return lines
+
+    lines = _admin(queue, go)
+    for line in lines:
+        click.echo(line)
+    if any(not line.endswith("repushed") for line in lines):
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="python -m aqueue")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import AqueueError
+from ._errors import AqueueError, CommitError
+from ._models import JobStatus
 
 if TYPE_CHECKING:
     from ._queue import Queue
@@ -32,6 +34,38 @@ class JobContext:
     kwargs: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)
     """Shared with the runner's startup/shutdown hooks (e.g. a DB pool set at startup)."""
+    auto_commit: bool = True
+    committed: bool = False
+    _committer: Committer | None = field(default=None, repr=False)
+
+    async def commit(
+        self,
+        status: str | JobStatus,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Record this job's outcome by hand (tasks declared ``auto_commit=False``, like
+        Meepo's manual commit): ``done`` with ``result``, ``failed`` with ``error``, or
+        ``todo`` to run it again after ``delay`` seconds. Raises :class:`CommitError` in
+        auto-commit tasks, on a second commit, and when the lease was lost (the token no
+        longer matches: another runner owns the job)."""
+        if self.auto_commit:
+            raise CommitError(
+                f"task {self.task!r} commits automatically (its return value or exception "
+                "is the outcome); declare it with @queue.task(auto_commit=False) to commit "
+                "by hand"
+            )
+        if self.committed:
+            raise CommitError(f"job {self.job_id} is already committed")
+        if self._committer is None:
+            raise CommitError("this context cannot commit")
+        await self._committer(self, JobStatus(status), result, error, delay)
+        self.committed = True
+
+
+Committer = Callable[[JobContext, JobStatus, Any, "str | None", "float | None"], Awaitable[None]]
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("aqueue_job")

@@ -15,16 +15,21 @@ from ._decisions import Backoff
 from ._errors import (
     AqueueError,
     BrokerError,
+    CommitError,
     ConfigurationError,
     EnqueueOutcomeUnknownError,
+    JobError,
+    JobNotFoundError,
     UnknownTaskError,
 )
 from ._job import Job
 from ._models import JobStatus, NewJob, Options, new_job_id, now_us, validate_name
-from ._serde import encode_payload
+from ._runner.recovery import dispatch_records
+from ._serde import dumps, encode_payload, encode_reason
+from ._store import recovery
 from ._store.batcher import Batcher
 from ._store.marker import DispatchMarker
-from ._store.store import Store
+from ._store.store import Finish, Store
 from ._task import Task, make_config
 
 if TYPE_CHECKING:
@@ -120,6 +125,7 @@ class Queue:
         timeout: float | None = None,
         backoff: Backoff | None = None,
         no_retry: Iterable[type[BaseException]] = (),
+        auto_commit: bool = True,
     ) -> Callable[[Callable[P, Awaitable[R]]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]
@@ -132,10 +138,12 @@ class Queue:
         timeout: float | None = None,
         backoff: Backoff | None = None,
         no_retry: Iterable[type[BaseException]] = (),
+        auto_commit: bool = True,
     ) -> Task[P, R] | Callable[[Callable[P, Awaitable[R]]], Task[P, R]]:
         """Register an ``async def`` handler. ``retries``: further attempts after a
         failure (default ``default_retries``); ``timeout``: seconds per attempt;
-        ``no_retry``: exception types that fail the job at once."""
+        ``no_retry``: exception types that fail the job at once; ``auto_commit=False``:
+        the handler records its outcome itself with ``current_job().commit(...)``."""
 
         def register(f: Callable[P, Awaitable[R]]) -> Task[P, R]:
             config = make_config(
@@ -145,6 +153,7 @@ class Queue:
                 timeout=timeout,
                 backoff=backoff or self.backoff,
                 no_retry=tuple(no_retry),
+                auto_commit=auto_commit,
             )
             t: Task[P, R] = Task(self, f, config)
             if config.name in self.tasks:
@@ -364,6 +373,65 @@ class Queue:
     def job(self, job_id: str) -> Job:
         """A handle on an existing job by id."""
         return Job(self, job_id)
+
+    async def commit(
+        self,
+        job_id: str,
+        token: str,
+        status: str | JobStatus,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Record a job's outcome from anywhere with its lease token (Meepo's ``Commit(id,
+        cID, status)``): ``done`` (with ``result``), ``failed`` (with ``error``) or
+        ``todo`` (run again after ``delay``). Raises :class:`CommitError` when the token
+        does not hold the job any more."""
+        st = JobStatus(status)
+        if st not in (JobStatus.DONE, JobStatus.FAILED, JobStatus.TODO):
+            raise CommitError(f"cannot commit a job as {st.value!r}")
+        be = await self._backend()
+        now = now_us()
+        run_at = now + int(max(0.0, delay or 0.0) * 1e6)
+        finish = Finish(
+            job_id,
+            token,
+            st,
+            result=dumps(result, "the job's result") if st is JobStatus.DONE else None,
+            error=None if st is JobStatus.DONE else encode_reason("Committed", error or st.value),
+            run_at=run_at if st is JobStatus.TODO else None,
+        )
+        if job_id not in await be.store.finish([finish], now):
+            raise CommitError(
+                f"commit of job {job_id} rejected: the token does not hold it (wrong token, "
+                "lease lost, or already finished)"
+            )
+        if st is JobStatus.TODO:
+            rec = await be.store.get_job(job_id)
+            if rec is not None:
+                await dispatch_records(be, [rec], now)
+
+    async def repush(self, job_id: str, *, force: bool = False) -> Job:
+        """Force a job back to ``todo`` with fresh attempts and into Redis (Meepo's
+        repush), whatever its state. A ``running`` job is refused unless ``force``: then
+        its lease token is revoked, its runner cancels the handler at its next renewal,
+        and the job may start again only when the old lease would have ended — never two
+        runs at once."""
+        be = await self._backend()
+        now = now_us()
+        rec = await recovery.repush(be.store, job_id, now, force=force)
+        if rec is None:
+            raise JobNotFoundError(job_id, f"no job {job_id}")
+        if rec.status is JobStatus.RUNNING:
+            raise JobError(job_id, f"job {job_id} is running: pass force=True to repush it")
+        await dispatch_records(be, [rec], now)
+        return Job(self, job_id)
+
+    async def job_ids(self, status: str | JobStatus, limit: int = 1000) -> list[str]:
+        """Ids of this queue's jobs in ``status`` (oldest first)."""
+        be = await self._backend()
+        return await recovery.ids_by_status(be.store, self.name, JobStatus(status), limit)
 
     async def counts(self) -> dict[JobStatus, int]:
         """Number of jobs of this queue in each status (from SQL)."""

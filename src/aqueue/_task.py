@@ -27,6 +27,7 @@ class TaskConfig:
     timeout: float | None
     backoff: Backoff
     no_retry: tuple[type[BaseException], ...] = ()
+    auto_commit: bool = True
 
 
 class Task(Generic[P, R]):
@@ -77,10 +78,11 @@ def make_config(
     timeout: float | None,
     backoff: Backoff,
     no_retry: tuple[type[BaseException], ...],
+    auto_commit: bool = True,
 ) -> TaskConfig:
     task_name = validate_name(name or fn.__name__, "task name")
     if not isinstance(retries, int) or retries < 0:
         raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return TaskConfig(task_name, retries, timeout, backoff, no_retry)
+    return TaskConfig(task_name, retries, timeout, backoff, no_retry, auto_commit)

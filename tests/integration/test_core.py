@@ -400,3 +400,37 @@ async def test_graceful_stop_puts_back_exactly_once(
     for j in jobs:
         assert await j.result(timeout=1) == "ok"
         assert (await j.info()).attempts == 1
+
+
+async def test_timeout_holds_for_a_handler_that_swallows_cancellation(
+    make_queue: QueueFactory,
+) -> None:
+    from aqueue._runner import execute
+
+    q = make_queue()
+    stop = asyncio.Event()
+
+    @q.task(retries=0, timeout=0.05)
+    async def stubborn() -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                continue  # swallows every cancellation
+
+    @q.task
+    async def quick() -> str:
+        return "ok"
+
+    old = execute.ABANDON_AFTER
+    execute.ABANDON_AFTER = 0.05
+    try:
+        bad = await stubborn.enqueue()
+        good = await quick.enqueue()
+        await burst(q, concurrency=1).run()
+    finally:
+        execute.ABANDON_AFTER = old
+        stop.set()
+    with pytest.raises(JobFailedError, match=r"timed out after 0\.05s"):
+        await bad.result(timeout=1)
+    assert await good.result(timeout=1) == "ok"

@@ -22,21 +22,21 @@ log = logging.getLogger("aqueue.runner")
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: JobStatus
+    status: JobStatus | None
+    """None: nothing to record (a manual-commit task returned; it committed or not)."""
     result: str | None = None
     error: str | None = None
     run_at: int | None = None
     exc: BaseException | None = None
 
 
-def _chain(
-    queue: Queue, ctx: JobContext, call: Callable[[], Awaitable[Any]]
-) -> Callable[[], Awaitable[Any]]:
+Call = Callable[[], Awaitable[Any]]
+
+
+def _chain(queue: Queue, ctx: JobContext, call: Call) -> Call:
     for mw in reversed(queue.middlewares):
 
-        def make(
-            mw: Any = mw, nxt: Callable[[], Awaitable[Any]] = call
-        ) -> Callable[[], Awaitable[Any]]:
+        def make(mw: Any = mw, nxt: Call = call) -> Call:
             async def step() -> Any:
                 return await mw(ctx, nxt)
 
@@ -65,16 +65,12 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
 
         chained = _chain(queue, ctx, call)
         timeout = task.config.timeout
-        try:
-            if timeout is None:
-                value = await chained()
-            else:
-                async with asyncio.timeout(timeout) as cm:
-                    value = await chained()
-        except TimeoutError as e:
-            if timeout is not None and cm.expired():
-                raise TimeoutError(f"task {msg.task} timed out after {timeout}s") from e
-            raise
+        if timeout is None:
+            value = await chained()
+        else:
+            value = await _with_timeout(chained, timeout, msg.task)
+        if not task.config.auto_commit:
+            return Outcome(None)
         try:
             result = dumps(value, "the job's result")
         except SerializationError as e:
@@ -89,6 +85,40 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
         return _failure(task.config, msg, e, now(), retryable=retryable)
     finally:
         _current.reset(token)
+
+
+ABANDON_AFTER = 1.0
+"""Seconds a timed-out handler gets to honour its cancellation before it is abandoned."""
+
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+async def _with_timeout(call: Call, timeout: float, name: str) -> Any:
+    """Run the handler in its own task so the time limit holds even when the handler
+    swallows its cancellation: after ``ABANDON_AFTER`` more seconds it is left behind
+    (logged) and the slot is freed."""
+    inner = asyncio.ensure_future(call())
+    try:
+        done, _ = await asyncio.wait({inner}, timeout=timeout)
+    except asyncio.CancelledError:
+        inner.cancel()
+        raise
+    if done:
+        return inner.result()
+    inner.cancel()
+    done, _ = await asyncio.wait({inner}, timeout=ABANDON_AFTER)
+    if not done:
+        log.error(
+            "task %s ignored its cancellation after its %ss timeout: abandoning it (it may "
+            "go on running in the background)",
+            name,
+            timeout,
+        )
+        _abandoned.add(inner)
+        inner.add_done_callback(_abandoned.discard)
+    elif not inner.cancelled() and inner.exception() is None:
+        return inner.result()  # it finished right at the deadline
+    raise TimeoutError(f"task {name} timed out after {timeout}s")
 
 
 def _failure(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
 from .._decisions import decide_claim_loss, local_deadline
-from .._errors import AqueueError, BackendError, SerializationError
+from .._errors import AqueueError, BackendError, CommitError, SerializationError
 from .._models import (
     JobStatus,
     Message,
@@ -94,7 +94,7 @@ class Runner:
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
-        self._revoked: set[str] = set()
+        self._revoked: set[tuple[str, str]] = set()
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
         self._next_suspect_check = 0.0
@@ -203,7 +203,7 @@ class Runner:
             self.clock,
             cfg,
             SweepCursor(),
-            grace=0.0,
+            grace=min(cfg.sweep_grace, 5.0),
             limit=10**9,
             created_after=created_after,
         )
@@ -293,6 +293,8 @@ class Runner:
                 idle_since = None
                 backoff = 0.05
             except BackendError as exc:
+                if self._stop.is_set():
+                    return
                 log.warning("fetching from Redis failed (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -446,6 +448,10 @@ class Runner:
             kwargs=msg.kwargs,
             state=self.state,
         )
+        task_def = self.queue.tasks.get(msg.task)
+        if task_def is not None and not task_def.config.auto_commit:
+            ctx.auto_commit = False
+            ctx._committer = self._make_committer(msg, token)
         current = asyncio.current_task()
         assert current is not None
         self._running[msg.id] = (token, current)
@@ -453,12 +459,12 @@ class Runner:
             try:
                 outcome = await execute(self.queue, ctx, msg, self.clock)
             except asyncio.CancelledError:
-                if msg.id in self._revoked and not self._stopping:
+                if (msg.id, token) in self._revoked and not self._stopping:
                     # We cancelled it ourselves: the job is someone else's now. Forget
                     # our delivery of it.
                     current.uncancel()
-                    self._revoked.discard(msg.id)
-                    self._running.pop(msg.id, None)
+                    self._revoked.discard((msg.id, token))
+                    self._forget(msg.id, token)
                     assert self._be is not None
                     with contextlib.suppress(BackendError):
                         await self._be.broker.settle(self.id, [msg.raw])
@@ -466,20 +472,67 @@ class Runner:
                 raise
             crash_point("after_handler")
             self.stats.executed += 1
+            if outcome.status is None:  # manual commit
+                if not ctx.committed:
+                    log.warning(
+                        "job %s (manual commit) returned without committing: its lease is "
+                        "no longer renewed; the reclaimer will handle it",
+                        msg.id,
+                    )
+                return
             await self._after_hooks(ctx, outcome)
             await self._record(msg, token, outcome)
         finally:
-            self._running.pop(msg.id, None)
+            self._forget(msg.id, token)
 
     async def _after_hooks(self, ctx: JobContext, outcome: Outcome) -> None:
+        if outcome.status is None:
+            return
         for hook in self.queue.after_hooks:
             try:
                 await hook(ctx, outcome.status, outcome.exc)
             except Exception:
                 log.exception("after_job hook failed for job %s", ctx.job_id)
 
-    async def _record(self, msg: Message, token: str, outcome: Outcome) -> None:
+    def _make_committer(self, msg: Message, token: str) -> Any:
+        async def commit(
+            ctx: JobContext,
+            status: JobStatus,
+            result: Any,
+            error: str | None,
+            delay: float | None,
+        ) -> None:
+            now = self.clock()
+            if status is JobStatus.DONE:
+                outcome = Outcome(status, result=dumps(result, "the job's result"))
+            elif status is JobStatus.FAILED:
+                outcome = Outcome(status, error=encode_reason("Failed", error or "failed"))
+            elif status is JobStatus.TODO:
+                run_at = now + int(max(0.0, delay or 0.0) * 1e6)
+                reason = encode_reason("Retry", error or "put back by the handler")
+                outcome = Outcome(status, error=reason, run_at=run_at)
+            else:
+                raise CommitError(f"cannot commit a job as {status.value!r}")
+            await self._after_hooks(ctx, outcome)
+            if not await self._record(msg, token, outcome):
+                raise CommitError(
+                    f"commit of job {msg.id} rejected: its lease token was revoked (another "
+                    "runner owns the job now)"
+                )
+            self._forget(msg.id, token)
+
+        return commit
+
+    def _forget(self, job_id: str, token: str) -> None:
+        """Stop renewing this run's lease (only this run's: the same job may have been
+        claimed again since, under another token)."""
+        entry = self._running.get(job_id)
+        if entry is not None and entry[0] == token:
+            del self._running[job_id]
+
+    async def _record(self, msg: Message, token: str, outcome: Outcome) -> bool:
         assert self._finisher is not None
+        assert outcome.status is not None
         follow: bytes | None = None
         if outcome.status is JobStatus.TODO:
             payload = dumps({"a": msg.args, "k": msg.kwargs}, "payload")
@@ -494,8 +547,7 @@ class Runner:
         delay = 0.05
         while True:
             try:
-                await self._finisher.submit(item)
-                return
+                return await self._finisher.submit(item)
             except BackendError as exc:
                 if self._local_deadline_passed():
                     log.error(
@@ -504,7 +556,7 @@ class Runner:
                         msg.id,
                         exc,
                     )
-                    return
+                    return False
                 log.warning("recording job %s failed (%s); retrying", msg.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -563,8 +615,8 @@ class Runner:
                     "job(s), they will run again elsewhere",
                     len(self._running),
                 )
-                for job_id, (_, task) in list(self._running.items()):
-                    self._revoked.add(job_id)
+                for job_id, (token, task) in list(self._running.items()):
+                    self._revoked.add((job_id, token))
                     task.cancel()
 
     async def _beat(self, be: _Backend, cfg: RunnerConfig) -> None:
@@ -581,7 +633,7 @@ class Runner:
             entry = self._running.get(job_id)
             if entry is not None and entry[0] == dict(items).get(job_id):
                 log.warning("lease of job %s was revoked: cancelling its handler", job_id)
-                self._revoked.add(job_id)
+                self._revoked.add((job_id, entry[0]))
                 entry[1].cancel()
         try:
             async with asyncio.timeout(cfg.heartbeat):

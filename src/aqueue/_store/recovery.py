@@ -126,8 +126,9 @@ async def repush(store: Store, job_id: str, now: int, *, force: bool) -> JobReco
     sql = f"UPDATE {store._t} SET {base}, run_at = {p} WHERE id = {p} AND status <> 'running'"
     changed = await store._run("repushing a job", lambda: store._exec(sql, (now, now, job_id)))
     if not changed and force:
+        # run_at first: MySQL evaluates SET assignments left to right.
         sql = (
-            f"UPDATE {store._t} SET {base}, run_at = COALESCE(leased_until, {p}) "
+            f"UPDATE {store._t} SET run_at = COALESCE(leased_until, {p}), {base} "
             f"WHERE id = {p} AND status = 'running'"
         )
         await store._run("repushing a running job", lambda: store._exec(sql, (now, now, job_id)))

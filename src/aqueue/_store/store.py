@@ -491,18 +491,17 @@ class Store:
         count = await self._run("recording finished jobs", lambda: self._exec(sql, params))
         if count == len(group):
             return set(ids)
-        # Some were rejected (late finish after a lost lease): find out which.
-        states = await self.claim_states(ids)
-        won = set()
-        for f in group:
-            st = states.get(f.id)
-            if (
-                st is not None
-                and st.status is status
-                and (status is not JobStatus.TODO or st.run_at == (f.run_at or now))
-            ):
-                won.add(f.id)
-        return won
+        # Some were rejected (late finish after a lost lease): find out which. Rows this
+        # statement changed carry its updated_at.
+        rows = await self._run(
+            "reading finished jobs",
+            lambda: self._fetch(
+                f"SELECT id FROM {self._t} WHERE id IN ({self._in(len(ids))}) "
+                f"AND status = {p} AND updated_at = {p}",
+                [*ids, status.value, now],
+            ),
+        )
+        return {r[0] for r in rows}
 
     async def release(self, items: Sequence[tuple[str, str]], now: int) -> set[str]:
         """Put claimed-but-unfinished jobs back to ``todo`` without using up the attempt
