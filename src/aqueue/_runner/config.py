@@ -12,6 +12,9 @@ class RunnerConfig:
 
     concurrency: int = 10
     """Handlers running at once in this process."""
+    prefetch: int | None = None
+    """Jobs claimed ahead of a free handler slot, so moving and claiming the next batch
+    overlaps with running this one (default: as many as ``concurrency``; 0 disables)."""
     burst: bool = False
     """Exit once no job is ready or running (instead of waiting for more)."""
     burst_horizon: float = 60.0
@@ -63,6 +66,10 @@ class RunnerConfig:
             raise ConfigurationError("zombie_destination must be 'todo', 'failed' or 'done'")
         if self.max_stalls < 1:
             raise ConfigurationError("max_stalls must be >= 1")
+
+    @property
+    def prefetch_count(self) -> int:
+        return self.concurrency if self.prefetch is None else self.prefetch
 
     @property
     def margin(self) -> float:

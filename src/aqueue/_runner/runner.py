@@ -90,7 +90,9 @@ class Runner:
         self.state: dict[str, Any] = {}
         self._stop = asyncio.Event()
         self._stopping = False
-        self._free = self.config.concurrency
+        self._slots = self.config.concurrency + self.config.prefetch_count
+        self._free = self._slots
+        self._run_sem = asyncio.Semaphore(self.config.concurrency)
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
@@ -305,7 +307,7 @@ class Runner:
                 self._spawn(self._process(raw), raw)
 
     async def _wait_all_free(self) -> None:
-        while self._free < self.config.concurrency:
+        while self._free < self._slots:
             self._free_changed.clear()
             await self._free_changed.wait()
 
@@ -457,7 +459,8 @@ class Runner:
         self._running[msg.id] = (token, current)
         try:
             try:
-                outcome = await execute(self.queue, ctx, msg, self.clock)
+                async with self._run_sem:
+                    outcome = await execute(self.queue, ctx, msg, self.clock)
             except asyncio.CancelledError:
                 if (msg.id, token) in self._revoked and not self._stopping:
                     # We cancelled it ourselves: the job is someone else's now. Forget

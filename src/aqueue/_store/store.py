@@ -126,7 +126,9 @@ class Store:
             sa_url = sa_url.set(drivername="sqlite+aiosqlite")
         if not self.is_sqlite and sa_url.drivername in ("mysql", "mariadb"):
             sa_url = sa_url.set(drivername=f"{backend}+asyncmy")
-        kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+        # Autocommit: each statement is its own transaction, so there is nothing to roll
+        # back when a connection returns to the pool.
+        kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
         try:
