@@ -15,16 +15,29 @@ from ._models import JobStatus
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter on the upper half, capped."""
+    """Exponential backoff (``base * factor**(attempt-1)``, capped) with jitter on the
+    upper ``jitter`` fraction — or, with ``intervals``, an explicit sequence of delays
+    (kingtask's ``[5, 8, 9]``; the last one repeats)."""
 
     base: float = 1.0
     factor: float = 2.0
     cap: float = 3600.0
     jitter: float = 0.5
+    intervals: tuple[float, ...] | None = None
+
+    @classmethod
+    def sequence(cls, *intervals: float) -> Backoff:
+        """Retry after exactly these delays (seconds), no jitter: ``sequence(5, 8, 9)``."""
+        if not intervals or any(i < 0 for i in intervals):
+            raise ValueError("intervals must be one or more delays >= 0")
+        return cls(jitter=0.0, intervals=tuple(float(i) for i in intervals))
 
     def delay(self, attempt: int, rnd: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        if self.intervals:
+            raw = self.intervals[min(max(attempt, 1), len(self.intervals)) - 1]
+        else:
+            raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
         if self.jitter <= 0:
             return raw
         r = (rnd or random).random()

@@ -81,6 +81,10 @@ class ResultTimeoutError(JobError, TimeoutError):
     """``job.result(timeout=...)`` ran out of time before the job finished."""
 
 
+class JobExpiredError(AqueueError):
+    """A job was not started before its ``expires`` deadline; it is not run."""
+
+
 class CommitError(AqueueError):
     """A manual commit was refused (auto-commit task, wrong token, lease lost)."""
 

@@ -41,6 +41,10 @@ class Job:
             raise JobNotFoundError(self.id, f"no job {self.id}")
         return rec
 
+    async def cancel(self, reason: str = "cancelled") -> bool:
+        """See :meth:`Queue.cancel`."""
+        return await self.queue.cancel(self.id, reason)
+
     async def status(self) -> JobStatus:
         return (await self.info()).status
 

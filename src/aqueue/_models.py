@@ -107,12 +107,20 @@ class Options:
     """Deduplication key: while a job with this key exists, enqueue returns that job."""
     retries: int | None = None
     """Override the task's retries for this job."""
+    timeout: float | None = None
+    """Run-time limit of each attempt of this job (overrides the task's)."""
+    expires: float | None = None
+    """Seconds after enqueue: a job not started by then is not run (it fails "expired")."""
 
     def __post_init__(self) -> None:
         if self.delay is not None and (not isinstance(self.delay, int | float) or self.delay < 0):
             raise ConfigurationError(f"delay must be a number of seconds >= 0, got {self.delay!r}")
         if self.retries is not None and (not isinstance(self.retries, int) or self.retries < 0):
             raise ConfigurationError(f"retries must be an int >= 0, got {self.retries!r}")
+        for name in ("timeout", "expires"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int | float) or v <= 0):
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
         if not isinstance(self.priority, int):
             raise ConfigurationError(f"priority must be an int, got {self.priority!r}")
         if self.job_id is not None and (
@@ -123,6 +131,14 @@ class Options:
             not isinstance(self.unique_key, str) or not 1 <= len(self.unique_key) <= 160
         ):
             raise ConfigurationError("unique_key must be a string of 1-160 characters")
+
+    def run_options(self, now: int) -> dict[str, Any] | None:
+        o: dict[str, Any] = {}
+        if self.timeout is not None:
+            o["timeout"] = self.timeout
+        if self.expires is not None:
+            o["expires"] = self.start_time_us(now) + int(self.expires * 1_000_000)
+        return o or None
 
     def start_time_us(self, now: int) -> int:
         if self.run_at is not None:
@@ -192,7 +208,8 @@ class Message:
     """Attempts already made before this delivery."""
     max_attempts: int
     version: int = MESSAGE_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    """Per-job run options: ``timeout`` (s), ``expires`` (UNIX µs)."""
 
 
 def encode_message(job_id: str, task: str, payload: str, attempts: int, max_attempts: int) -> str:
@@ -222,6 +239,7 @@ def decode_message(raw: bytes) -> Message:
             task=data["t"],
             args=payload["a"],
             kwargs=payload["k"],
+            options=payload.get("o") or {},
             attempts=int(data["n"]),
             max_attempts=int(data["m"]),
             version=version,

@@ -291,13 +291,15 @@ class Queue:
             known = ", ".join(sorted(self.tasks)) or "none"
             raise UnknownTaskError(f"unknown task {name!r} on queue {self.name!r} (known: {known})")
         validate_name(name, "task name")
-        payload = encode_payload(tuple(args), dict(kwargs), self.max_payload_bytes)
+        now = now_us()
+        payload = encode_payload(
+            tuple(args), dict(kwargs), self.max_payload_bytes, opts.run_options(now)
+        )
         retries = (
             opts.retries
             if opts.retries is not None
             else (t.config.retries if t is not None else self.default_retries)
         )
-        now = now_us()
         return NewJob(
             id=opts.job_id or new_job_id(),
             queue=self.name,
@@ -427,6 +429,17 @@ class Queue:
             raise JobError(job_id, f"job {job_id} is running: pass force=True to repush it")
         await dispatch_records(be, [rec], now)
         return Job(self, job_id)
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a job that has not finished: a queued one never runs; a running one has
+        its coroutine cancelled on whichever runner holds it (at that runner's next lease
+        renewal, within ``heartbeat`` seconds) and its outcome is not recorded. Returns
+        False when the job had already finished."""
+        be = await self._backend()
+        rec = await be.store.get_job(job_id)
+        if rec is None:
+            raise JobNotFoundError(job_id, f"no job {job_id}")
+        return await recovery.cancel(be.store, job_id, encode_reason("Cancelled", reason), now_us())
 
     async def job_ids(self, status: str | JobStatus, limit: int = 1000) -> list[str]:
         """Ids of this queue's jobs in ``status`` (oldest first)."""

@@ -18,8 +18,18 @@ def dumps(value: Any, what: str) -> str:
         raise SerializationError(f"{what} cannot be encoded as JSON: {exc}") from exc
 
 
-def encode_payload(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int) -> str:
-    text = dumps({"a": list(args), "k": kwargs}, "the job's arguments")
+def encode_payload(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limit: int,
+    options: dict[str, Any] | None = None,
+) -> str:
+    """The job's arguments (and its per-job run options, ``o``) as stored in SQL and
+    spliced into the Redis message."""
+    data: dict[str, Any] = {"a": list(args), "k": kwargs}
+    if options:
+        data["o"] = options
+    text = dumps(data, "the job's arguments")
     size = len(text.encode("utf-8"))
     if size > limit:
         raise PayloadTooLargeError(

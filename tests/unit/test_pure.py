@@ -156,3 +156,10 @@ def test_options_validation() -> None:
         Options(job_id="x" * 37)
     assert Options(delay=2).start_time_us(10 * S) == 12 * S
     assert Options(run_at=20.0, delay=5).start_time_us(10 * S) == 20 * S
+
+
+def test_backoff_sequence_of_intervals() -> None:
+    b = Backoff.sequence(5, 8, 9)
+    assert [b.delay(n) for n in (1, 2, 3, 4, 5)] == [5, 8, 9, 9, 9]
+    with pytest.raises(ValueError):
+        Backoff.sequence()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext, _current
 from .._decisions import decide_failure
-from .._errors import Retry, SerializationError, UnknownTaskError
+from .._errors import JobExpiredError, Retry, SerializationError, UnknownTaskError
 from .._models import JobStatus, Message
 from .._serde import dumps, encode_error
 
@@ -48,9 +48,15 @@ def _chain(queue: Queue, ctx: JobContext, call: Call) -> Call:
 
 async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[], int]) -> Outcome:
     """Run the handler for ``msg``; never raises except ``CancelledError``."""
+    expires = msg.options.get("expires")
+    if isinstance(expires, int) and now() > expires:
+        exc: BaseException = JobExpiredError(
+            f"job {msg.id} was not started before its deadline ({expires} µs)"
+        )
+        return Outcome(JobStatus.FAILED, error=encode_error(exc), exc=exc)
     task = queue.tasks.get(msg.task)
     if task is None:
-        exc: BaseException = UnknownTaskError(
+        exc = UnknownTaskError(
             f"unknown task {msg.task!r}: no handler registered on queue {queue.name!r} in "
             "this runner"
         )
@@ -64,7 +70,7 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
             return await task.fn(*msg.args, **msg.kwargs)
 
         chained = _chain(queue, ctx, call)
-        timeout = task.config.timeout
+        timeout = msg.options.get("timeout") or task.config.timeout
         if timeout is None:
             value = await chained()
         else:

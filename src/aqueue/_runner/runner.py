@@ -538,7 +538,10 @@ class Runner:
         assert outcome.status is not None
         follow: bytes | None = None
         if outcome.status is JobStatus.TODO:
-            payload = dumps({"a": msg.args, "k": msg.kwargs}, "payload")
+            body: dict[str, Any] = {"a": msg.args, "k": msg.kwargs}
+            if msg.options:
+                body["o"] = msg.options
+            payload = dumps(body, "payload")
             follow = encode_message(
                 msg.id, msg.task, payload, msg.attempts + 1, msg.max_attempts
             ).encode()

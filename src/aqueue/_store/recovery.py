@@ -135,6 +135,19 @@ async def repush(store: Store, job_id: str, now: int, *, force: bool) -> JobReco
     return await store.get_job(job_id)
 
 
+async def cancel(store: Store, job_id: str, reason: str, now: int) -> bool:
+    """``todo``/``running`` -> ``cancelled`` (final). A running job's token is revoked:
+    its runner cancels the handler at its next lease renewal, and its finish is refused."""
+    p = store._ph
+    sql = (
+        f"UPDATE {store._t} SET status = 'cancelled', error = {p}, finished_at = {p}, "
+        f"updated_at = {p}, lease_token = NULL, leased_until = NULL, unique_key = NULL "
+        f"WHERE id = {p} AND status IN ('todo', 'running')"
+    )
+    params = (reason, now, now, job_id)
+    return await store._run("cancelling a job", lambda: store._exec(sql, params)) > 0
+
+
 async def ids_by_status(store: Store, queue: str, status: JobStatus, limit: int) -> list[str]:
     p = store._ph
     rows = await store._run(

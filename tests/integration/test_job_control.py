@@ -1,0 +1,111 @@
+"""Job control: per-job timeout and expiry, retry interval sequences, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from aqueue import Backoff, JobFailedError, JobStatus, Runner, RunnerConfig, current_job
+
+from ..conftest import QueueFactory
+
+
+def burst(queue: Any, **kw: Any) -> Runner:
+    return Runner(queue, RunnerConfig(burst=True, handle_signals=False, **kw))
+
+
+async def test_per_job_timeout_overrides_the_task(make_queue: QueueFactory) -> None:
+    q = make_queue()
+
+    @q.task(retries=0, timeout=30)
+    async def nap(s: float) -> str:
+        await asyncio.sleep(s)
+        return "rested"
+
+    short = await nap.options(timeout=0.05).enqueue(5)
+    fine = await nap.enqueue(0.01)
+    await burst(q).run()
+    with pytest.raises(JobFailedError, match="timed out"):
+        await short.result(timeout=1)
+    assert await fine.result(timeout=1) == "rested"
+
+
+async def test_expired_job_is_not_run(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    ran: list[str] = []
+
+    @q.task
+    async def late() -> None:
+        ran.append(current_job().job_id)
+
+    job = await late.options(expires=0.05).enqueue()
+    keep = await late.options(expires=60).enqueue()
+    await asyncio.sleep(0.1)  # let the deadline pass (this is the condition under test)
+    await burst(q).run()
+    with pytest.raises(JobFailedError) as err:
+        await job.result(timeout=1)
+    assert err.value.error_type == "JobExpiredError"
+    assert ran == [keep.id]
+
+
+async def test_retry_interval_sequence(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    stamps: list[float] = []
+
+    @q.task(retries=3, backoff=Backoff.sequence(0.05, 0.2, 0.1))
+    async def flaky() -> int:
+        stamps.append(time.monotonic())
+        if len(stamps) < 4:
+            raise RuntimeError("again")
+        return len(stamps)
+
+    job = await flaky.enqueue()
+    await burst(q).run()
+    assert await job.result(timeout=1) == 4
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert gaps[0] >= 0.05
+    assert gaps[1] >= 0.2
+    assert gaps[2] >= 0.1
+
+
+async def test_cancel_queued_and_running(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @q.task
+    async def long() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    @q.task
+    async def never() -> None:
+        raise AssertionError("a cancelled job ran")
+
+    queued = await never.options(delay=0.3).enqueue()
+    assert await queued.cancel() is True
+    running = await long.enqueue()
+    runner = Runner(q, RunnerConfig(handle_signals=False, lease=2, heartbeat=0.1))
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        assert await running.cancel("no longer needed") is True
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await asyncio.sleep(0.5)  # the delayed (cancelled) job's time comes and goes
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+    assert await queued.status() is JobStatus.CANCELLED
+    assert await running.status() is JobStatus.CANCELLED
+    with pytest.raises(JobFailedError, match="no longer needed"):
+        await running.result(timeout=1)
+    assert await running.cancel() is False
+    assert runner.stats.finishes_rejected == 0
