@@ -52,6 +52,10 @@ class EnqueueOutcomeUnknownError(StoreError):
         self.reason = message
 
 
+class QueueFullError(AqueueError):
+    """The queue holds ``max_size`` jobs waiting to run; enqueue later."""
+
+
 class JobError(AqueueError):
     """Something about one particular job."""
 

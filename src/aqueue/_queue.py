@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -20,6 +21,7 @@ from ._errors import (
     EnqueueOutcomeUnknownError,
     JobError,
     JobNotFoundError,
+    QueueFullError,
     UnknownTaskError,
 )
 from ._job import Job
@@ -80,6 +82,7 @@ class Queue:
         strict_tasks: bool | None = None,
         enqueue_batch: int = 500,
         sql_lock_wait_timeout: int = 5,
+        max_size: int | None = None,
     ) -> None:
         self.name = validate_name(name, "queue name")
         self.key_prefix = validate_name(key_prefix, "key prefix")
@@ -98,6 +101,10 @@ class Queue:
         self.strict_tasks = strict_tasks
         self.enqueue_batch = enqueue_batch
         self.sql_lock_wait_timeout = sql_lock_wait_timeout
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 1):
+            raise ConfigurationError("max_size must be an int >= 1 (or None)")
+        self.max_size = max_size
+        self._size_seen: tuple[float, int] = (0.0, 0)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
@@ -126,6 +133,7 @@ class Queue:
         backoff: Backoff | None = None,
         no_retry: Iterable[type[BaseException]] = (),
         auto_commit: bool = True,
+        concurrency: int | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], Task[P, R]]: ...
 
     def task(  # type: ignore[misc]
@@ -139,11 +147,13 @@ class Queue:
         backoff: Backoff | None = None,
         no_retry: Iterable[type[BaseException]] = (),
         auto_commit: bool = True,
+        concurrency: int | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, Awaitable[R]]], Task[P, R]]:
         """Register an ``async def`` handler. ``retries``: further attempts after a
         failure (default ``default_retries``); ``timeout``: seconds per attempt;
         ``no_retry``: exception types that fail the job at once; ``auto_commit=False``:
-        the handler records its outcome itself with ``current_job().commit(...)``."""
+        the handler records its outcome itself with ``current_job().commit(...)``;
+        ``concurrency``: most runs of this task at once in one runner."""
 
         def register(f: Callable[P, Awaitable[R]]) -> Task[P, R]:
             config = make_config(
@@ -154,6 +164,7 @@ class Queue:
                 backoff=backoff or self.backoff,
                 no_retry=tuple(no_retry),
                 auto_commit=auto_commit,
+                concurrency=concurrency,
             )
             t: Task[P, R] = Task(self, f, config)
             if config.name in self.tasks:
@@ -318,6 +329,7 @@ class Queue:
     ) -> Job:
         new = self._new_job(task, args, kwargs, opts)
         be = await self._backend()
+        await self._check_size(be, 1)
         try:
             job_id = await be.inserter.submit(new)
         except EnqueueOutcomeUnknownError as exc:
@@ -337,6 +349,7 @@ class Queue:
             raise ConfigurationError("enqueue_many takes no job_id/unique_key option")
         news = [self._new_job(t, a, k, opts) for t, a, k in calls]
         be = await self._backend()
+        await self._check_size(be, len(news))
         results = await be.inserter.submit_many(news)
         jobs = []
         for new, r in zip(news, results, strict=True):
@@ -346,6 +359,24 @@ class Queue:
                 raise r
             jobs.append(Job(self, r))
         return jobs
+
+    async def _check_size(self, be: _Backend, adding: int) -> None:
+        """persistent-queue's QueueMaxSize. Approximate: the size is the Redis backlog
+        (ready + delayed), read at most every 0.2 s, so concurrent producers can overshoot
+        by what they enqueue within that window."""
+        if self.max_size is None:
+            return
+        seen_at, size = self._size_seen
+        now = time.monotonic()
+        if now - seen_at > 0.2:
+            ready, delayed = await be.broker.lengths()
+            size = ready + delayed
+        size += adding
+        self._size_seen = (seen_at if now - seen_at <= 0.2 else now, size)
+        if size > self.max_size:
+            raise QueueFullError(
+                f"queue {self.name!r} is full ({size - adding} waiting, max_size={self.max_size})"
+            )
 
     async def _flush_inserts(
         self, store: Store, broker: Broker, marker: DispatchMarker, jobs: Sequence[NewJob]
@@ -440,6 +471,19 @@ class Queue:
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")
         return await recovery.cancel(be.store, job_id, encode_reason("Cancelled", reason), now_us())
+
+    async def purge_finished(self, older_than: float) -> int:
+        """Delete this queue's finished jobs (and their results) that finished more than
+        ``older_than`` seconds ago (kingtask's result keep time). Runners also do it
+        periodically when ``RunnerConfig.keep_results`` is set."""
+        be = await self._backend()
+        return await recovery.purge_finished(be.store, self.name, now_us() - int(older_than * 1e6))
+
+    async def runner_stats(self) -> dict[str, dict[str, int]]:
+        """Per-runner counters (executed, done, failed, retried, ...) published by the
+        live runners of this queue at every heartbeat (the worker seed's RunnerStatus)."""
+        be = await self._backend()
+        return await be.broker.runner_stats()
 
     async def job_ids(self, status: str | JobStatus, limit: int = 1000) -> list[str]:
         """Ids of this queue's jobs in ``status`` (oldest first)."""

@@ -28,6 +28,7 @@ class TaskConfig:
     backoff: Backoff
     no_retry: tuple[type[BaseException], ...] = ()
     auto_commit: bool = True
+    concurrency: int | None = None
 
 
 class Task(Generic[P, R]):
@@ -79,10 +80,13 @@ def make_config(
     backoff: Backoff,
     no_retry: tuple[type[BaseException], ...],
     auto_commit: bool = True,
+    concurrency: int | None = None,
 ) -> TaskConfig:
     task_name = validate_name(name or fn.__name__, "task name")
     if not isinstance(retries, int) or retries < 0:
         raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return TaskConfig(task_name, retries, timeout, backoff, no_retry, auto_commit)
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    return TaskConfig(task_name, retries, timeout, backoff, no_retry, auto_commit, concurrency)

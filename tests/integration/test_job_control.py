@@ -109,3 +109,75 @@ async def test_cancel_queued_and_running(make_queue: QueueFactory) -> None:
         await running.result(timeout=1)
     assert await running.cancel() is False
     assert runner.stats.finishes_rejected == 0
+
+
+async def test_per_task_concurrency_limit(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    now_running = {"narrow": 0, "wide": 0}
+    peak = {"narrow": 0, "wide": 0}
+
+    async def body(kind: str) -> None:
+        now_running[kind] += 1
+        peak[kind] = max(peak[kind], now_running[kind])
+        await asyncio.sleep(0.02)
+        now_running[kind] -= 1
+
+    @q.task(concurrency=2)
+    async def narrow() -> None:
+        await body("narrow")
+
+    @q.task
+    async def wide() -> None:
+        await body("wide")
+
+    await q.enqueue_many(
+        [(narrow, (), {}) for _ in range(20)] + [(wide, (), {}) for _ in range(20)]
+    )
+    await burst(q, concurrency=20).run()
+    assert peak["narrow"] == 2
+    assert peak["wide"] > 2
+    assert (await q.counts())[JobStatus.DONE] == 40
+
+
+async def test_queue_max_size(make_queue: QueueFactory) -> None:
+    from aqueue import QueueFullError
+
+    q = make_queue(max_size=5)
+
+    @q.task
+    async def t(i: int) -> None:
+        return None
+
+    for i in range(5):
+        await t.enqueue(i)
+    await asyncio.sleep(0.25)  # the size is re-read at most every 0.2 s (documented bound)
+    with pytest.raises(QueueFullError, match="max_size=5"):
+        await t.enqueue(99)
+    assert sum((await q.counts()).values()) == 5
+
+
+async def test_runner_stats_and_purge_finished(make_queue: QueueFactory) -> None:
+    q = make_queue()
+
+    @q.task(retries=0)
+    async def maybe(ok: bool) -> None:
+        if not ok:
+            raise ValueError("no")
+
+    await q.enqueue_many([(maybe, (True,), {})] * 3 + [(maybe, (False,), {})])
+    runner = Runner(q, RunnerConfig(handle_signals=False, lease=2, heartbeat=0.1))
+    task = asyncio.create_task(runner.run())
+    try:
+        for _ in range(200):
+            stats = await q.runner_stats()
+            if stats.get(runner.id, {}).get("executed") == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert stats[runner.id]["done"] == 3
+        assert stats[runner.id]["failed"] == 1
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+    assert await q.purge_finished(older_than=3600) == 0
+    assert await q.purge_finished(older_than=0) == 4
+    assert sum((await q.counts()).values()) == 0

@@ -203,6 +203,29 @@ class Broker:
         async with map_exceptions("LLEN"):
             return int(await self.redis.llen(self.keys.suspects))
 
+    async def publish_stats(self, runner_id: str, stats: dict[str, int], ttl_ms: int) -> None:
+        key = f"{self.keys.tag}:stats:{runner_id}"
+        async with map_exceptions("stats"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(key, mapping=stats)  # type: ignore[arg-type]
+            pipe.pexpire(key, ttl_ms)
+            await pipe.execute()
+
+    async def runner_stats(self) -> dict[str, dict[str, int]]:
+        runners = list(await self.runners())
+        if not runners:
+            return {}
+        async with map_exceptions("stats"):
+            pipe = self.redis.pipeline(transaction=False)
+            for r in runners:
+                pipe.hgetall(f"{self.keys.tag}:stats:{r}")
+            rows = await pipe.execute()
+        return {
+            r: {_text(k): int(v) for k, v in row.items()}
+            for r, row in zip(runners, rows, strict=True)
+            if row
+        }
+
     async def forget_runner(self, runner_id: str) -> None:
         async with map_exceptions("forget runner"):
             pipe = self.redis.pipeline(transaction=False)

@@ -52,6 +52,9 @@ class RunnerConfig:
     """Most rows looked at per sweep pass (keyset paging resumes where it stopped)."""
     lookback: float = 7 * 86400.0
     """Startup recovery re-dispatches unfinished jobs created within this window."""
+    keep_results: float | None = 7 * 86400.0
+    """Finished jobs (and their results) older than this are deleted by the sweeper
+    (kingtask's result keep time); None keeps them forever."""
     watchdog: float | None = 1.0
     """Report an event loop blocked longer than this many seconds (None: off)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -33,6 +34,7 @@ from .._models import (
 )
 from .._serde import dumps, encode_reason
 from .._store.batcher import Batcher
+from .._store.recovery import purge_finished
 from .._store.store import Finish
 from .config import RunnerConfig
 from .execute import Outcome, execute
@@ -97,6 +99,7 @@ class Runner:
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._revoked: set[tuple[str, str]] = set()
+        self._task_sems: dict[str, asyncio.Semaphore] = {}
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
         self._next_suspect_check = 0.0
@@ -459,7 +462,8 @@ class Runner:
         self._running[msg.id] = (token, current)
         try:
             try:
-                async with self._run_sem:
+                limit = self._task_limit(task_def.config.concurrency if task_def else None, msg)
+                async with limit, self._run_sem:
                     outcome = await execute(self.queue, ctx, msg, self.clock)
             except asyncio.CancelledError:
                 if (msg.id, token) in self._revoked and not self._stopping:
@@ -525,6 +529,17 @@ class Runner:
             self._forget(msg.id, token)
 
         return commit
+
+    def _task_limit(
+        self, concurrency: int | None, msg: Message
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
+        """persistent-queue's per-type worker pools: a task's own concurrency limit."""
+        if concurrency is None:
+            return contextlib.nullcontext()
+        sem = self._task_sems.get(msg.task)
+        if sem is None:
+            sem = self._task_sems[msg.task] = asyncio.Semaphore(concurrency)
+        return sem
 
     def _forget(self, job_id: str, token: str) -> None:
         """Stop renewing this run's lease (only this run's: the same job may have been
@@ -644,6 +659,9 @@ class Runner:
         try:
             async with asyncio.timeout(cfg.heartbeat):
                 await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
+                await be.broker.publish_stats(
+                    self.id, dataclasses.asdict(self.stats), int(cfg.lease * 1000)
+                )
                 epoch = await be.broker.epoch()
         except (BackendError, TimeoutError) as exc:
             log.warning("Redis heartbeat failed: %r", exc)
@@ -680,6 +698,11 @@ class Runner:
                 )
                 if n:
                     log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
+                if cfg.keep_results is not None:
+                    before = self.clock() - int(cfg.keep_results * 1e6)
+                    gone = await purge_finished(be.store, be.queue_name, before)
+                    if gone:
+                        log.info("purged %d finished job(s) older than the keep time", gone)
             except BackendError as exc:
                 log.warning("sweep pass failed: %s", exc)
 

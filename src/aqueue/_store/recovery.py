@@ -148,6 +148,32 @@ async def cancel(store: Store, job_id: str, reason: str, now: int) -> bool:
     return await store._run("cancelling a job", lambda: store._exec(sql, params)) > 0
 
 
+async def purge_finished(store: Store, queue: str, before: int, limit: int = 5000) -> int:
+    """Delete finished jobs (done/failed/cancelled) of ``queue`` that finished before
+    ``before``, in pages. Returns how many were deleted."""
+    p = store._ph
+    total = 0
+    while True:
+        rows = await store._run(
+            "listing finished jobs",
+            lambda: store._fetch(
+                f"SELECT id FROM {store._t} WHERE status IN ('done', 'failed', 'cancelled') "
+                f"AND finished_at < {p} AND queue = {p} ORDER BY finished_at LIMIT {int(limit)}",
+                (before, queue),
+            ),
+        )
+        if not rows:
+            return total
+        ids = sorted(r[0] for r in rows)
+        sql = (
+            f"DELETE FROM {store._t} WHERE id IN ({store._in(len(ids))}) "
+            "AND status IN ('done', 'failed', 'cancelled')"
+        )
+        total += await store._run("purging finished jobs", _bind(store, sql, ids))
+        if len(rows) < limit:
+            return total
+
+
 async def ids_by_status(store: Store, queue: str, status: JobStatus, limit: int) -> list[str]:
     p = store._ph
     rows = await store._run(
