@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -48,15 +49,26 @@ class Job:
     async def status(self) -> JobStatus:
         return (await self.info()).status
 
-    async def result(self, timeout: float | None = None, *, poll: float = 0.1) -> Any:
+    async def result(self, timeout: float | None = None, *, poll: float = 1.0) -> Any:
         """Wait for the job to finish and return the handler's return value.
 
-        Raises :class:`JobFailedError` (with the failure's type, message and traceback)
-        when it failed or was cancelled, and :class:`ResultTimeoutError` after
-        ``timeout`` seconds."""
+        Woken by the runners' finish notifications (Redis pub/sub); SQL is read once per
+        wake-up and every ``poll`` seconds besides. Raises :class:`JobFailedError` (with
+        the failure's type, message and traceback) when it failed or was cancelled, and
+        :class:`ResultTimeoutError` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        interval = 0.002
+        be = await self.queue._backend()
+        ev = be.listener.watch(self.id)
+        try:
+            return await self._wait(ev, deadline, timeout, poll)
+        finally:
+            be.listener.unwatch(self.id, ev)
+
+    async def _wait(
+        self, ev: asyncio.Event, deadline: float | None, timeout: float | None, poll: float
+    ) -> Any:
         while True:
+            ev.clear()
             rec = await self.info()
             if rec.status is JobStatus.DONE:
                 return json.loads(rec.result) if rec.result is not None else None
@@ -69,7 +81,9 @@ class Job:
                     raise ResultTimeoutError(
                         self.id, f"job {self.id} still {rec.status.value} after {timeout}s"
                     )
-                await asyncio.sleep(min(interval, left))
+                wait = min(poll, left)
             else:
-                await asyncio.sleep(interval)
-            interval = min(interval * 2, poll)
+                wait = poll
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await ev.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._broker.broker import Broker
+from ._broker.notify import FinishListener
 from ._context import JobContext
 from ._decisions import Backoff
 from ._errors import (
@@ -56,6 +58,7 @@ class _Backend:
     broker: Broker
     inserter: Batcher[NewJob, str]
     marker: DispatchMarker
+    listener: FinishListener
 
 
 class Queue:
@@ -257,7 +260,8 @@ class Queue:
             size_of=lambda j: len(j.payload) + 200,
             parallel=1 if store.is_sqlite else 4,
         )
-        return _Backend(loop, self.name, store, broker, inserter, marker)
+        listener = FinishListener(broker.redis, broker.keys.finished)
+        return _Backend(loop, self.name, store, broker, inserter, marker, listener)
 
     async def connect(self) -> None:
         """Connect now (create the schema when ``init_db``) instead of at first use."""
@@ -269,6 +273,7 @@ class Queue:
             return
         await be.inserter.close()
         await be.marker.close()
+        await be.listener.close()
         await be.broker.close()
         await be.store.close()
 
@@ -470,7 +475,11 @@ class Queue:
         rec = await be.store.get_job(job_id)
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")
-        return await recovery.cancel(be.store, job_id, encode_reason("Cancelled", reason), now_us())
+        ok = await recovery.cancel(be.store, job_id, encode_reason("Cancelled", reason), now_us())
+        if ok:
+            with contextlib.suppress(BrokerError):
+                await be.broker.notify_finished([job_id])
+        return ok
 
     async def purge_finished(self, older_than: float) -> int:
         """Delete this queue's finished jobs (and their results) that finished more than

@@ -48,6 +48,7 @@ class Keys:
         self.suspects = f"{tag}:suspects"
         self.lock_sweep = f"{tag}:lock:sweep"
         self.lock_reclaim = f"{tag}:lock:reclaim"
+        self.finished = f"{tag}:finished"
 
     def working(self, runner_id: str) -> str:
         return f"{self.tag}:working:{runner_id}"
@@ -110,6 +111,11 @@ class Broker:
             await pipe.execute()
 
     # -- runner side ------------------------------------------------------------------
+
+    async def notify_finished(self, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            async with map_exceptions("publish"):
+                await self.redis.publish(self.keys.finished, " ".join(job_ids))
 
     async def take(self, runner_id: str, count: int) -> list[bytes]:
         async with map_exceptions("take"):

@@ -613,6 +613,13 @@ class Runner:
                 else:
                     delayed.append((run_at // 1000, i.follow_up))
         await be.broker.settle(self.id, [i.raw for i in items], ready=ready, delayed=delayed)
+        final = [
+            i.finish.id
+            for i, ok in zip(items, out, strict=True)
+            if ok is True and i.finish.status is not JobStatus.TODO
+        ]
+        with contextlib.suppress(BackendError):  # only a hint: waiters also poll
+            await be.broker.notify_finished(final)
         return out
 
     # -- side tasks ------------------------------------------------------------------------
