@@ -24,6 +24,7 @@ from ._errors import (
     StoreError,
     UnknownTaskError,
 )
+from ._exec import ExecError
 from ._job import Job
 from ._models import JobRecord, JobStatus, Options
 from ._queue import Queue
@@ -41,6 +42,7 @@ __all__ = [
     "CommitError",
     "ConfigurationError",
     "EnqueueOutcomeUnknownError",
+    "ExecError",
     "Job",
     "JobContext",
     "JobError",

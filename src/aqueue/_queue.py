@@ -108,6 +108,7 @@ class Queue:
             raise ConfigurationError("max_size must be an int >= 1 (or None)")
         self.max_size = max_size
         self._size_seen: tuple[float, int] = (0.0, 0)
+        self._exec_allowed: frozenset[str] = frozenset()
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
@@ -493,6 +494,53 @@ class Queue:
         live runners of this queue at every heartbeat (the worker seed's RunnerStatus)."""
         be = await self._backend()
         return await be.broker.runner_stats()
+
+    def allow_exec(self, programs: Iterable[str], *, timeout: float | None = 3600) -> None:
+        """Enable executable tasks (kingtask) for these programs (names or absolute
+        paths), on producers and runners alike; ``timeout`` is the default run-time
+        limit. See :meth:`exec`."""
+        from ._exec import EXEC_TASK, run_program
+
+        allowed = frozenset(programs)
+        self._exec_allowed = self._exec_allowed | allowed
+        if EXEC_TASK not in self.tasks:
+            queue = self
+
+            async def run_exec(
+                argv: list[str],
+                timeout: float | None = None,
+                cwd: str | None = None,
+                env: dict[str, str] | None = None,
+                stdin: str | None = None,
+            ) -> dict[str, Any]:
+                return await run_program(argv, queue._exec_allowed, timeout, cwd, env, stdin)
+
+            self.task(name=EXEC_TASK, timeout=timeout, retries=0)(run_exec)
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        options: Options | None = None,
+    ) -> Job:
+        """Queue a program run: its stdout becomes the result; a non-zero exit code or a
+        timeout fails it with the exit code and stderr. Only programs allowed with
+        :meth:`allow_exec` are accepted (checked here and again on the runner)."""
+        from ._exec import EXEC_TASK, check_allowed
+
+        check_allowed(list(argv), self._exec_allowed)
+        kwargs: dict[str, Any] = {"argv": list(argv), "timeout": timeout}
+        if cwd is not None:
+            kwargs["cwd"] = cwd
+        if env is not None:
+            kwargs["env"] = env
+        if stdin is not None:
+            kwargs["stdin"] = stdin
+        return await self._enqueue(EXEC_TASK, (), kwargs, options or Options())
 
     async def job_ids(self, status: str | JobStatus, limit: int = 1000) -> list[str]:
         """Ids of this queue's jobs in ``status`` (oldest first)."""

@@ -181,3 +181,25 @@ async def test_runner_stats_and_purge_finished(make_queue: QueueFactory) -> None
     assert await q.purge_finished(older_than=3600) == 0
     assert await q.purge_finished(older_than=0) == 4
     assert sum((await q.counts()).values()) == 0
+
+
+async def test_executable_tasks(make_queue: QueueFactory) -> None:
+    import sys
+
+    from aqueue import ConfigurationError
+
+    q = make_queue()
+    q.allow_exec([sys.executable])
+    ok = await q.exec([sys.executable, "-c", "print(6 * 7)"])
+    bad = await q.exec([sys.executable, "-c", "import sys; sys.stderr.write('oops'); sys.exit(3)"])
+    slow = await q.exec([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    with pytest.raises(ConfigurationError, match="not allowed"):
+        await q.exec(["rm", "-rf", "/tmp/x"])
+    await burst(q).run()
+    assert await ok.result(timeout=1) == {"stdout": "42\n", "exit_code": 0}
+    with pytest.raises(JobFailedError) as err:
+        await bad.result(timeout=1)
+    assert err.value.error_type == "ExecError"
+    assert "exited with code 3: oops" in err.value.error_message
+    with pytest.raises(JobFailedError, match=r"timed out after 0\.5s"):
+        await slow.result(timeout=1)
