@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from ._broker.broker import Broker
 from ._broker.notify import FinishListener
 from ._context import JobContext
+from ._cron import MissedPolicy, Schedule, validate_cron
 from ._decisions import Backoff
 from ._errors import (
     AqueueError,
@@ -109,6 +111,7 @@ class Queue:
         self.max_size = max_size
         self._size_seen: tuple[float, int] = (0.0, 0)
         self._exec_allowed: frozenset[str] = frozenset()
+        self.schedules: dict[str, Schedule] = {}
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
@@ -178,6 +181,58 @@ class Queue:
 
         if fn is not None:
             return register(fn)
+        return register
+
+    def cron(
+        self,
+        expr: str,
+        *,
+        name: str | None = None,
+        missed: MissedPolicy = "latest",
+        catch_up: float = 3600.0,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[[], Awaitable[R]]], Task[[], R]]:
+        """Register an argument-less ``async def`` run at each tick of a cron expression
+        (UTC), enqueued once per tick however many runners run. ``missed``: what to do
+        with ticks missed while no runner was up (``latest``, ``all`` or ``skip``, within
+        ``catch_up`` seconds)."""
+        validate_cron(expr)
+        return self._scheduled(
+            Schedule("", cron=expr, missed=missed, catch_up=catch_up), name, retries, timeout
+        )
+
+    def periodic(
+        self,
+        *,
+        every: float,
+        name: str | None = None,
+        missed: MissedPolicy = "latest",
+        catch_up: float = 3600.0,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[[], Awaitable[R]]], Task[[], R]]:
+        """Like :meth:`cron`, every ``every`` seconds (ticks aligned on multiples of it)."""
+        if not isinstance(every, int | float) or every < 0.01:
+            raise ConfigurationError("every must be a number of seconds >= 0.01")
+        return self._scheduled(
+            Schedule("", every=float(every), missed=missed, catch_up=catch_up),
+            name,
+            retries,
+            timeout,
+        )
+
+    def _scheduled(
+        self, sched: Schedule, name: str | None, retries: int | None, timeout: float | None
+    ) -> Callable[[Callable[[], Awaitable[R]]], Task[[], R]]:
+        if sched.missed not in ("latest", "all", "skip"):
+            raise ConfigurationError("missed must be 'latest', 'all' or 'skip'")
+
+        def register(fn: Callable[[], Awaitable[R]]) -> Task[[], R]:
+            t = self.task(name=name, retries=retries, timeout=timeout)(fn)
+            self.schedules[t.name] = dataclasses.replace(sched, task=t.name)
+            return t
+
         return register
 
     def on_startup(self, fn: Hook) -> Hook:

@@ -203,3 +203,30 @@ async def test_executable_tasks(make_queue: QueueFactory) -> None:
     assert "exited with code 3: oops" in err.value.error_message
     with pytest.raises(JobFailedError, match=r"timed out after 0\.5s"):
         await slow.result(timeout=1)
+
+
+async def test_periodic_task_runs_once_per_tick_across_runners(make_queue: QueueFactory) -> None:
+    qa = make_queue()
+    qb = make_queue()
+    seen: list[str] = []
+
+    for q in (qa, qb):
+
+        @q.periodic(every=0.2, missed="skip", name="tick")
+        async def tick() -> None:
+            seen.append(current_job().job_id)
+
+    cfg = RunnerConfig(handle_signals=False, lease=2, heartbeat=0.5)
+    ra, rb = Runner(qa, cfg), Runner(qb, cfg)
+    tasks = [asyncio.create_task(ra.run()), asyncio.create_task(rb.run())]
+    try:
+        for _ in range(300):
+            if len(set(seen)) >= 5:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        ra.stop()
+        rb.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert len(set(seen)) >= 5
+    assert len(seen) == len(set(seen)), "a tick ran twice"

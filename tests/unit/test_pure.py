@@ -163,3 +163,30 @@ def test_backoff_sequence_of_intervals() -> None:
     assert [b.delay(n) for n in (1, 2, 3, 4, 5)] == [5, 8, 9, 9, 9]
     with pytest.raises(ValueError):
         Backoff.sequence()
+
+
+def test_cron_ticks_and_missed_policies() -> None:
+    from aqueue._cron import Schedule, due, tick_job_id
+
+    minute = 60 * S
+    five = Schedule("t", cron="*/5 * * * *")
+    t0 = 1_800_000_000 * S  # 2027-01-15 08:00:00 UTC, on a 5-minute boundary
+    assert list(five.ticks(t0, t0 + 11 * minute)) == [t0 + 5 * minute, t0 + 10 * minute]
+    assert due(five, t0, t0 + 4 * minute) == []
+    # first look after downtime: latest missed tick only, all of them, or none
+    late = t0 + 17 * minute
+    assert due(five, None, late) == [t0 + 15 * minute]
+    assert (
+        due(Schedule("t", cron="*/5 * * * *", missed="all", catch_up=1200), None, late)
+        == [
+            t0 + 0 * minute,
+            t0 + 5 * minute,
+            t0 + 10 * minute,
+            t0 + 15 * minute,
+        ]
+    )
+    assert due(Schedule("t", cron="*/5 * * * *", missed="skip"), None, late) == []
+    every = Schedule("t", every=0.5)
+    assert list(every.ticks(10 * S, 11 * S)) == [10 * S + 500_000, 11 * S]
+    assert tick_job_id("q", "t", 5) == tick_job_id("q", "t", 5) != tick_job_id("q", "t", 6)
+    assert len(tick_job_id("q", "t", 5)) <= 36

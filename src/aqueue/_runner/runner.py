@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
+from .._cron import run_scheduler
 from .._decisions import decide_claim_loss, local_deadline
 from .._errors import AqueueError, BackendError, CommitError, SerializationError
 from .._models import (
@@ -144,6 +145,13 @@ class Runner:
             loop.create_task(self._reclaim_loop(), name="aqueue-reclaimer"),
             loop.create_task(self._sweep_loop(), name="aqueue-sweeper"),
         }
+        if self.queue.schedules:
+            side.add(
+                loop.create_task(
+                    run_scheduler(self.queue, self.clock, lambda: self._stopping),
+                    name="aqueue-scheduler",
+                )
+            )
         watchdog = Watchdog(loop, cfg.watchdog) if cfg.watchdog else None
         log.info(
             "runner %s started: queue %r, %d task(s), concurrency %d%s",

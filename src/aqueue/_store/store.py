@@ -249,7 +249,16 @@ class Store:
                     )
                 return SCHEMA_VERSION
 
-        version = await self._run("creating the schema", go)
+        for attempt in range(5):
+            try:
+                version = await self._run("creating the schema", go)
+                break
+            except StoreError as exc:
+                # Several processes creating the tables at once: one wins, the others
+                # see "already exists" (MySQL 1050 / SQLite); look again.
+                if attempt == 4 or "already exists" not in str(exc):
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
         if version > SCHEMA_VERSION:
             raise ConfigurationError(
                 f"table {self.table_name} has schema version {version}, newer than this "

@@ -1,0 +1,120 @@
+"""Cron and periodic tasks.
+
+``@queue.cron("*/5 * * * *")`` or ``@queue.periodic(every=30)`` registers a task and its
+schedule. Every runner runs a small scheduler; each tick is enqueued **once** however many
+runners run, because its job id is derived from (queue, task, tick): the second insert of
+the same id is a no-op in SQL (a permanent key per task and tick while the job row exists,
+i.e. within ``keep_results``).
+
+Missed ticks (no runner was up): policy ``"latest"`` (default) enqueues only the most
+recent tick missed within ``catch_up`` seconds; ``"all"`` enqueues every missed tick in
+that window; ``"skip"`` enqueues none. Ticks are computed in UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._queue import Queue
+
+log = logging.getLogger("aqueue.cron")
+
+MissedPolicy = Literal["latest", "all", "skip"]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    task: str
+    cron: str | None = None
+    every: float | None = None
+    missed: MissedPolicy = "latest"
+    catch_up: float = 3600.0
+
+    def ticks(self, after_us: int, until_us: int) -> Iterator[int]:
+        """Tick times (UNIX µs) in ``(after_us, until_us]``, ascending."""
+        if self.every is not None:
+            step = int(self.every * 1_000_000)
+            t = (after_us // step + 1) * step
+            while t <= until_us:
+                yield t
+                t += step
+            return
+        from cronsim import CronSim
+
+        assert self.cron is not None
+        start = datetime.fromtimestamp(after_us / 1_000_000, UTC)
+        for dt in CronSim(self.cron, start):
+            t = int(dt.timestamp() * 1_000_000)
+            if t > until_us:
+                return
+            if t > after_us:
+                yield t
+
+
+def validate_cron(expr: str) -> None:
+    try:
+        from cronsim import CronSim, CronSimError
+    except ImportError as exc:
+        raise ConfigurationError(
+            "cron schedules need the cronsim package: pip install 'aqueue[cron]'"
+        ) from exc
+    try:
+        CronSim(expr, datetime.now(UTC))
+    except CronSimError as exc:
+        raise ConfigurationError(f"invalid cron expression {expr!r}: {exc}") from exc
+
+
+def tick_job_id(queue: str, task: str, tick_us: int) -> str:
+    """The job id of one tick: the same for every runner, so it is stored once."""
+    h = hashlib.sha1(f"{queue}\0{task}\0{tick_us}".encode()).hexdigest()[:27]
+    return f"cron-{h}"
+
+
+def due(schedule: Schedule, last_us: int | None, now_us: int) -> list[int]:
+    """Pure: the ticks to enqueue now, given the last time this scheduler looked."""
+    if last_us is None:  # first look since start: apply the missed-tick policy
+        if schedule.missed == "skip":
+            return []
+        window = list(schedule.ticks(now_us - int(schedule.catch_up * 1_000_000), now_us))
+        return window[-1:] if schedule.missed == "latest" else window
+    return list(schedule.ticks(last_us, now_us))
+
+
+async def run_scheduler(
+    queue: Queue, clock: Callable[[], int], stopping: Callable[[], bool]
+) -> None:
+    from ._models import Options
+
+    last: dict[str, int | None] = dict.fromkeys(queue.schedules)
+    while not stopping():
+        now = clock()
+        for name, sched in queue.schedules.items():
+            for tick in due(sched, last[name], now):
+                job_id = tick_job_id(queue.name, name, tick)
+                try:
+                    await queue._enqueue(name, (), {}, Options(job_id=job_id))
+                except Exception as exc:
+                    log.warning("could not enqueue %s tick %d: %s", name, tick, exc)
+                    break
+                last[name] = tick
+            else:
+                last[name] = now
+        await asyncio.sleep(min(1.0, _until_next(queue, now)))
+
+
+def _until_next(queue: Queue, now: int) -> float:
+    best = 1.0
+    for sched in queue.schedules.values():
+        for t in sched.ticks(now, now + 1_000_000):
+            best = min(best, max(0.001, (t - now) / 1_000_000))
+            break
+    return best
