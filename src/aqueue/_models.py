@@ -164,7 +164,9 @@ class NewJob:
     explicit_id: bool = False
 
     def message(self, attempts: int = 0) -> str:
-        return encode_message(self.id, self.task, self.payload, attempts, self.max_attempts)
+        return encode_message(
+            self.id, self.task, self.payload, attempts, self.max_attempts, self.priority
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +194,9 @@ class JobRecord:
     finished_at: int | None
 
     def message(self) -> str:
-        return encode_message(self.id, self.task, self.payload, self.attempts, self.max_attempts)
+        return encode_message(
+            self.id, self.task, self.payload, self.attempts, self.max_attempts, self.priority
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,16 +212,25 @@ class Message:
     """Attempts already made before this delivery."""
     max_attempts: int
     version: int = MESSAGE_VERSION
+    priority: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     """Per-job run options: ``timeout`` (s), ``expires`` (UNIX µs)."""
 
 
-def encode_message(job_id: str, task: str, payload: str, attempts: int, max_attempts: int) -> str:
+def encode_message(
+    job_id: str, task: str, payload: str, attempts: int, max_attempts: int, priority: int = 0
+) -> str:
     # The payload is already JSON; splice it in rather than decoding and re-encoding.
+    r = f'"r":{priority},' if priority else ""
     return (
-        f'{{"v":{MESSAGE_VERSION},"id":{json.dumps(job_id)},"t":{json.dumps(task)},'
+        f'{{"v":{MESSAGE_VERSION},"id":{json.dumps(job_id)},"t":{json.dumps(task)},{r}'
         f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
     )
+
+
+def level_of(priority: int) -> str:
+    """The ready list a priority goes to: ``h`` (> 0), ``n`` (0) or ``l`` (< 0)."""
+    return "h" if priority > 0 else "l" if priority < 0 else "n"
 
 
 def decode_message(raw: bytes) -> Message:
@@ -243,6 +256,7 @@ def decode_message(raw: bytes) -> Message:
             attempts=int(data["n"]),
             max_attempts=int(data["m"]),
             version=version,
+            priority=int(data.get("r", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SerializationError(f"malformed message ({exc!r}): {raw[:80]!r}") from exc

@@ -29,7 +29,7 @@ from ._errors import (
     UnknownTaskError,
 )
 from ._job import Job
-from ._models import JobStatus, NewJob, Options, new_job_id, now_us, validate_name
+from ._models import JobStatus, NewJob, Options, level_of, new_job_id, now_us, validate_name
 from ._runner.recovery import dispatch_records
 from ._serde import dumps, encode_payload, encode_reason
 from ._store import recovery
@@ -444,7 +444,7 @@ class Queue:
     ) -> list[str | BaseException]:
         now = now_us()
         results = await store.insert_jobs(jobs, now)
-        ready: list[str] = []
+        levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
         delayed: list[tuple[int, str]] = []
         for j, r in zip(jobs, results, strict=True):
             if isinstance(r, BaseException) or r != j.id:
@@ -452,9 +452,9 @@ class Queue:
             if j.run_at > now:
                 delayed.append((j.run_at // 1000, j.message()))
             else:
-                ready.append(j.message())
+                levels[level_of(j.priority)].append(j.message())
         try:
-            await broker.dispatch(ready, delayed)
+            await broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
         except BrokerError as exc:
             # The jobs are durable; the sweeper puts them in Redis once it is back.
             log.warning("jobs stored but not dispatched (%s); the sweeper will", exc)
@@ -631,6 +631,11 @@ class _BoundQueue:
 
     async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
         return await self._queue._enqueue(task, args, kwargs, self._opts)
+
+    async def enqueue_many(
+        self, calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]]
+    ) -> list[Job]:
+        return await self._queue.enqueue_many(calls, options=self._opts)
 
 
 __all__ = ["AqueueError", "Queue"]

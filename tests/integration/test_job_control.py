@@ -230,3 +230,48 @@ async def test_periodic_task_runs_once_per_tick_across_runners(make_queue: Queue
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert len(set(seen)) >= 5
     assert len(seen) == len(set(seen)), "a tick ran twice"
+
+
+async def test_priorities_order_without_starvation(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    order: list[str] = []
+
+    @q.task
+    async def job(level: str) -> None:
+        order.append(level)
+
+    for level, prio in (("low", -1), ("normal", 0), ("high", 5)):
+        await q.options(priority=prio).enqueue_many([(job, (level,), {})] * 30)
+    await burst(q, concurrency=1, prefetch=0).run()
+    assert len(order) == 90
+    mean = {
+        lv: sum(i for i, x in enumerate(order) if x == lv) / 30 for lv in ("high", "normal", "low")
+    }
+    assert mean["high"] < mean["normal"] < mean["low"]
+    assert order[:3] == ["high"] * 3
+    last_high = max(i for i, x in enumerate(order) if x == "high")
+    assert any(x == "low" for x in order[:last_high]), "low starved while high was backlogged"
+
+
+async def test_priority_survives_delay_and_wakes_idle_runner(make_queue: QueueFactory) -> None:
+    q = make_queue()
+    got: list[int] = []
+    done = asyncio.Event()
+
+    @q.task
+    async def job(n: int) -> None:
+        got.append(n)
+        if len(got) == 2:
+            done.set()
+
+    runner = Runner(q, RunnerConfig(handle_signals=False, block_timeout=30))
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 10)
+        await job.options(priority=3).enqueue(1)  # wakes the runner blocked in BLMOVE
+        await job.options(priority=-3, delay=0.05).enqueue(2)
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 40)
+    assert sorted(got) == [1, 2]

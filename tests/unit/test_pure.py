@@ -176,15 +176,12 @@ def test_cron_ticks_and_missed_policies() -> None:
     # first look after downtime: latest missed tick only, all of them, or none
     late = t0 + 17 * minute
     assert due(five, None, late) == [t0 + 15 * minute]
-    assert (
-        due(Schedule("t", cron="*/5 * * * *", missed="all", catch_up=1200), None, late)
-        == [
-            t0 + 0 * minute,
-            t0 + 5 * minute,
-            t0 + 10 * minute,
-            t0 + 15 * minute,
-        ]
-    )
+    assert due(Schedule("t", cron="*/5 * * * *", missed="all", catch_up=1200), None, late) == [
+        t0 + 0 * minute,
+        t0 + 5 * minute,
+        t0 + 10 * minute,
+        t0 + 15 * minute,
+    ]
     assert due(Schedule("t", cron="*/5 * * * *", missed="skip"), None, late) == []
     every = Schedule("t", every=0.5)
     assert list(every.ticks(10 * S, 11 * S)) == [10 * S + 500_000, 11 * S]

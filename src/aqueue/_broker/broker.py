@@ -19,6 +19,10 @@ from redis.commands.core import AsyncScript
 
 from .._errors import BrokerError, ConfigurationError
 
+WAKE = b"~wake"
+"""Pushed to the normal ready list beside a high/low message: wakes a runner blocked in
+BLMOVE on that list; never run (take.lua and the fetcher drop it)."""
+
 
 def _lua(name: str) -> str:
     return (resources.files("aqueue._broker.lua") / f"{name}.lua").read_text("utf-8")
@@ -42,6 +46,8 @@ class Keys:
         tag = f"{{{prefix}:{queue}}}"
         self.tag = tag
         self.ready = f"{tag}:ready"
+        self.ready_high = f"{tag}:ready:high"
+        self.ready_low = f"{tag}:ready:low"
         self.delayed = f"{tag}:delayed"
         self.epoch = f"{tag}:epoch"
         self.runners = f"{tag}:runners"
@@ -70,6 +76,7 @@ class Broker:
         except ValueError as exc:
             raise ConfigurationError(f"invalid Redis URL: {exc}") from exc
         self.keys = Keys(prefix, queue)
+        self._takes = 0
         self._take: AsyncScript = self.redis.register_script(_lua("take"))
         self._promote: AsyncScript = self.redis.register_script(_lua("promote"))
         self._settle: AsyncScript = self.redis.register_script(_lua("settle"))
@@ -96,13 +103,28 @@ class Broker:
 
     # -- producer side --------------------------------------------------------------
 
+    def level_key(self, level: str) -> str:
+        return {"h": self.keys.ready_high, "l": self.keys.ready_low}.get(level, self.keys.ready)
+
     async def dispatch(
-        self, ready: Sequence[str | bytes], delayed: Sequence[tuple[int, str | bytes]]
+        self,
+        ready: Sequence[str | bytes],
+        delayed: Sequence[tuple[int, str | bytes]],
+        *,
+        high: Sequence[str | bytes] = (),
+        low: Sequence[str | bytes] = (),
     ) -> None:
-        """Push new messages: ready ones to the ready list, future ones to the delayed
-        set (score = due time in ms). One pipelined round trip."""
+        """Push new messages: ready ones to the ready list of their priority level
+        (``high``/``low``, plus a wake-up token on the normal list that idle runners
+        block on), future ones to the delayed set (score = due time in ms). One
+        pipelined round trip."""
         async with map_exceptions("dispatch"):
             pipe = self.redis.pipeline(transaction=False)
+            for key, msgs in ((self.keys.ready_high, high), (self.keys.ready_low, low)):
+                for i in range(0, len(msgs), 1000):
+                    pipe.lpush(key, *msgs[i : i + 1000])
+            if high or low:
+                pipe.lpush(self.keys.ready, WAKE)
             for i in range(0, len(ready), 1000):
                 pipe.lpush(self.keys.ready, *ready[i : i + 1000])
             for i in range(0, len(delayed), 1000):
@@ -118,9 +140,15 @@ class Broker:
                 await self.redis.publish(self.keys.finished, " ".join(job_ids))
 
     async def take(self, runner_id: str, count: int) -> list[bytes]:
+        """Strict priority (high, normal, low), except that on one take in ten the normal
+        level goes first and on another the low level does: no level starves."""
+        self._takes += 1
+        k = self._takes % 10
+        order = "lhn" if k == 9 else "nhl" if k == 4 else "hnl"
+        keys = [self.keys.ready_high, self.keys.ready, self.keys.ready_low]
         async with map_exceptions("take"):
             items = await self._take(
-                keys=[self.keys.ready, self.keys.working(runner_id)], args=[count]
+                keys=[*keys, self.keys.working(runner_id)], args=[count, order, WAKE]
             )
         return list(items or [])
 
@@ -135,6 +163,10 @@ class Broker:
                 "RIGHT",
                 "LEFT",
             )
+        if res == WAKE:  # a high/low message arrived: the caller takes by priority
+            async with map_exceptions("LREM"):
+                await self.redis.lrem(self.keys.working(runner_id), 1, WAKE)  # type: ignore[arg-type]
+            return b""
         return res if isinstance(res, bytes) else None
 
     async def settle(
@@ -157,7 +189,13 @@ class Broker:
     async def promote(self, limit: int = 1000) -> tuple[int, int]:
         async with map_exceptions("promote"):
             moved, next_ms = await self._promote(
-                keys=[self.keys.delayed, self.keys.ready], args=[limit]
+                keys=[
+                    self.keys.delayed,
+                    self.keys.ready_high,
+                    self.keys.ready,
+                    self.keys.ready_low,
+                ],
+                args=[limit, WAKE],
             )
         return int(moved), int(next_ms)
 
@@ -254,8 +292,10 @@ class Broker:
             pipe.llen(self.keys.ready)
             pipe.zcard(self.keys.delayed)
             pipe.llen(self.keys.suspects)
-            ready, delayed, suspects = await pipe.execute()
-        return int(ready) + int(suspects), int(delayed)
+            pipe.llen(self.keys.ready_high)
+            pipe.llen(self.keys.ready_low)
+            ready, delayed, suspects, high, low = await pipe.execute()
+        return int(ready) + int(suspects) + int(high) + int(low), int(delayed)
 
     async def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
         token = secrets.token_hex(8)
@@ -274,7 +314,7 @@ class Broker:
         async with map_exceptions("purge"):
             runners = [_text(r) for r in await self.redis.smembers(self.keys.runners)]
             keys = [self.keys.ready, self.keys.delayed, self.keys.epoch, self.keys.runners]
-            keys.append(self.keys.suspects)
+            keys += [self.keys.suspects, self.keys.ready_high, self.keys.ready_low]
             keys += [self.keys.working(r) for r in runners]
             keys += [self.keys.alive(r) for r in runners]
             await self.redis.delete(*keys)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._decisions import decide_reclaim
 from .._errors import BackendError
-from .._models import JobRecord, JobStatus, encode_message
+from .._models import JobRecord, JobStatus, encode_message, level_of
 from .._serde import encode_reason
 from .._store import recovery as q
 from .config import RunnerConfig
@@ -30,13 +30,16 @@ class SweepCursor:
 
 def _message(r: JobRecord, attempts: int | None = None) -> str:
     n = r.attempts if attempts is None else attempts
-    return encode_message(r.id, r.task, r.payload, n, r.max_attempts)
+    return encode_message(r.id, r.task, r.payload, n, r.max_attempts, r.priority)
 
 
 async def dispatch_records(be: _Backend, rows: list[JobRecord], now: int) -> None:
-    ready = [_message(r) for r in rows if r.run_at <= now]
+    levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
+    for r in rows:
+        if r.run_at <= now:
+            levels[level_of(r.priority)].append(_message(r))
     delayed = [(r.run_at // 1000, _message(r)) for r in rows if r.run_at > now]
-    await be.broker.dispatch(ready, delayed)
+    await be.broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
 
 
 async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:

@@ -300,9 +300,14 @@ class Runner:
                         if idle_since is None:
                             idle_since = time.monotonic()
                         continue
-                    raws = [one]
-                    if n > 1:
-                        raws += await broker.take(self.id, n - 1)
+                    if one == b"":  # woken for a high/low priority message
+                        raws = await broker.take(self.id, n)
+                        if not raws:
+                            continue
+                    else:
+                        raws = [one]
+                        if n > 1:
+                            raws += await broker.take(self.id, n - 1)
                 idle_since = None
                 backoff = 0.05
             except BackendError as exc:
@@ -566,7 +571,7 @@ class Runner:
                 body["o"] = msg.options
             payload = dumps(body, "payload")
             follow = encode_message(
-                msg.id, msg.task, payload, msg.attempts + 1, msg.max_attempts
+                msg.id, msg.task, payload, msg.attempts + 1, msg.max_attempts, msg.priority
             ).encode()
         item = _Settled(
             Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
@@ -616,8 +621,8 @@ class Runner:
             elif st is JobStatus.TODO and i.follow_up is not None:
                 self.stats.retried += 1
                 run_at = i.finish.run_at or now
-                if run_at <= now:
-                    ready.append(i.follow_up)
+                if run_at <= now and b'"r":' not in i.follow_up[:200]:
+                    ready.append(i.follow_up)  # normal level; others via the delayed set
                 else:
                     delayed.append((run_at // 1000, i.follow_up))
         await be.broker.settle(self.id, [i.raw for i in items], ready=ready, delayed=delayed)
