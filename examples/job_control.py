@@ -1,0 +1,133 @@
+"""Every job-control feature in one runnable tour (each step asserts what it shows).
+
+    python examples/job_control.py
+
+Uses AQUEUE_REDIS_URL / AQUEUE_DATABASE_URL when set, else the embedded default under
+./.aqueue/. The test suite runs it (tests/acceptance/test_examples.py), so the snippets in
+docs/job-control.md, which are taken from here, are tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+
+import aqueue
+from aqueue import Backoff, JobFailedError, JobStatus, Queue, Retry, RunnerConfig, current_job
+
+queue = Queue(
+    "tour",
+    table=f"tour_{uuid.uuid4().hex[:8]}",
+    key_prefix=f"tour{uuid.uuid4().hex[:6]}",
+    max_size=10_000,
+)
+log: list[str] = []
+
+
+# --- retries: exponential backoff, an explicit sequence, asking for a retry ----------
+@queue.task(retries=3, backoff=Backoff.sequence(0.05, 0.08, 0.09))  # kingtask's [5, 8, 9]
+async def flaky(n: int) -> int:
+    if current_job().attempt < 3:  # the attempt number is visible to the handler
+        raise ConnectionError("not yet")
+    return n
+
+
+@queue.task(retries=5, no_retry=[ValueError])  # some errors must never be retried
+async def strict(x: str) -> int:
+    return int(x)
+
+
+@queue.task(retries=2)
+async def polite() -> str:
+    if current_job().attempt == 1:
+        raise Retry(delay=0.05, reason="rate limited")  # retry after a given delay
+    return "second try"
+
+
+# --- timeouts, per task and per job --------------------------------------------------
+@queue.task(timeout=0.1, retries=0)
+async def slow(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+# --- limits: several task types with their own concurrency in one runner -------------
+@queue.task(concurrency=2)
+async def scarce(i: int) -> int:
+    await asyncio.sleep(0.01)
+    return i
+
+
+@queue.task
+async def record(tag: str) -> str:
+    log.append(tag)
+    return tag
+
+
+# --- cron / periodic ---------------------------------------------------------------
+@queue.periodic(every=0.2, missed="skip")  # or @queue.cron("*/5 * * * *")
+async def heartbeat_report() -> None:
+    log.append("tick")
+
+
+async def main() -> int:
+    await queue.connect()
+    # delayed and scheduled jobs
+    later = await record.options(delay=0.2).enqueue("delayed")
+    at = await record.options(run_at=time.time() + 0.1).enqueue("scheduled")
+    # priorities: higher runs first, and no level starves
+    await record.options(priority=-1).enqueue("low")
+    await record.options(priority=5).enqueue("high")
+    # unique jobs: a second enqueue with a live key returns the existing job
+    a = await record.options(unique_key="report:2026-11-26").enqueue("unique")
+    b = await record.options(unique_key="report:2026-11-26").enqueue("unique")
+    assert a.id == b.id
+    # cancellation of a queued job: it never runs
+    doomed = await record.options(delay=0.3).enqueue("cancelled")
+    assert await doomed.cancel()
+    # job expiry: not started within 0.01 s -> not run
+    expired = await record.options(expires=0.01).enqueue("expired")
+    await asyncio.sleep(0.02)  # no runner is up yet: let its deadline pass
+    jobs = [await flaky.enqueue(7), await strict.enqueue("x"), await polite.enqueue()]
+    slow_job = await slow.enqueue(5)
+    quick = await slow.options(timeout=1).enqueue(0.2)  # a per-job timeout overrides
+    scarce_jobs = await queue.enqueue_many([(scarce, (i,), {}) for i in range(10)])
+    # executable tasks (kingtask), allowed program by program
+    queue.allow_exec([sys.executable])
+    program = await queue.exec([sys.executable, "-c", "print('hello from a program')"])
+
+    await queue.run(RunnerConfig(burst=True, handle_signals=False, burst_horizon=1))
+
+    assert await later.result(timeout=5) == "delayed"
+    assert await at.result(timeout=5) == "scheduled"
+    assert log.index("high") < log.index("low")
+    assert await jobs[0].result(timeout=5) == 7
+    try:
+        await jobs[1].result(timeout=5)
+    except JobFailedError as exc:
+        assert exc.error_type == "ValueError" and (await jobs[1].info()).attempts == 1
+    assert await jobs[2].result(timeout=5) == "second try"
+    assert await slow_job.status() is JobStatus.FAILED
+    assert await quick.result(timeout=5) is None
+    assert [await j.result(timeout=5) for j in scarce_jobs] == list(range(10))
+    assert (await program.result(timeout=5))["stdout"] == "hello from a program\n"
+    assert await doomed.status() is JobStatus.CANCELLED
+    assert await expired.status() is JobStatus.FAILED
+    assert "cancelled" not in log and "expired" not in log
+    assert "tick" in log
+    # statistics: queue lengths by status, per-runner counters
+    counts = await queue.counts()
+    print({s.value: n for s, n in counts.items()})
+    # results are kept for RunnerConfig.keep_results (7 days); purge on demand
+    purged = await queue.purge_finished(older_than=0)
+    print(f"tour ok: purged {purged} finished jobs; aqueue {aqueue.__version__}")
+    await queue.purge()
+    be = await queue._backend()
+    await be.store.drop_schema()
+    await queue.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
