@@ -160,6 +160,14 @@ def run(
             await queue.run(config)
         finally:
             await queue.close()
+        from ._runner.execute import _abandoned
+
+        if _abandoned:
+            # Handlers that ignored their cancellation would keep asyncio.run's cleanup
+            # waiting forever: the runner has put everything back, so leave now.
+            log.error("exiting with %d abandoned handler(s) still running", len(_abandoned))
+            logging.shutdown()
+            os._exit(0)
 
     try:
         _run(go)

@@ -76,16 +76,24 @@ class ClaimLoss:
 
 
 def decide_claim_loss(
-    *, status: JobStatus | None, run_at: int, leased_until: int | None, now: int
+    *,
+    status: JobStatus | None,
+    run_at: int,
+    leased_until: int | None,
+    now: int,
+    stalls: int = 0,
+    message_stalls: int = 0,
 ) -> ClaimLoss:
-    """A claim lost: drop the message only when the job cannot run any more; when it is
-    merely not due yet or still leased, keep it (delayed until SQL says it may run)."""
-    if status is None or status.is_final:
+    """A claim lost. Drop the message when this copy cannot be the one that runs the job:
+    the job is finished, or running (if its runner dies, the reclaimer decides in SQL and
+    sends a fresh copy), or was reclaimed since this copy was made (stall counts differ:
+    the fresh copy exists). Keep it, delayed until SQL's ``run_at``, when the job is merely
+    not due yet: never drop the only copy of a job that can still run."""
+    if status is None or status.is_final or status is JobStatus.RUNNING:
         return ClaimLoss("drop")
-    if status is JobStatus.TODO:
-        return ClaimLoss("delay", max(run_at, now))
-    # running under someone else's lease: look again when that lease would expire
-    return ClaimLoss("delay", max(leased_until or now, now))
+    if stalls != message_stalls:
+        return ClaimLoss("drop")
+    return ClaimLoss("delay", max(run_at, now))
 
 
 def lease_expired(leased_until: int | None, now: int) -> bool:

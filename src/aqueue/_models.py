@@ -195,7 +195,13 @@ class JobRecord:
 
     def message(self) -> str:
         return encode_message(
-            self.id, self.task, self.payload, self.attempts, self.max_attempts, self.priority
+            self.id,
+            self.task,
+            self.payload,
+            self.attempts,
+            self.max_attempts,
+            self.priority,
+            self.stalls,
         )
 
 
@@ -213,17 +219,26 @@ class Message:
     max_attempts: int
     version: int = MESSAGE_VERSION
     priority: int = 0
+    stalls: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     """Per-job run options: ``timeout`` (s), ``expires`` (UNIX µs)."""
 
 
 def encode_message(
-    job_id: str, task: str, payload: str, attempts: int, max_attempts: int, priority: int = 0
+    job_id: str,
+    task: str,
+    payload: str,
+    attempts: int,
+    max_attempts: int,
+    priority: int = 0,
+    stalls: int = 0,
 ) -> str:
     # The payload is already JSON; splice it in rather than decoding and re-encoding.
+    # "s" (stalls) fences copies made before a reclaim: only the current copy can claim.
     r = f'"r":{priority},' if priority else ""
+    s = f'"s":{stalls},' if stalls else ""
     return (
-        f'{{"v":{MESSAGE_VERSION},"id":{json.dumps(job_id)},"t":{json.dumps(task)},{r}'
+        f'{{"v":{MESSAGE_VERSION},"id":{json.dumps(job_id)},"t":{json.dumps(task)},{r}{s}'
         f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
     )
 
@@ -257,6 +272,7 @@ def decode_message(raw: bytes) -> Message:
             max_attempts=int(data["m"]),
             version=version,
             priority=int(data.get("r", 0)),
+            stalls=int(data.get("s", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SerializationError(f"malformed message ({exc!r}): {raw[:80]!r}") from exc

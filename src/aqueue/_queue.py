@@ -505,6 +505,7 @@ class Queue:
             rec = await be.store.get_job(job_id)
             if rec is not None:
                 await dispatch_records(be, [rec], now)
+                be.marker.add([job_id])
 
     async def repush(self, job_id: str, *, force: bool = False) -> Job:
         """Force a job back to ``todo`` with fresh attempts and into Redis (Meepo's
@@ -520,6 +521,7 @@ class Queue:
         if rec.status is JobStatus.RUNNING:
             raise JobError(job_id, f"job {job_id} is running: pass force=True to repush it")
         await dispatch_records(be, [rec], now)
+        be.marker.add([job_id])
         return Job(self, job_id)
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:

@@ -66,10 +66,16 @@ def test_claim_loss_never_drops_an_unfinished_job() -> None:
         status=JobStatus.TODO, run_at=now + 5 * S, leased_until=None, now=now
     )
     assert (not_due.action, not_due.until) == ("delay", now + 5 * S)
+    # running elsewhere: the reclaimer owns it (a fresh copy comes if its runner dies)
     leased = decide_claim_loss(
         status=JobStatus.RUNNING, run_at=0, leased_until=now + 30 * S, now=now
     )
-    assert (leased.action, leased.until) == ("delay", now + 30 * S)
+    assert leased.action == "drop"
+    # a copy made before a reclaim (stall counts differ) is stale: the fresh copy exists
+    stale = decide_claim_loss(
+        status=JobStatus.TODO, run_at=0, leased_until=None, now=now, stalls=1, message_stalls=0
+    )
+    assert stale.action == "drop"
 
 
 def test_lease_helpers() -> None:

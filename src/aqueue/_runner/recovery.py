@@ -28,9 +28,10 @@ class SweepCursor:
     after: str = ""
 
 
-def _message(r: JobRecord, attempts: int | None = None) -> str:
+def _message(r: JobRecord, attempts: int | None = None, stalls: int | None = None) -> str:
     n = r.attempts if attempts is None else attempts
-    return encode_message(r.id, r.task, r.payload, n, r.max_attempts, r.priority)
+    s = r.stalls if stalls is None else stalls
+    return encode_message(r.id, r.task, r.payload, n, r.max_attempts, r.priority, s)
 
 
 async def dispatch_records(be: _Backend, rows: list[JobRecord], now: int) -> None:
@@ -64,11 +65,16 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
             decisions.append(q.Reclaim(r.id, r.lease_token or "", verdict.status, err))
         changed = await q.reclaim(store, decisions, now, now) if decisions else set()
         again = [
-            _message(r, max(r.attempts - 1, 0))
+            _message(r, max(r.attempts - 1, 0), r.stalls + 1)
             for r, d in zip(rows, decisions, strict=True)
             if r.id in changed and d.status is JobStatus.TODO
         ]
         await broker.dispatch_suspects(again)
+        be.marker.add(
+            r.id
+            for r, d in zip(rows, decisions, strict=True)
+            if r.id in changed and d.status is JobStatus.TODO
+        )
         for r, d in zip(rows, decisions, strict=True):
             if r.id in changed:
                 log.warning("reclaimed job %s from %s -> %s", r.id, r.lease_owner, d.status.value)

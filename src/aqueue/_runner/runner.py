@@ -10,6 +10,7 @@ batch) and then removes the messages from the working list (one Lua call per bat
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -101,6 +102,8 @@ class Runner:
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._revoked: set[tuple[str, str]] = set()
         self._task_sems: dict[str, asyncio.Semaphore] = {}
+        self._inflight: dict[asyncio.Task[None], bytes] = {}
+        self._recording: set[tuple[str, str]] = set()
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
         self._next_suspect_check = 0.0
@@ -316,6 +319,8 @@ class Runner:
                 log.warning("fetching from Redis failed (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+                with contextlib.suppress(BackendError):  # still down: next time
+                    await self._reconcile_working()
                 continue
             crash_point("after_fetch")
             self._free -= len(raws)
@@ -365,15 +370,21 @@ class Runner:
     def _spawn(self, coro: Coroutine[Any, Any, None], raw: bytes) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        self._inflight[task] = raw
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._jobs.discard(t)
+            self._inflight.pop(t, None)
+
+        task.add_done_callback(done)
 
     async def _flush_claims(self, msgs: Sequence[Message]) -> list[_Claimed | BaseException]:
         assert self._be is not None
         be, cfg = self._be, self.config
         token = new_token()
         now = self.clock()
-        ids = [m.id for m in msgs]
-        won = await be.store.claim(ids, self.id, token, now + int(cfg.lease * 1e6), now)
+        items = [(m.id, m.stalls) for m in msgs]
+        won = await be.store.claim(items, self.id, token, now + int(cfg.lease * 1e6), now)
         out: list[_Claimed | BaseException] = []
         seen: set[str] = set()
         lost: list[Message] = []
@@ -406,6 +417,8 @@ class Runner:
                 run_at=st.run_at if st else 0,
                 leased_until=st.leased_until if st else None,
                 now=now,
+                stalls=st.stalls if st else 0,
+                message_stalls=m.stalls,
             )
             if decision.action == "delay" and decision.until is not None:
                 delayed.append((decision.until // 1000 + 1, m.raw))
@@ -557,6 +570,7 @@ class Runner:
     def _forget(self, job_id: str, token: str) -> None:
         """Stop renewing this run's lease (only this run's: the same job may have been
         claimed again since, under another token)."""
+        self._revoked.discard((job_id, token))
         entry = self._running.get(job_id)
         if entry is not None and entry[0] == token:
             del self._running[job_id]
@@ -571,13 +585,27 @@ class Runner:
                 body["o"] = msg.options
             payload = dumps(body, "payload")
             follow = encode_message(
-                msg.id, msg.task, payload, msg.attempts + 1, msg.max_attempts, msg.priority
+                msg.id,
+                msg.task,
+                payload,
+                msg.attempts + 1,
+                msg.max_attempts,
+                msg.priority,
+                msg.stalls,
             ).encode()
         item = _Settled(
             Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
             msg.raw,
             follow,
         )
+        self._recording.add((msg.id, token))
+        try:
+            return await self._submit_finish(item, msg)
+        finally:
+            self._recording.discard((msg.id, token))
+
+    async def _submit_finish(self, item: _Settled, msg: Message) -> bool:
+        assert self._finisher is not None
         delay = 0.05
         while True:
             try:
@@ -625,7 +653,16 @@ class Runner:
                     ready.append(i.follow_up)  # normal level; others via the delayed set
                 else:
                     delayed.append((run_at // 1000, i.follow_up))
-        await be.broker.settle(self.id, [i.raw for i in items], ready=ready, delayed=delayed)
+        # SQL has recorded the outcomes: from here on only Redis is left to do, and it is
+        # retried in place (never by re-submitting the finish, which SQL would now refuse).
+        await self._settle_retrying([i.raw for i in items], ready, delayed)
+        retried = [
+            i.finish.id
+            for i, ok in zip(items, out, strict=True)
+            if ok is True and i.finish.status is JobStatus.TODO
+        ]
+        if retried:  # their follow-up messages are in Redis: the sweeper can skip them
+            be.marker.add(retried)
         final = [
             i.finish.id
             for i, ok in zip(items, out, strict=True)
@@ -634,6 +671,43 @@ class Runner:
         with contextlib.suppress(BackendError):  # only a hint: waiters also poll
             await be.broker.notify_finished(final)
         return out
+
+    async def _settle_retrying(
+        self, remove: list[bytes], ready: list[bytes], delayed: list[tuple[int, bytes]]
+    ) -> None:
+        assert self._be is not None
+        delay = 0.05
+        while True:
+            try:
+                await self._be.broker.settle(self.id, remove, ready=ready, delayed=delayed)
+                return
+            except BackendError as exc:
+                if self._stopping:
+                    # Retries were committed with dispatched_at NULL: the sweeper sends
+                    # them; what is left in the working list is requeued at exit.
+                    log.warning("could not settle %d message(s) in Redis: %s", len(remove), exc)
+                    return
+                log.warning("settling in Redis failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _reconcile_working(self) -> None:
+        """After a Redis error on a move, the reply may have been lost while the move
+        happened: messages sit in this runner's working list that no task of it knows.
+        Put those back on the ready list."""
+        assert self._be is not None
+        known = collections.Counter(self._inflight.values())
+        orphans: list[bytes] = []
+        for raw in await self._be.broker.working_items(self.id):
+            if known[raw] > 0:
+                known[raw] -= 1
+            else:
+                orphans.append(raw)
+        if orphans:
+            await self._be.broker.settle(self.id, orphans, ready=orphans)
+            log.warning(
+                "returned %d orphaned message(s) to ready after a Redis error", len(orphans)
+            )
 
     # -- side tasks ------------------------------------------------------------------------
 
@@ -672,6 +746,8 @@ class Runner:
             return
         for job_id in lost:
             entry = self._running.get(job_id)
+            if entry is not None and (job_id, entry[0]) in self._recording:
+                continue  # its outcome is being recorded right now: nothing to cancel
             if entry is not None and entry[0] == dict(items).get(job_id):
                 log.warning("lease of job %s was revoked: cancelling its handler", job_id)
                 self._revoked.add((job_id, entry[0]))

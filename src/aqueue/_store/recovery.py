@@ -57,6 +57,7 @@ async def reclaim(store: Store, items: Sequence[Reclaim], before: int, now: int)
         ]
         if status is JobStatus.TODO:
             sets.append("attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+            sets.append("dispatched_at = NULL")  # until the suspect message is pushed
             sets.append(f"run_at = {p}")
             params.append(now)
         else:
@@ -120,6 +121,7 @@ async def repush(store: Store, job_id: str, now: int, *, force: bool) -> JobReco
     p = store._ph
     base = (
         f"status = 'todo', attempts = 0, stalls = 0, lease_owner = NULL, lease_token = NULL, "
+        f"dispatched_at = NULL, "
         f"leased_until = NULL, finished_at = NULL, result = NULL, error = NULL, "
         f"updated_at = {p}"
     )

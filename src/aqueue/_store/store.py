@@ -83,6 +83,7 @@ class ClaimState:
     status: JobStatus | None
     run_at: int
     leased_until: int | None
+    stalls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,22 +411,35 @@ class Store:
     # -- claim / finish ---------------------------------------------------------------
 
     async def claim(
-        self, ids: Sequence[str], owner: str, token: str, leased_until: int, now: int
+        self,
+        items: Sequence[tuple[str, int]],
+        owner: str,
+        token: str,
+        leased_until: int,
+        now: int,
     ) -> set[str]:
-        """Claim jobs that are ``todo`` and due, or ``running`` with an expired lease.
-        One fresh token for the whole batch; returns the ids won."""
-        if not ids:
+        """Claim ``(id, stalls)`` messages whose job is ``todo``, due, and has the stall
+        count the message carries (a copy made before a reclaim cannot claim: only the
+        reclaimer turns an expired lease back into ``todo``). One fresh token for the
+        whole batch; returns the ids won."""
+        if not items:
             return set()
         p = self._ph
-        ordered = sorted(set(ids))
+        stalls: dict[str, int] = {}
+        for job_id, s in items:
+            stalls[job_id] = max(s, stalls.get(job_id, s))
+        ordered = sorted(stalls)
+        params: list[Any] = [owner, token, leased_until, now, now, *ordered, now]
+        where = f"id IN ({self._in(len(ordered))}) AND status = 'todo' AND run_at <= {p}"
+        if any(stalls.values()):
+            where += " AND stalls = " + self._case([(i, stalls[i]) for i in ordered], params)
+        else:
+            where += " AND stalls = 0"
         sql = (
             f"UPDATE {self._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
             f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
-            f"dispatched_at = COALESCE(dispatched_at, {p}) "
-            f"WHERE id IN ({self._in(len(ordered))}) AND ((status = 'todo' AND run_at <= {p}) "
-            f"OR (status = 'running' AND leased_until < {p}))"
+            f"dispatched_at = COALESCE(dispatched_at, {p}) WHERE {where}"
         )
-        params = [owner, token, leased_until, now, now, *ordered, now, now]
         count = await self._run("claiming jobs", lambda: self._exec(sql, params))
         if count == len(ordered):
             return set(ordered)
@@ -447,12 +461,12 @@ class Store:
         rows = await self._run(
             "reading job states",
             lambda: self._fetch(
-                f"SELECT id, status, run_at, leased_until FROM {self._t} "
+                f"SELECT id, status, run_at, leased_until, stalls FROM {self._t} "
                 f"WHERE id IN ({self._in(len(ids))})",
                 list(ids),
             ),
         )
-        return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3]) for r in rows}
+        return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4])) for r in rows}
 
     async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
         """Record finished attempts, fenced by lease token. Returns the ids accepted."""
@@ -490,7 +504,11 @@ class Store:
             sets.append(self._set_value("error", [(f.id, f.error) for f in group], params))
         if status is JobStatus.TODO:
             sets.append(self._set_value("run_at", [(f.id, f.run_at or now) for f in group], params))
-            sets.append("lease_owner = NULL, lease_token = NULL, leased_until = NULL")
+            # Not in Redis until the follow-up message is pushed and marked: if that push
+            # is lost, the sweeper sends it.
+            sets.append(
+                "lease_owner = NULL, lease_token = NULL, leased_until = NULL, dispatched_at = NULL"
+            )
         else:
             sets.append(f"finished_at = {p}, leased_until = NULL, unique_key = NULL")
             params.append(now)
