@@ -52,6 +52,7 @@ class Keys:
         self.epoch = f"{tag}:epoch"
         self.runners = f"{tag}:runners"
         self.suspects = f"{tag}:suspects"
+        self.suspects_alone = f"{tag}:suspects:alone"
         self.lock_sweep = f"{tag}:lock:sweep"
         self.lock_reclaim = f"{tag}:lock:reclaim"
         self.finished = f"{tag}:finished"
@@ -229,23 +230,32 @@ class Broker:
             alive = await pipe.execute()
         return {r: bool(a) for r, a in zip(ids, alive, strict=True)}
 
-    async def dispatch_suspects(self, messages: Sequence[str | bytes]) -> None:
-        """Jobs whose runner died while they ran: each is run alone by a runner with
-        nothing else in flight, so a poison job cannot charge its neighbours."""
-        if messages:
-            async with map_exceptions("dispatch suspects"):
-                await self.redis.lpush(self.keys.suspects, *messages)
+    async def dispatch_suspects(
+        self, messages: Sequence[str | bytes], alone: Sequence[str | bytes] = ()
+    ) -> None:
+        """Jobs whose runner died while they ran: run by a runner with nothing else in
+        flight, in small groups, or ``alone`` when one more stall would fail them."""
+        async with map_exceptions("dispatch suspects"):
+            pipe = self.redis.pipeline(transaction=False)
+            if messages:
+                pipe.lpush(self.keys.suspects, *messages)
+            if alone:
+                pipe.lpush(self.keys.suspects_alone, *alone)
+            await pipe.execute()
 
-    async def take_suspect(self, runner_id: str) -> bytes | None:
+    async def take_suspect(self, runner_id: str, *, alone: bool = False) -> bytes | None:
+        key = self.keys.suspects_alone if alone else self.keys.suspects
         async with map_exceptions("take suspect"):
-            res = await self.redis.lmove(
-                self.keys.suspects, self.keys.working(runner_id), "RIGHT", "LEFT"
-            )
+            res = await self.redis.lmove(key, self.keys.working(runner_id), "RIGHT", "LEFT")
         return res if isinstance(res, bytes) else None
 
     async def suspects_waiting(self) -> int:
         async with map_exceptions("LLEN"):
-            return int(await self.redis.llen(self.keys.suspects))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(self.keys.suspects)
+            pipe.llen(self.keys.suspects_alone)
+            a, b = await pipe.execute()
+        return int(a) + int(b)
 
     async def publish_stats(self, runner_id: str, stats: dict[str, int], ttl_ms: int) -> None:
         key = f"{self.keys.tag}:stats:{runner_id}"
@@ -294,8 +304,9 @@ class Broker:
             pipe.llen(self.keys.suspects)
             pipe.llen(self.keys.ready_high)
             pipe.llen(self.keys.ready_low)
-            ready, delayed, suspects, high, low = await pipe.execute()
-        return int(ready) + int(suspects) + int(high) + int(low), int(delayed)
+            pipe.llen(self.keys.suspects_alone)
+            ready, delayed, suspects, high, low, alone = await pipe.execute()
+        return int(ready) + int(suspects) + int(high) + int(low) + int(alone), int(delayed)
 
     async def acquire_lock(self, key: str, ttl_ms: int) -> str | None:
         token = secrets.token_hex(8)
@@ -315,6 +326,7 @@ class Broker:
             runners = [_text(r) for r in await self.redis.smembers(self.keys.runners)]
             keys = [self.keys.ready, self.keys.delayed, self.keys.epoch, self.keys.runners]
             keys += [self.keys.suspects, self.keys.ready_high, self.keys.ready_low]
+            keys.append(self.keys.suspects_alone)
             keys += [self.keys.working(r) for r in runners]
             keys += [self.keys.alive(r) for r in runners]
             await self.redis.delete(*keys)

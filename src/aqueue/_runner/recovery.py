@@ -64,12 +64,13 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
             err = encode_reason("RunnerDied", verdict.reason) if verdict.reason else None
             decisions.append(q.Reclaim(r.id, r.lease_token or "", verdict.status, err))
         changed = await q.reclaim(store, decisions, now, now) if decisions else set()
-        again = [
-            _message(r, max(r.attempts - 1, 0), r.stalls + 1)
-            for r, d in zip(rows, decisions, strict=True)
-            if r.id in changed and d.status is JobStatus.TODO
-        ]
-        await broker.dispatch_suspects(again)
+        group: list[str] = []
+        alone: list[str] = []
+        for r, d in zip(rows, decisions, strict=True):
+            if r.id in changed and d.status is JobStatus.TODO:
+                msg = _message(r, max(r.attempts - 1, 0), r.stalls + 1)
+                (alone if r.stalls + 2 >= cfg.max_stalls else group).append(msg)
+        await broker.dispatch_suspects(group, alone)
         be.marker.add(
             r.id
             for r, d in zip(rows, decisions, strict=True)

@@ -290,7 +290,8 @@ class Runner:
                 if time.monotonic() >= self._next_suspect_check:
                     self._next_suspect_check = time.monotonic() + 0.5
                     if await broker.suspects_waiting():
-                        await self._run_suspect()
+                        if await self._run_suspects():
+                            self._next_suspect_check = 0.0  # more may wait: look again
                         continue
                 raws = await broker.take(self.id, n)
                 if not raws:
@@ -332,18 +333,34 @@ class Runner:
             self._free_changed.clear()
             await self._free_changed.wait()
 
-    async def _run_suspect(self) -> None:
-        """Run one job whose runner died while it ran, with nothing else in flight here:
-        if it is a poison job that kills its runner, only it is charged the stall."""
+    async def _run_suspects(self) -> int:
+        """Run jobs whose runner died while they ran, with nothing else in flight here.
+        Jobs one stall away from the limit run alone, so a poison job that kills its
+        runner is the only one charged; the others run in small groups (an innocent
+        neighbour of a poison job is charged once there, then runs alone and passes)."""
         assert self._be is not None
+        broker = self._be.broker
         await self._wait_all_free()
-        raw = await self._be.broker.take_suspect(self.id)
-        if raw is None:
-            return
-        log.info("running a suspect job alone (its previous runner died)")
-        self._free -= 1
-        self._spawn(self._process(raw), raw)
+        alone = await broker.take_suspect(self.id, alone=True)
+        raws = [alone] if alone is not None else []
+        if not raws:
+            for _ in range(min(10, self._slots)):
+                raw = await broker.take_suspect(self.id)
+                if raw is None:
+                    break
+                raws.append(raw)
+        if not raws:
+            return 0
+        log.info(
+            "running %d suspect job(s)%s (their previous runner died)",
+            len(raws),
+            " alone" if alone is not None else " as a group",
+        )
+        self._free -= len(raws)
+        for raw in raws:
+            self._spawn(self._process(raw), raw)
         await self._wait_all_free()
+        return len(raws)
 
     async def _burst_done(self, idle_since: float | None) -> bool:
         assert self._be is not None
