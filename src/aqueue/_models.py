@@ -248,6 +248,14 @@ def level_of(priority: int) -> str:
     return "h" if priority > 0 else "l" if priority < 0 else "n"
 
 
+class UnsupportedMessageError(SerializationError):
+    """A well-formed message of a format version this aqueue does not read."""
+
+    def __init__(self, job_id: str | None, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 def decode_message(raw: bytes) -> Message:
     """Decode a Redis message; raise :class:`SerializationError` when it is malformed."""
     try:
@@ -259,7 +267,11 @@ def decode_message(raw: bytes) -> Message:
     try:
         version = data["v"]
         if version not in SUPPORTED_MESSAGE_VERSIONS:
-            raise SerializationError(f"unsupported message version {version!r}")
+            raise UnsupportedMessageError(
+                data.get("id") if isinstance(data.get("id"), str) else None,
+                f"unsupported message version {version!r} (this aqueue reads "
+                f"{sorted(SUPPORTED_MESSAGE_VERSIONS)})",
+            )
         payload = data["p"]
         msg = Message(
             raw=raw,

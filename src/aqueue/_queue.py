@@ -367,10 +367,12 @@ class Queue:
         payload = encode_payload(
             tuple(args), dict(kwargs), self.max_payload_bytes, opts.run_options(now)
         )
+        # A producer that does not know the task leaves the retries to the runner that
+        # does (max_attempts 0 = "the task's own").
         retries = (
             opts.retries
             if opts.retries is not None
-            else (t.config.retries if t is not None else self.default_retries)
+            else (t.config.retries if t is not None else -1)
         )
         return NewJob(
             id=opts.job_id or new_job_id(),

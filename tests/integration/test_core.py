@@ -260,12 +260,16 @@ async def test_malformed_message_is_dropped_runner_keeps_going(
 
     job = await fine.enqueue()
     be = await q._backend()
-    await redis_client.lpush(be.broker.keys.ready, b"\x00not json", b'{"v":99,"id":"x"}')
+    await redis_client.lpush(be.broker.keys.ready, b"\x00not json", b'{"v":1,"id":"x"}')
+    newer = b'{"v":99,"id":"y","t":"fine","n":0,"m":1,"p":{"a":[],"k":{}}}'
+    await redis_client.lpush(be.broker.keys.ready, newer)
     runner = burst(q)
     await runner.run()
     assert await job.result(timeout=1) == 1
     assert runner.stats.malformed == 2
     assert await redis_client.llen(be.broker.keys.ready) == 0
+    # a newer format is left (delayed) for a newer runner, not failed or dropped
+    assert await redis_client.zscore(be.broker.keys.delayed, newer) is not None
 
 
 async def test_non_serializable_result_fails_the_job(make_queue: QueueFactory) -> None:

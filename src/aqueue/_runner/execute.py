@@ -138,7 +138,7 @@ def _failure(
 ) -> Outcome:
     decision = decide_failure(
         attempt=msg.attempts + 1,
-        max_attempts=msg.max_attempts,
+        max_attempts=msg.max_attempts or config.retries + 1,
         now=now,
         retryable=retryable,
         backoff=config.backoff,

@@ -27,6 +27,7 @@ from .._errors import AqueueError, BackendError, CommitError, SerializationError
 from .._models import (
     JobStatus,
     Message,
+    UnsupportedMessageError,
     decode_message,
     encode_message,
     message_job_id,
@@ -471,6 +472,13 @@ class Runner:
 
     async def _malformed(self, raw: bytes, exc: Exception) -> None:
         assert self._be is not None
+        if isinstance(exc, UnsupportedMessageError):
+            # Written by a newer aqueue (a rolling deploy): leave it for a runner that
+            # reads it, and look again later.
+            log.warning("message of job %s: %s; leaving it for a newer runner", exc.job_id, exc)
+            due = self.clock() // 1000 + int(self.config.lease * 1000)
+            await self._be.broker.settle(self.id, [raw], delayed=[(due, raw)])
+            return
         self.stats.malformed += 1
         job_id = message_job_id(raw)
         log.error("dropping malformed message (job %s): %s", job_id, exc)
@@ -484,11 +492,12 @@ class Runner:
 
     async def _run_claimed(self, claimed: _Claimed) -> None:
         msg, token = claimed.msg, claimed.token
+        task_def = self.queue.tasks.get(msg.task)
         ctx = JobContext(
             job_id=msg.id,
             task=msg.task,
             attempt=msg.attempts + 1,
-            max_attempts=msg.max_attempts,
+            max_attempts=msg.max_attempts or (task_def.config.retries + 1 if task_def else 1),
             lease_token=token,
             runner_id=self.id,
             queue=self.queue,
@@ -496,7 +505,6 @@ class Runner:
             kwargs=msg.kwargs,
             state=self.state,
         )
-        task_def = self.queue.tasks.get(msg.task)
         if task_def is not None and not task_def.config.auto_commit:
             ctx.auto_commit = False
             ctx._committer = self._make_committer(msg, token)
