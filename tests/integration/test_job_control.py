@@ -275,3 +275,49 @@ async def test_priority_survives_delay_and_wakes_idle_runner(make_queue: QueueFa
         runner.stop()
         await asyncio.wait_for(task, 40)
     assert sorted(got) == [1, 2]
+
+
+async def test_unique_key_under_concurrent_producers(make_queue: QueueFactory) -> None:
+    qa, qb = make_queue(), make_queue()
+    for q in (qa, qb):
+
+        @q.task(name="report")
+        async def report(day: str) -> str:
+            return day
+
+    jobs = await asyncio.gather(
+        *(
+            (qa if i % 2 else qb).options(unique_key="daily:2026-11-26").enqueue("report", "x")
+            for i in range(40)
+        )
+    )
+    assert len({j.id for j in jobs}) == 1
+    assert sum((await qa.counts()).values()) == 1
+    ra = burst(qa)
+    rb = burst(qb)
+    await asyncio.gather(ra.run(), rb.run())
+    assert ra.stats.executed + rb.stats.executed == 1
+    # the key is released once the job finished: a new one may be enqueued
+    again = await qa.options(unique_key="daily:2026-11-26").enqueue("report", "y")
+    assert again.id != jobs[0].id
+
+
+async def test_priorities_across_two_runners(make_queue: QueueFactory) -> None:
+    qa, qb = make_queue(), make_queue()
+    order: list[str] = []
+    for q in (qa, qb):
+
+        @q.task(name="job")
+        async def job(level: str) -> None:
+            order.append(level)
+            await asyncio.sleep(0.002)
+
+    for level, prio in (("low", -1), ("high", 5)):
+        await qa.options(priority=prio).enqueue_many([("job", (level,), {})] * 40)
+    await asyncio.gather(
+        burst(qa, concurrency=1, prefetch=0).run(), burst(qb, concurrency=1, prefetch=0).run()
+    )
+    assert len(order) == 80
+    first_half = order[:40]
+    assert first_half.count("high") > first_half.count("low")
+    assert "low" in first_half, "low starved"

@@ -85,12 +85,20 @@ class _Settled:
 
 class Runner:
     def __init__(
-        self, queue: Queue, config: RunnerConfig | None = None, *, clock: Callable[[], int] = now_us
+        self,
+        queue: Queue,
+        config: RunnerConfig | None = None,
+        *,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.queue = queue
         self.config = config or RunnerConfig()
         self.id = new_runner_id()
-        self.clock = clock
+        # Lease arithmetic follows the SQL server's clock (leases live in SQL): the
+        # runner's wall clock plus an offset measured against it. Tests may inject one.
+        self._offset_us = 0
+        self._sync_clock = clock is None
+        self.clock: Callable[[], int] = clock or self._server_clock
         self.stats = RunnerStats()
         self.state: dict[str, Any] = {}
         self._stop = asyncio.Event()
@@ -126,6 +134,7 @@ class Runner:
     async def run(self) -> None:
         be = self._be = await self.queue._backend()
         cfg = self.config
+        await self._measure_clock()
         await self._check_redis()
         self._epoch = await be.broker.epoch()
         self._claimer = Batcher("claim", self._flush_claims, max_items=cfg.batch, parallel=2)
@@ -189,6 +198,21 @@ class Runner:
             raise RunnerCrashedError(f"runner side task died: {crashed!r}") from crashed
 
     # -- start & stop ------------------------------------------------------------------
+
+    def _server_clock(self) -> int:
+        return now_us() + self._offset_us
+
+    async def _measure_clock(self) -> None:
+        """Offset of the SQL server's clock from ours (midpoint of a round trip)."""
+        if not self._sync_clock or self._be is None or self._be.store.is_sqlite:
+            return
+        t0 = now_us()
+        server = await self._be.store.server_time_us()
+        t1 = now_us()
+        offset = server - (t0 + t1) // 2
+        if abs(offset - self._offset_us) > 100_000:
+            log.warning("clock offset to the SQL server: %+.3f s", offset / 1e6)
+        self._offset_us = offset
 
     async def _check_redis(self) -> None:
         assert self._be is not None
@@ -761,6 +785,8 @@ class Runner:
 
     async def _beat(self, be: _Backend, cfg: RunnerConfig) -> None:
         sent = time.monotonic()
+        with contextlib.suppress(BackendError):
+            await self._measure_clock()
         items = [(job_id, token) for job_id, (token, _) in self._running.items()]
         try:
             async with asyncio.timeout(cfg.heartbeat):

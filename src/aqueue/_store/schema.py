@@ -47,7 +47,9 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Index(f"ix_{table_name}_owner", "lease_owner", "status"),
         sa.Index(f"ix_{table_name}_lease", "status", "leased_until"),
         sa.Index(f"ix_{table_name}_fin", "status", "finished_at"),
-        sa.Index(f"ux_{table_name}_unique", "queue", "unique_key", unique=True),
+        # Inline in CREATE TABLE (not a later CREATE INDEX): a second process must never
+        # write into the table before uniqueness is enforced.
+        sa.UniqueConstraint("queue", "unique_key", name=f"ux_{table_name}_unique"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
