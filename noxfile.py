@@ -7,6 +7,7 @@ needs, so a fresh clone needs nothing but Python.
 from __future__ import annotations
 
 import nox
+from nox.command import CommandFailed
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -43,8 +44,26 @@ def demo(session: nox.Session) -> None:
     session.run("python", "examples/demo.py", *session.posargs)
 
 
+# arq (newest: 0.28) needs redis<6, so taskiq-redis resolves to 1.0.9 (its newest for
+# redis 5), which imports names that taskiq 0.13 removed: hence taskiq<0.13.
+BENCH_PEERS = ("arq", "saq[redis]", "taskiq<0.13", "taskiq-redis", "streaq")
+
+
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks (see benchmarks/README.md)."""
-    session.install("-e", ".[all]")
+    """Side-by-side benchmarks against arq, SAQ, taskiq and streaQ (see
+    benchmarks/README.md). Arguments go to benchmarks/run.py, e.g.
+    ``nox -s bench -- --quick --only aqueue``."""
+    session.install("-e", ".[all]", "py-spy")
+    # One resolution for all the peers, so that none of them upgrades a dependency under
+    # another (arq needs redis<6); if that fails, each on its own: a peer that cannot be
+    # installed here is reported as unavailable by run.py instead of failing the session.
+    try:
+        session.install(*BENCH_PEERS)
+    except CommandFailed:
+        for peer in BENCH_PEERS:
+            try:
+                session.install(peer)
+            except CommandFailed:
+                session.warn(f"bench: {peer} cannot be installed here; it will be skipped")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,0 +1,439 @@
+"""Medians, the results table, docs/benchmarks.md, and py-spy profile summaries."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+LABELS = {
+    "aqueue": "aqueue (MariaDB)",
+    "aqueue-embedded": "aqueue (embedded: SQLite)",
+    "arq": "arq",
+    "saq": "SAQ",
+    "taskiq": "taskiq",
+    "streaq": "streaQ",
+}
+REFERENCE = "aqueue"
+SQL_SHOWN = (
+    "Com_insert",
+    "Com_update",
+    "Com_select",
+    "Com_commit",
+    "Com_rollback",
+    "Com_begin",
+    "Com_set_option",
+    "Questions",
+)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ok(runs: list[dict[str, Any]], w: str) -> list[dict[str, Any]]:
+    return [r[w] for r in runs if isinstance(r.get(w), dict) and "error" not in r[w]]
+
+
+def summarize(results: dict[str, Any]) -> None:
+    """Add ``median`` to each system (and the ceiling): the median over the repeats."""
+    for entry in results["systems"].values():
+        runs = entry.get("runs") or []
+        med: dict[str, Any] = {}
+        for w in ("W1", "W1b", "W2", "W3"):
+            med[w] = _median([x["rate"] for x in _ok(runs, w) if "rate" in x])
+        w4 = _ok(runs, "W4")
+        med["W4"] = {p: _median([x[p] for x in w4]) for p in ("p50_ms", "p95_ms", "p99_ms")}
+        med["rss_mb"] = _median([x["peak_rss_mb"] for x in _ok(runs, "W2") if x["peak_rss_mb"]])
+        red = [x["redis"] for x in _ok(runs, "W2") if "redis" in x]
+        if red:
+            med["redis_per_job"] = _median([x["commands_per_job"] for x in red])
+            med["redis_scripts_per_job"] = _median([x["script_calls_per_job"] for x in red])
+            last = red[len(red) // 2]["top_per_job"]
+            med["redis_top"] = ", ".join(f"{k} {v:.2f}" for k, v in list(last.items())[:4])
+        sql = [x["sql"] for x in _ok(runs, "W2") if "sql" in x]
+        if sql:
+            med["sql_per_job"] = {
+                k: _median([s["per_job"][k] for s in sql]) for k in sql[0]["per_job"]
+            }
+            med["sql_background_per_job"] = {
+                k: _median([s["background_estimate_per_job"][k] for s in sql])
+                for k in sql[0]["background_estimate_per_job"]
+            }
+        med["errors"] = sum(
+            1 for r in runs for v in r.values() if isinstance(v, dict) and "error" in v
+        )
+        entry["median"] = med
+    ceiling = results["ceiling"]
+    ceiling["median"] = _median([r["rate"] for r in ceiling["runs"] if "rate" in r])
+
+
+def brief(rec: dict[str, Any]) -> str:
+    parts = []
+    for w, name in (("W1", "W1"), ("W1b", "W1 batch"), ("W2", "W2"), ("W3", "W3")):
+        x = rec.get(w)
+        if isinstance(x, dict) and "rate" in x:
+            parts.append(f"{name} {x['rate']:,.0f}/s")
+        elif isinstance(x, dict) and "error" in x:
+            parts.append(f"{name} FAILED")
+    x = rec.get("W4")
+    if isinstance(x, dict) and "p50_ms" in x:
+        parts.append(f"W4 p50/p99 {x['p50_ms']:.1f}/{x['p99_ms']:.1f} ms")
+    return ", ".join(parts) or "nothing measured"
+
+
+def _rate(v: float | None, ref: float | None) -> str:
+    if v is None:
+        return "—"
+    s = f"{v:,.0f}"
+    if ref is not None and v:
+        s += f" (x{ref / v:.2f})"
+    return s
+
+
+def table(results: dict[str, Any]) -> str:
+    """One markdown table: a column per workload; in each peer's cells, aqueue's (MariaDB)
+    ratio to that peer."""
+    systems = results["systems"]
+    ref = systems.get(REFERENCE, {}).get("median")
+    head = (
+        "| system | W1 enqueue, 100 awaiting producers (jobs/s) | W1 batch API (jobs/s) "
+        "| W2 drain no-op (jobs/s) | W3 sleep 10 ms (jobs/s) "
+        "| W4 enqueue→start p50 / p95 / p99 (ms) | worker peak RSS, W2 (MiB) |"
+    )
+    lines = [head, "|" + "---|" * 7]
+    for name, entry in systems.items():
+        label = LABELS.get(name, name)
+        if entry.get("status") != "ok":
+            lines.append(f"| {label} | unavailable here: {entry.get('reason', '?')} |||||| ")
+            continue
+        med = entry["median"]
+        peer = ref if (ref is not None and name not in (REFERENCE, "aqueue-embedded")) else None
+        cells = [_rate(med[w], peer[w] if peer else None) for w in ("W1", "W1b", "W2", "W3")]
+        w4 = med["W4"]
+        if w4["p50_ms"] is None:
+            cells.append("—")
+        else:
+            c = f"{w4['p50_ms']:.1f} / {w4['p95_ms']:.1f} / {w4['p99_ms']:.1f}"
+            if peer and peer["W4"]["p99_ms"] is not None and w4["p99_ms"]:
+                c += f" (p99 x{peer['W4']['p99_ms'] / w4['p99_ms']:.2f})"
+            cells.append(c)
+        cells.append(f"{med['rss_mb']:.0f}" if med["rss_mb"] else "—")
+        if med["errors"]:
+            label += f" ({med['errors']} failed)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ceiling = results["ceiling"].get("median")
+    if ceiling:
+        lines.append(f"| bare asyncio loop (no queue: the ceiling) | | | | {ceiling:,.0f} | | |")
+    lines.append("")
+    lines.append(
+        "In a peer's row, (x1.50) means aqueue (MariaDB) did 1.50 times that peer's "
+        "throughput; for W4, that the peer's p99 was 1.50 times aqueue's (above 1: aqueue "
+        "better, below 1: the peer better)."
+    )
+    return "\n".join(lines)
+
+
+def redis_table(results: dict[str, Any]) -> str:
+    rows = [
+        "| system | Redis commands per job, W2 | of which script/function calls | most frequent |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in results["systems"].items():
+        med = entry.get("median") or {}
+        if med.get("redis_per_job") is None:
+            continue
+        rows.append(
+            f"| {LABELS.get(name, name)} | {med['redis_per_job']:.2f} | "
+            f"{med['redis_scripts_per_job']:.2f} | {med.get('redis_top', '')} |"
+        )
+    if len(rows) == 2:
+        return "(no Redis command counts in these results)"
+    return "\n".join(rows)
+
+
+def sql_table(results: dict[str, Any]) -> str:
+    med = results["systems"].get(REFERENCE, {}).get("median") or {}
+    per_job = med.get("sql_per_job")
+    if not per_job:
+        return "(no SQL statement counts: aqueue on MariaDB did not run W2)"
+    bg = med.get("sql_background_per_job") or {}
+    lines = [
+        "| MariaDB counter (SHOW GLOBAL STATUS) | per job, W2 | background on the server "
+        "(estimate, per job) |",
+        "|---|---|---|",
+    ]
+    for k in SQL_SHOWN:
+        if k in per_job:
+            lines.append(f"| {k} | {per_job[k]:.4f} | {bg.get(k, 0.0):.4f} |")
+    return "\n".join(lines)
+
+
+def _version_line(meta: dict[str, Any]) -> str:
+    v = meta.get("versions", {})
+    return ", ".join(f"{k} {x}" for k, x in v.items() if x)
+
+
+def _source(meta: dict[str, Any]) -> str:
+    start = meta.get("aqueue_source_at_start") or {}
+    end = meta.get("aqueue_source_at_end") or {}
+    if not start.get("commit"):
+        return "not recorded"
+    out = f"commit `{start['commit']}`"
+    if end.get("commit") and end["commit"] != start["commit"]:
+        out += f" at the start, `{end['commit']}` at the end (a commit landed during the run)"
+    if start.get("src_dirty") or end.get("src_dirty"):
+        out += ", with uncommitted changes in src/"
+    if start.get("note"):
+        out += f" ({start['note']})"
+    return out
+
+
+def _costs(results: dict[str, Any]) -> str:
+    out = []
+    if any((e.get("median") or {}).get("redis_per_job") for e in results["systems"].values()):
+        out.append(
+            "Redis commands per job in W2 (from `INFO commandstats` on the shared server, "
+            "less the benchmark's own counter `INCR` and waits; commands run inside Lua "
+            "scripts or functions count too; other clients of the server add noise):\n\n"
+            + redis_table(results)
+        )
+    if (results["systems"].get(REFERENCE, {}).get("median") or {}).get("sql_per_job"):
+        out.append(
+            "SQL statements per job for aqueue on MariaDB in W2, from the server's own "
+            "counters (which count every client of the server: see the background "
+            "column):\n\n" + sql_table(results)
+        )
+    return "\n\n".join(out)
+
+
+def _durability(meta: dict[str, Any]) -> str:
+    redis = meta.get("redis", {})
+    maria = meta.get("mariadb", {})
+    sq = meta.get("sqlite", {})
+    emb = sq.get("embedded_redis", {})
+    rows = [
+        "| system | jobs kept in | settings |",
+        "|---|---|---|",
+        f"| aqueue (MariaDB) | InnoDB table, one autocommitted statement per transition | "
+        f"`innodb_flush_log_at_trx_commit = {maria.get('innodb_flush_log_at_trx_commit')}` "
+        f"(1: a commit is on disk before it returns), `sync_binlog = "
+        f"{maria.get('sync_binlog')}`, `log_bin = {maria.get('log_bin')}` |",
+        f"| aqueue (embedded) | SQLite file | `synchronous = {sq.get('synchronous')}`, "
+        f"`journal_mode = {sq.get('journal_mode')}` (as aqueue's connections set them); its "
+        f"private Redis {emb.get('version', '?')}: `appendonly = {emb.get('appendonly')}` |",
+        f"| arq, SAQ, taskiq, streaQ | Redis only (127.0.0.1:6379) | `appendonly = "
+        f"{redis.get('appendonly')}`, `appendfsync = {redis.get('appendfsync')}`, `save = "
+        f'"{redis.get("save")}"` |',
+    ]
+    out = "\n".join(rows)
+    if redis.get("appendonly") == "no" and not redis.get("save"):
+        out += (
+            "\n\nThe shared Redis persists nothing here: a restart loses every queued job of "
+            "arq, SAQ, taskiq and streaQ (their numbers are those of an in-memory queue), "
+            "while aqueue's jobs are in SQL."
+        )
+    return out
+
+
+def document(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    args = meta["args"]
+    m = meta["machine"]
+    redis = meta.get("redis", {})
+    maria = meta.get("mariadb", {})
+    unavailable = [
+        f"- **{LABELS.get(n, n)}**: {e.get('reason')}"
+        for n, e in results["systems"].items()
+        if e.get("status") != "ok"
+    ]
+    loops = sorted(
+        {
+            r["W2"]["loop"]
+            for e in results["systems"].values()
+            for r in e.get("runs") or []
+            if isinstance(r.get("W2"), dict) and r["W2"].get("loop")
+        }
+    )
+    load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
+    out = f"""# Benchmarks
+
+<!-- Generated by benchmarks/run.py (from benchmarks/results/latest.json): edit
+benchmarks/_report.py, not this file. -->
+
+aqueue against the Redis-only asyncio queues it is meant to replace (arq, SAQ, taskiq,
+streaQ): the same jobs on the same machine and the same Redis, each through its own public
+API, each worker started by its own CLI. Regenerate with `nox -s bench` (see
+[benchmarks/README.md](../benchmarks/README.md); `--quick` for a smoke run).
+
+## Results
+
+Run of {meta["started"]}. N = {args["jobs"]:,} jobs for W1-W3; median of {args["repeats"]}
+repeat(s); concurrency {args["concurrency"]}; W4 at {args["rate"]:g} jobs/s for
+{args["duration"]:g} s. Higher is better except for W4.
+
+{table(results)}
+
+{_costs(results)}
+
+## Machine and versions
+
+- {m["cpu_count"]} CPUs ({m["cpu_model"]}), {m.get("memory_gib")} GiB RAM, {m["os"]}.
+  Servers, workers, producer and harness all share these {m["cpu_count"]} CPUs.
+- Load average at start: {load}. The benchmark ran at niceness {m["niceness"]} on a
+  machine shared with other work: differences under about 15 % are noise.
+- Python {m["python"]}, SQLite {m["sqlite"]}, Redis {redis.get("version")}, MariaDB
+  {maria.get("version")}.
+- Libraries: {_version_line(meta)}.
+- aqueue source: {_source(meta)}.
+- Event loop of every worker: {", ".join(f"`{x}`" for x in loops) or "not recorded"}.
+
+## Durability settings
+
+{_durability(meta)}
+"""
+    if unavailable:
+        out += "\n## Not measured here\n\n" + "\n".join(unavailable) + "\n"
+    out += METHOD
+    return out
+
+
+METHOD = """
+## Method
+
+- **Same jobs, same counting.** Each system registers three tasks through its own API:
+  a no-op, `asyncio.sleep(0.01)`, and a latency probe. Each job `INCR`s one counter in a
+  Redis DB of the harness's own; the job whose increment reaches N pushes its wall time
+  to a list the harness waits on (`BLPOP`). For aqueue the clock stops only once the
+  last row is also `done` in SQL: the harness polls a `COUNT … GROUP BY status` (through
+  `Queue.counts()`) every 2 ms after the last increment and stops at the later of the two.
+- **Separate processes.** The producer is its own process (`benchmarks/producer.py`);
+  each worker is started as its documentation says: `python -m aqueue run
+  app_aqueue:queue --concurrency 100`, `arq app_arq.WorkerSettings` (`max_jobs = 100`),
+  `saq app_saq.settings` (`concurrency = 100`), `taskiq worker app_taskiq:broker
+  --workers 1 --max-async-tasks 100` (taskiq-redis `RedisStreamBroker`, the broker with
+  acknowledgements), `streaq run app_streaq:worker` (`concurrency = 100`). Every other
+  setting is the system's default.
+- **Same Redis, separate namespaces.** One Redis server; each system in its own DB
+  number (aqueue also under a fresh key prefix and, on MariaDB, a fresh table per run).
+  Afterwards only what the run created is deleted.
+- **Same event loop.** uvloop everywhere: aqueue's and taskiq's CLIs use it when it is
+  installed; the arq and SAQ app modules set uvloop's event loop policy, streaQ gets
+  `anyio_kwargs={"use_uvloop": True}`; producers use it too.
+- **Same logging.** Warnings only. arq and streaQ log every job at INFO by default (arq
+  is given `--custom-log-dict`, streaQ's logger level is set in its lifespan hook);
+  aqueue, SAQ and taskiq are told by their CLI options.
+- **W1 enqueue**: a fresh queue; N jobs enqueued by 100 coroutines, each awaiting one
+  `enqueue` after another (aqueue `task.enqueue`, arq `enqueue_job`, SAQ
+  `Queue.enqueue`, taskiq `kiq`, streaQ `task.enqueue`). Batch: the system's batch call,
+  1,000 jobs per awaited call (aqueue `Queue.enqueue_many`, streaQ
+  `Worker.enqueue_many`; arq, SAQ and taskiq have none). An aqueue enqueue returns once
+  its row is committed.
+- **W2 drain**: the N jobs of W1 (no-ops), then one worker process at concurrency 100.
+  Time from the worker's startup hook (it is connected and about to take jobs) to the
+  last completion; the JSON also has the rate from process spawn (imports included).
+- **W3 sleep**: as W2 with N jobs of `asyncio.sleep(0.01)`. The ceiling row is a bare
+  asyncio loop (uvloop) running N such sleeps 100 at a time: 100 / 0.01 s = 10,000 jobs/s
+  at most.
+- **W4 latency**: a running worker; the producer starts one `enqueue` every 2 ms (open
+  loop: a slow enqueue does not delay the next) for 10 s. Each job's argument is
+  `time.time()` read just before `enqueue()` is called; the job records its start time
+  minus it. Percentiles are nearest-rank over all jobs of a repeat.
+- **SQL statements per job** (aqueue on MariaDB, W2): deltas of `SHOW GLOBAL STATUS`
+  (`Com_insert`, `Com_update`, `Com_select`, `Com_commit`, `Com_begin`, `Questions`)
+  from just before the worker starts until the last row is `done`, divided by N, less
+  the harness's own polls. The counters are server-wide: other clients of the server add
+  to them. The "background" column is the rate measured over one idle second just
+  before, times the window: subtract it for an estimate of aqueue's own share. The
+  W1 enqueues happen before the window and are not in it.
+- **Worker peak RSS**: `VmHWM` of the process that ran the jobs, read at the end of W2.
+- Medians over the repeats; every repeat's numbers are in
+  `benchmarks/results/latest.json` (with more detail: the drain rate from process spawn,
+  the time from ready to the first job, the SQL counters' raw deltas, the producer's own
+  enqueue-call latency in W4).
+
+## Reading the numbers
+
+- Every job, including the "no-op", makes one Redis round trip (the counter), in every
+  system alike: W2 is the cost of the queue plus that.
+- With 2 CPUs shared by Redis, MariaDB, the worker, the producer and the harness, the
+  workers are CPU-bound: W3 (10 ms sleeps) stays far below the bare-loop ceiling for
+  every system, and close to the same system's W2.
+- arq's worker polls its queue every `poll_delay` (0.5 s by default): that, not its
+  throughput, is its W4 latency. The benchmark keeps each system's defaults.
+- A system whose drain rate (W2) is not far above the W4 rate is close to saturation in
+  W4, and its latencies then measure queueing: read W4 beside W2.
+- aqueue's enqueue→start (W4) includes two durable commits by design: the INSERT
+  before `enqueue()` returns, and the claim `UPDATE` before the handler starts.
+- One environment holds all the peers: arq (newest 0.28) needs redis-py < 6, so
+  taskiq-redis resolves to 1.0.9, which needs taskiq < 0.13. Newer taskiq-redis needs
+  redis-py 7 or 8.
+"""
+
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def _where(func: str, path: str) -> str:
+    """The package of a frame; py-spy names files relative to their sys.path entry."""
+    if func == "Runner.run" and path.startswith("asyncio/runners.py"):
+        return "event loop itself (uvloop, C: polling and callbacks)"
+    if path.startswith("<"):
+        return path
+    top = path.split("/", 1)[0].removesuffix(".py")
+    return "benchmark job body (_harness)" if top == "_harness" else top
+
+
+_ROOTS = (
+    "<frozen runpy>",
+    "click/",
+    "aqueue/_cli.py",
+    "aqueue/__main__.py",
+    "uvloop/",
+    "asyncio/runners.py",
+)
+"""Frames on every stack of the worker's main thread: left out of the inclusive list."""
+
+
+def profile_summary(path: Path, top: int = 30) -> str:
+    """Where the time went, from py-spy's ``--format raw`` (collapsed stacks): by package
+    of the innermost frame, by function (self), and by function (inclusive)."""
+    total = 0
+    by_pkg: Counter[str] = Counter()
+    self_t: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = []
+        for f in stack.split(";"):
+            m = _FRAME.match(f)
+            frames.append((m.group("func"), m.group("file")) if m else (f, ""))
+        func, file = frames[-1]
+        by_pkg[_where(func, file)] += n
+        self_t[f"{func} ({file})"] += n
+        for key in {f"{fn} ({fl})" for fn, fl in frames if not fl.startswith(_ROOTS)}:
+            incl[key] += n
+    if not total:
+        return f"{path}: no samples\n"
+    out = [
+        f"{path.name}: {total} samples (CPU only; idle waits are not sampled; SQLAlchemy's "
+        "greenlet stacks are separate from the event loop's, and C code (uvloop, hiredis, "
+        "asyncmy, sqlite3) shows as the Python frame that called it)",
+        "",
+    ]
+    for title, counter in (
+        ("by package (innermost frame)", by_pkg),
+        ("self time by function", self_t),
+        ("inclusive time by function", incl),
+    ):
+        out.append(title)
+        for k, n in counter.most_common(top):
+            out.append(f"  {100 * n / total:5.1f}%  {k}")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,124 @@
+"""The producer process: enqueue through one system's public API, print a JSON line.
+
+    python producer.py MODULE awaiting KIND JOBS [--concurrency 100]
+    python producer.py MODULE batch KIND JOBS [--batch-size 1000]
+    python producer.py MODULE rate lat --rate 500 --duration 10
+    python producer.py - ceiling sleep JOBS [--concurrency 100]
+
+``MODULE`` is an ``app_*`` module (its ``Producer`` class); ``run.py`` sets the
+``BENCH_*`` environment (see ``_harness.py``). Modes:
+
+- ``awaiting``: ``--concurrency`` coroutines, each awaiting one ``enqueue`` after another
+  until JOBS are queued (W1).
+- ``batch``: the system's batch API, ``--batch-size`` jobs per awaited call (W1 batch).
+- ``rate``: an open-loop generator, one ``enqueue`` started every ``1/--rate`` seconds for
+  ``--duration`` seconds, each given ``time.time()`` read just before the call (W4).
+- ``ceiling``: no queue at all: JOBS ``asyncio.sleep(BENCH_SLEEP)`` at ``--concurrency``
+  at once on a bare event loop (the no-overhead ceiling of W3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import _harness
+
+
+async def awaiting(producer: Any, kind: str, jobs: int, concurrency: int) -> dict[str, Any]:
+    indexes = iter(range(jobs))
+
+    async def one_producer() -> None:
+        for i in indexes:
+            await producer.enqueue(kind, i)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_producer() for _ in range(concurrency)))
+    return {"seconds": time.perf_counter() - t0, "jobs": jobs}
+
+
+async def batch(producer: Any, kind: str, jobs: int, size: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    for start in range(0, jobs, size):
+        await producer.enqueue_batch(kind, list(range(start, min(jobs, start + size))))
+    return {"seconds": time.perf_counter() - t0, "jobs": jobs}
+
+
+async def rate(producer: Any, per_second: float, duration: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    total = round(per_second * duration)
+    pending: set[asyncio.Task[None]] = set()
+    calls: list[float] = []
+
+    async def one() -> None:
+        t = time.time()
+        await producer.enqueue("lat", t)
+        calls.append(time.time() - t)
+
+    t0 = loop.time()
+    for k in range(total):
+        delay = t0 + k / per_second - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = loop.create_task(one())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    sent = loop.time() - t0
+    await asyncio.gather(*pending)
+    calls.sort()
+    return {
+        "jobs": total,
+        "seconds": sent,
+        "achieved_rate": total / sent if sent > 0 else None,
+        "enqueue_call_p50_ms": statistics.median(calls) * 1e3,
+        "enqueue_call_p99_ms": calls[min(len(calls) - 1, int(len(calls) * 0.99))] * 1e3,
+    }
+
+
+async def ceiling(jobs: int, concurrency: int) -> dict[str, Any]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def job() -> None:
+        async with sem:
+            await asyncio.sleep(_harness.SLEEP)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(job() for _ in range(jobs)))
+    return {"seconds": time.perf_counter() - t0, "jobs": jobs}
+
+
+async def main(a: argparse.Namespace) -> dict[str, Any]:
+    if a.mode == "ceiling":
+        return await ceiling(a.jobs, a.concurrency)
+    producer = importlib.import_module(a.module).Producer()
+    await producer.open()
+    try:
+        if a.mode == "awaiting":
+            return await awaiting(producer, a.kind, a.jobs, a.concurrency)
+        if a.mode == "batch":
+            return await batch(producer, a.kind, a.jobs, a.batch_size)
+        return await rate(producer, a.rate, a.duration)
+    finally:
+        await producer.close()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("module")
+    p.add_argument("mode", choices=["awaiting", "batch", "rate", "ceiling"])
+    p.add_argument("kind", choices=_harness.KINDS)
+    p.add_argument("jobs", type=int, nargs="?", default=0)
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=500.0)
+    p.add_argument("--duration", type=float, default=10.0)
+    args = p.parse_args()
+    _harness.install_uvloop()
+    result = asyncio.run(main(args))
+    sys.stdout.write(json.dumps(result) + "\n")
