@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,8 +38,24 @@ _JOB_COLUMNS = (
 )
 
 
+try:  # the drivers' own errors: hot-path statements go to the driver directly
+    from asyncmy.errors import MySQLError as _AsyncmyError
+except ImportError:  # pragma: no cover - MySQL support not installed
+
+    class _AsyncmyError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    OSError,
+    sqlite3.Error,
+    _AsyncmyError,
+)
+
+
 def _mysql_code(exc: BaseException) -> int | None:
-    orig = getattr(exc, "orig", None)
+    orig = getattr(exc, "orig", None) or exc
     args = getattr(orig, "args", None)
     if args and isinstance(args[0], int):
         return args[0]
@@ -58,19 +74,19 @@ def _is_definite(exc: BaseException) -> bool:
     server about the statement), False when the outcome is unknown (connection lost)."""
     if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError | sa.exc.ProgrammingError):
         return True
+    if type(exc).__name__ in ("IntegrityError", "DataError", "ProgrammingError"):
+        return True
     code = _mysql_code(exc)
     if code is None:
         return False
     return (code not in _CONNECTION_LOST_MYSQL and code < 2000) or code == 2003
 
 
-@contextmanager
-def map_exceptions(what: str) -> Iterator[None]:
-    """Map SQLAlchemy/DBAPI/OS errors to :class:`StoreError` at the SQL boundary."""
-    try:
-        yield
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"{what} failed: {type(exc).__name__}: {_short(exc)}") from exc
+def _connection_broken(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | _AsyncmyError) and not isinstance(exc, sqlite3.Error):
+        code = _mysql_code(exc)
+        return code is None or code >= 2000 or type(exc).__name__ == "InterfaceError"
+    return False
 
 
 def _short(exc: BaseException) -> str:
@@ -181,7 +197,7 @@ class Store:
         for i in range(attempts):
             try:
                 return await fn()
-            except (SQLAlchemyError, OSError) as exc:
+            except DB_ERRORS as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError() from exc  # never swallow a cancellation
@@ -200,15 +216,40 @@ class Store:
                 return await self._exec_now(sql, params)
         return await self._exec_now(sql, params)
 
+    # Statements go to the driver's connection directly: through SQLAlchemy's Connection
+    # every statement would also cost a ROLLBACK round trip when the connection is given
+    # back (autobegin), even in autocommit mode. A broken connection is invalidated so the
+    # pool does not hand it out again.
+
     async def _exec_now(self, sql: str, params: Sequence[Any]) -> int:
         async with self.engine.connect() as conn:
-            res = await conn.exec_driver_sql(sql, tuple(params))
-            return int(res.rowcount)
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                if self.is_sqlite:
+                    async with raw.execute(sql, tuple(params)) as cur:
+                        return int(cur.rowcount)
+                async with raw.cursor() as cur:
+                    await cur.execute(sql, tuple(params))
+                    return int(cur.rowcount)
+            except BaseException as exc:
+                if _connection_broken(exc) or isinstance(exc, asyncio.CancelledError):
+                    await conn.invalidate()
+                raise
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         async with self.engine.connect() as conn:
-            res = await conn.exec_driver_sql(sql, tuple(params))
-            return [tuple(r) for r in res.fetchall()]
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                if self.is_sqlite:
+                    async with raw.execute(sql, tuple(params)) as cur:
+                        return [tuple(r) for r in await cur.fetchall()]
+                async with raw.cursor() as cur:
+                    await cur.execute(sql, tuple(params))
+                    return [tuple(r) for r in await cur.fetchall()]
+            except BaseException as exc:
+                if _connection_broken(exc) or isinstance(exc, asyncio.CancelledError):
+                    await conn.invalidate()
+                raise
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -364,7 +405,7 @@ class Store:
             )
         try:
             await self._exec(sql, params)
-        except (SQLAlchemyError, OSError) as exc:
+        except DB_ERRORS as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError() from exc
