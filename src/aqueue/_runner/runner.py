@@ -307,7 +307,11 @@ class Runner:
             if self._local_deadline_passed():
                 await asyncio.sleep(cfg.heartbeat / 4)
                 continue
-            while self._free <= 0:
+            # With work in flight, wait until a quarter of the slots are free: moves and
+            # claims then go in batches (fewer round trips and statements per job). An
+            # idle runner fetches at once, so latency does not suffer.
+            low_water = max(1, min(cfg.batch, self._slots // 4))
+            while self._free <= 0 or (self._free < low_water and self._jobs):
                 self._free_changed.clear()
                 await self._free_changed.wait()
             n = min(self._free, cfg.batch)
