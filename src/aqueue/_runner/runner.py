@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -37,12 +36,12 @@ from .._models import (
 )
 from .._serde import dumps, encode_reason
 from .._store.batcher import Batcher
-from .._store.recovery import purge_finished
 from .._store.store import Finish
+from . import side as side_tasks
 from .config import RunnerConfig
 from .execute import Outcome, execute
 from .faults import crash_point
-from .recovery import SweepCursor, reclaim_pass, resync_all, sweep_pass
+from .recovery import SweepCursor, sweep_pass
 from .watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -153,10 +152,10 @@ class Runner:
         await self._startup_recovery()
         side = {
             loop.create_task(self._fetch_loop(), name="aqueue-fetcher"),
-            loop.create_task(self._heartbeat_loop(), name="aqueue-heartbeat"),
-            loop.create_task(self._promote_loop(), name="aqueue-promoter"),
-            loop.create_task(self._reclaim_loop(), name="aqueue-reclaimer"),
-            loop.create_task(self._sweep_loop(), name="aqueue-sweeper"),
+            loop.create_task(side_tasks.heartbeat_loop(self), name="aqueue-heartbeat"),
+            loop.create_task(side_tasks.promote_loop(self), name="aqueue-promoter"),
+            loop.create_task(side_tasks.reclaim_loop(self), name="aqueue-reclaimer"),
+            loop.create_task(side_tasks.sweep_loop(self), name="aqueue-sweeper"),
         }
         if self.queue.schedules:
             side.add(
@@ -767,112 +766,6 @@ class Runner:
     def _local_deadline_passed(self) -> bool:
         cfg = self.config
         return time.monotonic() > local_deadline(self._last_ack, cfg.lease, cfg.margin)
-
-    async def _heartbeat_loop(self) -> None:
-        """Renew the leases of the running jobs in SQL (one statement, fenced by token),
-        then the liveness key in Redis. The local deadline follows SQL acknowledgements
-        only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
-        assert self._be is not None
-        be, cfg = self._be, self.config
-        while not self._stopping:
-            await asyncio.sleep(cfg.heartbeat)
-            await self._beat(be, cfg)
-            if self._local_deadline_passed() and self._running:
-                log.error(
-                    "no lease renewal acknowledged within the lease: cancelling %d running "
-                    "job(s), they will run again elsewhere",
-                    len(self._running),
-                )
-                for job_id, (token, task) in list(self._running.items()):
-                    self._revoked.add((job_id, token))
-                    task.cancel()
-
-    async def _beat(self, be: _Backend, cfg: RunnerConfig) -> None:
-        sent = time.monotonic()
-        with contextlib.suppress(BackendError):
-            await self._measure_clock()
-        items = [(job_id, token) for job_id, (token, _) in self._running.items()]
-        try:
-            async with asyncio.timeout(cfg.heartbeat):
-                lost = await be.store.renew(items, self.clock() + int(cfg.lease * 1e6))
-            self._last_ack = sent
-        except (BackendError, TimeoutError) as exc:
-            log.warning("lease renewal in SQL failed: %r", exc)
-            return
-        for job_id in lost:
-            entry = self._running.get(job_id)
-            if entry is not None and (job_id, entry[0]) in self._recording:
-                continue  # its outcome is being recorded right now: nothing to cancel
-            if entry is not None and entry[0] == dict(items).get(job_id):
-                log.warning("lease of job %s was revoked: cancelling its handler", job_id)
-                self._revoked.add((job_id, entry[0]))
-                entry[1].cancel()
-        try:
-            async with asyncio.timeout(cfg.heartbeat):
-                await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
-                await be.broker.publish_stats(
-                    self.id, dataclasses.asdict(self.stats), int(cfg.lease * 1000)
-                )
-                epoch = await be.broker.epoch()
-        except (BackendError, TimeoutError) as exc:
-            log.warning("Redis heartbeat failed: %r", exc)
-            return
-        if epoch != self._epoch:
-            log.warning("Redis lost its data (epoch changed): resyncing from SQL")
-            self._epoch = epoch
-            n = await resync_all(be, self.clock, cfg)
-            log.warning("resync re-dispatched %d job(s)", n)
-
-    async def _reclaim_loop(self) -> None:
-        assert self._be is not None
-        be, cfg = self._be, self.config
-        while not self._stopping:
-            await asyncio.sleep(cfg.reclaim_period)
-            try:
-                await reclaim_pass(be, self.clock, cfg, self.id)
-            except BackendError as exc:
-                log.warning("reclaim pass failed: %s", exc)
-
-    async def _sweep_loop(self) -> None:
-        assert self._be is not None
-        be, cfg = self._be, self.config
-        while not self._stopping:
-            await asyncio.sleep(cfg.sweep_period)
-            try:
-                n = await sweep_pass(
-                    be,
-                    self.clock,
-                    cfg,
-                    self._sweep_cursor,
-                    grace=cfg.sweep_grace,
-                    limit=cfg.sweep_limit,
-                )
-                if n:
-                    log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
-                if cfg.keep_results is not None:
-                    before = self.clock() - int(cfg.keep_results * 1e6)
-                    gone = await purge_finished(be.store, be.queue_name, before)
-                    if gone:
-                        log.info("purged %d finished job(s) older than the keep time", gone)
-            except BackendError as exc:
-                log.warning("sweep pass failed: %s", exc)
-
-    async def _promote_loop(self) -> None:
-        assert self._be is not None
-        broker, cfg = self._be.broker, self.config
-        while not self._stopping:
-            try:
-                moved, next_ms = await broker.promote()
-            except BackendError as exc:
-                log.warning("promoting delayed jobs failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if moved >= 1000:
-                continue
-            wait = (
-                cfg.promote_interval if next_ms < 0 else min(cfg.promote_interval, next_ms / 1000)
-            )
-            await asyncio.sleep(max(wait, 0.001))
 
 
 def _replace_grace(cfg: RunnerConfig, grace: float) -> RunnerConfig:

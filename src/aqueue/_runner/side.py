@@ -1,0 +1,132 @@
+"""The runner's side tasks: lease heartbeat, zombie reclaimer, sweeper, promoter.
+
+Each is a loop over one :class:`Runner`, supervised by it (if one dies, the runner stops
+loudly), and each ends on its own once the runner is stopping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from .._errors import BackendError
+from .._store.recovery import purge_finished
+from .config import RunnerConfig
+from .recovery import reclaim_pass, resync_all, sweep_pass
+
+if TYPE_CHECKING:
+    from .._queue import _Backend
+    from .runner import Runner
+
+log = logging.getLogger("aqueue.runner")
+
+
+async def heartbeat_loop(r: Runner) -> None:
+    """Renew the leases of the running jobs in SQL (one statement, fenced by token),
+    then the liveness key in Redis. The local deadline follows SQL acknowledgements
+    only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
+    assert r._be is not None
+    be, cfg = r._be, r.config
+    while not r._stopping:
+        await asyncio.sleep(cfg.heartbeat)
+        await _beat(r, be, cfg)
+        if r._local_deadline_passed() and r._running:
+            log.error(
+                "no lease renewal acknowledged within the lease: cancelling %d running "
+                "job(s), they will run again elsewhere",
+                len(r._running),
+            )
+            for job_id, (token, task) in list(r._running.items()):
+                r._revoked.add((job_id, token))
+                task.cancel()
+
+
+async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> None:
+    sent = time.monotonic()
+    with contextlib.suppress(BackendError):
+        await r._measure_clock()
+    items = [(job_id, token) for job_id, (token, _) in r._running.items()]
+    try:
+        async with asyncio.timeout(cfg.heartbeat):
+            lost = await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
+        r._last_ack = sent
+    except (BackendError, TimeoutError) as exc:
+        log.warning("lease renewal in SQL failed: %r", exc)
+        return
+    for job_id in lost:
+        entry = r._running.get(job_id)
+        if entry is not None and (job_id, entry[0]) in r._recording:
+            continue  # its outcome is being recorded right now: nothing to cancel
+        if entry is not None and entry[0] == dict(items).get(job_id):
+            log.warning("lease of job %s was revoked: cancelling its handler", job_id)
+            r._revoked.add((job_id, entry[0]))
+            entry[1].cancel()
+    try:
+        async with asyncio.timeout(cfg.heartbeat):
+            await be.broker.heartbeat(r.id, int(cfg.lease * 1000))
+            await be.broker.publish_stats(r.id, dataclasses.asdict(r.stats), int(cfg.lease * 1000))
+            epoch = await be.broker.epoch()
+    except (BackendError, TimeoutError) as exc:
+        log.warning("Redis heartbeat failed: %r", exc)
+        return
+    if epoch != r._epoch:
+        log.warning("Redis lost its data (epoch changed): resyncing from SQL")
+        r._epoch = epoch
+        n = await resync_all(be, r.clock, cfg)
+        log.warning("resync re-dispatched %d job(s)", n)
+
+
+async def reclaim_loop(r: Runner) -> None:
+    assert r._be is not None
+    be, cfg = r._be, r.config
+    while not r._stopping:
+        await asyncio.sleep(cfg.reclaim_period)
+        try:
+            await reclaim_pass(be, r.clock, cfg, r.id)
+        except BackendError as exc:
+            log.warning("reclaim pass failed: %s", exc)
+
+
+async def sweep_loop(r: Runner) -> None:
+    assert r._be is not None
+    be, cfg = r._be, r.config
+    while not r._stopping:
+        await asyncio.sleep(cfg.sweep_period)
+        try:
+            n = await sweep_pass(
+                be,
+                r.clock,
+                cfg,
+                r._sweep_cursor,
+                grace=cfg.sweep_grace,
+                limit=cfg.sweep_limit,
+            )
+            if n:
+                log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
+            if cfg.keep_results is not None:
+                before = r.clock() - int(cfg.keep_results * 1e6)
+                gone = await purge_finished(be.store, be.queue_name, before)
+                if gone:
+                    log.info("purged %d finished job(s) older than the keep time", gone)
+        except BackendError as exc:
+            log.warning("sweep pass failed: %s", exc)
+
+
+async def promote_loop(r: Runner) -> None:
+    assert r._be is not None
+    broker, cfg = r._be.broker, r.config
+    while not r._stopping:
+        try:
+            moved, next_ms = await broker.promote()
+        except BackendError as exc:
+            log.warning("promoting delayed jobs failed: %s", exc)
+            await asyncio.sleep(1.0)
+            continue
+        if moved >= 1000:
+            continue
+        wait = cfg.promote_interval if next_ms < 0 else min(cfg.promote_interval, next_ms / 1000)
+        await asyncio.sleep(max(wait, 0.001))
