@@ -40,8 +40,6 @@ class Batcher(Generic[T, R]):
         self._size_of = size_of
         self._parallel = parallel
         self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._busy = 0
-        self._idle = asyncio.Event()
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
@@ -109,16 +107,12 @@ class Batcher(Generic[T, R]):
         wakeup = self._wakeup
         while True:
             if not self._pending:
-                if self._busy == 0:
-                    self._idle.set()
                 if self._closed:
                     return  # cooperative exit: do not depend on a cancellation arriving
                 wakeup.clear()
                 await wakeup.wait()
                 continue
-            self._idle.clear()
             batch = self._take()
-            self._busy += 1
             if self._pending:
                 wakeup.set()  # let a parallel worker take the rest
             items = [b[0] for b in batch]
@@ -129,10 +123,8 @@ class Batcher(Generic[T, R]):
                     if not fut.done():
                         fut.cancel()
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # handed to every waiter of the batch
                 results = [exc] * len(batch)
-            finally:
-                self._busy -= 1
             self.flushes += 1
             self.items += len(batch)
             for (_, fut), res in zip(batch, results, strict=True):

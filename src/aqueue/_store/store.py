@@ -573,29 +573,6 @@ class Store:
         )
         return {r[0] for r in rows}
 
-    async def release(self, items: Sequence[tuple[str, str]], now: int) -> set[str]:
-        """Put claimed-but-unfinished jobs back to ``todo`` without using up the attempt
-        (graceful shutdown). Fenced by token; returns the ids released."""
-        if not items:
-            return set()
-        items = sorted(items)
-        p = self._ph
-        params: list[Any] = [now]
-        ids = [i for i, _ in items]
-        params.extend(ids)
-        where = f"id IN ({self._in(len(ids))}) AND status = 'running' AND lease_token = "
-        where += self._case(items, params)
-        sql = (
-            f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
-            f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
-            f"WHERE {where}"
-        )
-        count = await self._run("releasing jobs", lambda: self._exec(sql, params))
-        if count == len(items):
-            return set(ids)
-        states = await self.claim_states(ids)
-        return {i for i in ids if (s := states.get(i)) and s.status is JobStatus.TODO}
-
     async def release_owner(self, owner: str, now: int) -> int:
         """Put back every job still ``running`` under ``owner`` (graceful shutdown, once
         the owner's handlers have all stopped): ``todo``, attempt not used up."""
@@ -653,17 +630,6 @@ class Store:
             ),
         )
         return _record(rows[0]) if rows else None
-
-    async def get_statuses(self, ids: Sequence[str]) -> dict[str, JobStatus]:
-        if not ids:
-            return {}
-        rows = await self._run(
-            "reading job statuses",
-            lambda: self._fetch(
-                f"SELECT id, status FROM {self._t} WHERE id IN ({self._in(len(ids))})", list(ids)
-            ),
-        )
-        return {r[0]: JobStatus(r[1]) for r in rows}
 
     async def count_by_status(self, queue: str) -> dict[JobStatus, int]:
         rows = await self._run(
