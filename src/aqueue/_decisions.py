@@ -131,3 +131,17 @@ def decide_reclaim(
         return ReclaimDecision(JobStatus.TODO, None)
     reason = f"zombie job: lease of {owner or 'unknown runner'} expired; recorded {destination}"
     return ReclaimDecision(JobStatus(destination), reason)
+
+
+SuspectLane = Literal["alone", "group"]
+
+
+def suspect_lane(stalls: int, max_stalls: int) -> SuspectLane | None:
+    """Where a ``todo`` job that already stalled ``stalls`` times is queued. A job that was
+    running when its runner died must not run beside others again: if it is a poison job,
+    its neighbours would be charged with its stalls. Stalled once or more it runs in a
+    small group on a runner with nothing else in flight; one stall from the limit, alone,
+    so only the poison job reaches the limit. ``None``: an ordinary job (the ready lists)."""
+    if stalls <= 0:
+        return None
+    return "alone" if stalls + 1 >= max_stalls else "group"

@@ -169,3 +169,56 @@ async def test_repush_failed_job_and_running_needs_force(make_queue: QueueFactor
     runner.stop()
     await asyncio.wait_for(task, 10)
     assert runner.stats.finishes_rejected == 0
+
+
+async def test_sweeper_sends_stalled_jobs_to_the_suspect_lanes_and_spares_fresh_writes(
+    make_queue: QueueFactory, redis_client: Any
+) -> None:
+    """A job that was running when its runner died must never be re-dispatched into a
+    ready list, where it would run beside other jobs (if it is a poison job, they would be
+    charged with its stalls); and a row written a moment ago is being pushed by its
+    writer, so the sweeper leaves it alone."""
+    from aqueue._models import decode_message, now_us
+    from aqueue._runner.recovery import SweepCursor, sweep_pass
+
+    q = make_queue()
+
+    @q.task
+    async def noop() -> None:
+        return None
+
+    plain, once, twice, fresh = [(await noop.enqueue()).id for _ in range(4)]
+    be = await q._backend()
+    store, p = be.store, be.store._ph
+    # wait for the enqueues' own dispatch marks, so they cannot land after the edits below
+    unmarked = f"SELECT COUNT(*) FROM {store._t} WHERE dispatched_at IS NULL"
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await store._fetch(unmarked))[0][0]:
+        assert asyncio.get_running_loop().time() < deadline, "dispatch marks never landed"
+        await asyncio.sleep(0.01)
+    keys = be.broker.keys
+    await redis_client.delete(keys.ready, keys.suspects, keys.suspects_alone)
+    old = now_us() - 10_000_000
+    for job_id, stalls, written in ((plain, 0, old), (once, 1, old), (twice, 2, old)):
+        sql = (
+            f"UPDATE {store._t} SET stalls = {p}, updated_at = {p}, dispatched_at = NULL "
+            f"WHERE id = {p}"
+        )
+        assert await store._exec(sql, (stalls, written, job_id)) == 1
+    sql = f"UPDATE {store._t} SET dispatched_at = NULL, updated_at = {p} WHERE id = {p}"
+    assert await store._exec(sql, (now_us(), fresh)) == 1
+
+    cfg = RunnerConfig(max_stalls=3)
+    swept = await sweep_pass(be, now_us, cfg, SweepCursor(), grace=5.0, limit=100)
+    assert swept == 3
+
+    async def ids(key: str) -> list[str]:
+        return [decode_message(m).id for m in await redis_client.lrange(key, 0, -1)]
+
+    assert await ids(keys.ready) == [plain]
+    assert await ids(keys.suspects) == [once]
+    assert await ids(keys.suspects_alone) == [twice]
+    # run by a runner: each exactly once, the stalled ones through their lanes
+    await burst(q).run()
+    for job_id in (plain, once, twice, fresh):
+        assert (await q.job(job_id).status()) is JobStatus.DONE

@@ -9,7 +9,14 @@ import uuid
 import pytest
 
 from aqueue import Backoff, ConfigurationError, JobStatus, Options, SerializationError
-from aqueue._decisions import decide_claim_loss, decide_failure, lease_expired, local_deadline
+from aqueue._decisions import (
+    decide_claim_loss,
+    decide_failure,
+    decide_reclaim,
+    lease_expired,
+    local_deadline,
+    suspect_lane,
+)
 from aqueue._models import (
     decode_message,
     encode_message,
@@ -193,3 +200,32 @@ def test_cron_ticks_and_missed_policies() -> None:
     assert list(every.ticks(10 * S, 11 * S)) == [10 * S + 500_000, 11 * S]
     assert tick_job_id("q", "t", 5) == tick_job_id("q", "t", 5) != tick_job_id("q", "t", 6)
     assert len(tick_job_id("q", "t", 5)) <= 36
+
+
+def test_reclaim_fails_a_job_at_the_stall_limit_and_otherwise_obeys_the_destination() -> None:
+    d = decide_reclaim(stalls=0, max_stalls=3, destination="todo", owner="r1")
+    assert d.status is JobStatus.TODO and d.reason is None
+    d = decide_reclaim(stalls=2, max_stalls=3, destination="todo", owner="r1")
+    assert d.status is JobStatus.FAILED
+    assert d.reason is not None and "r1" in d.reason and "limit 3" in d.reason
+    d = decide_reclaim(stalls=0, max_stalls=3, destination="failed", owner=None)
+    assert d.status is JobStatus.FAILED and d.reason is not None and "unknown" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("stalls", "max_stalls", "lane"),
+    [
+        (0, 3, None),
+        (1, 3, "group"),
+        (2, 3, "alone"),
+        (5, 3, "alone"),
+        (1, 2, "alone"),
+        (1, 5, "group"),
+        (3, 5, "group"),
+        (4, 5, "alone"),
+    ],
+)
+def test_suspect_lane(stalls: int, max_stalls: int, lane: str | None) -> None:
+    """A stalled job never goes back to a ready list; one stall before the limit it runs
+    alone, so a poison job's last stall is charged to nobody else."""
+    assert suspect_lane(stalls, max_stalls) == lane

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._decisions import decide_reclaim
+from .._decisions import decide_reclaim, suspect_lane
 from .._errors import BackendError
 from .._models import JobRecord, JobStatus, encode_message, level_of
 from .._serde import encode_reason
@@ -34,13 +34,26 @@ def _message(r: JobRecord, attempts: int | None = None, stalls: int | None = Non
     return encode_message(r.id, r.task, r.payload, n, r.max_attempts, r.priority, s)
 
 
-async def dispatch_records(be: _Backend, rows: list[JobRecord], now: int) -> None:
+async def dispatch_records(
+    be: _Backend, rows: list[JobRecord], now: int, *, max_stalls: int = 3
+) -> None:
+    """Push ``todo`` rows to Redis: due ones to their priority's ready list, or to the
+    suspect lanes when they stalled before (see ``suspect_lane``); the rest to the
+    delayed set."""
     levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
+    lanes: dict[str, list[str]] = {"group": [], "alone": []}
     for r in rows:
-        if r.run_at <= now:
+        if r.run_at > now:
+            continue
+        lane = suspect_lane(r.stalls, max_stalls)
+        if lane is None:
             levels[level_of(r.priority)].append(_message(r))
+        else:
+            lanes[lane].append(_message(r))
     delayed = [(r.run_at // 1000, _message(r)) for r in rows if r.run_at > now]
     await be.broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
+    if lanes["group"] or lanes["alone"]:
+        await be.broker.dispatch_suspects(lanes["group"], lanes["alone"])
 
 
 async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
@@ -69,7 +82,8 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
         for r, d in zip(rows, decisions, strict=True):
             if r.id in changed and d.status is JobStatus.TODO:
                 msg = _message(r, max(r.attempts - 1, 0), r.stalls + 1)
-                (alone if r.stalls + 2 >= cfg.max_stalls else group).append(msg)
+                lane = suspect_lane(r.stalls + 1, cfg.max_stalls)
+                (alone if lane == "alone" else group).append(msg)
         await broker.dispatch_suspects(group, alone)
         be.marker.add(
             r.id
@@ -135,7 +149,7 @@ async def sweep_pass(
             if not rows:
                 cursor.after = ""
                 break
-            await dispatch_records(be, rows, now)
+            await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
             await store.mark_dispatched([r.id for r in rows], epoch, now)
             total += len(rows)
             cursor.after = rows[-1].id
@@ -161,7 +175,7 @@ async def resync_all(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig) 
                 return total
             after = page[-1].id
             rows = [r for r in page if r.status is JobStatus.TODO]
-            await dispatch_records(be, rows, now)
+            await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
             await store.mark_dispatched([r.id for r in rows], epoch, now)
             total += len(rows)
     except BackendError as exc:

@@ -95,19 +95,23 @@ async def owner_running(store: Store, owner: str) -> int:
 
 
 async def undispatched(
-    store: Store, queue: str, epoch: str, created_before: int, after_id: str, limit: int
+    store: Store, queue: str, epoch: str, written_before: int, after_id: str, limit: int
 ) -> list[JobRecord]:
-    """Keyset page of ``todo`` jobs that this Redis (epoch) may not hold: never marked
-    dispatched and older than the grace period, or dispatched under another epoch."""
+    """Keyset page of ``todo`` jobs that this Redis (epoch) may not hold: not marked
+    dispatched since their last write (enqueue, retry, reclaim, repush) and that write
+    older than the grace period, or dispatched under another epoch. The grace runs from
+    the last write, not from creation: a job reclaimed or retried a moment ago is being
+    pushed by whoever wrote it, and a second copy would lose its place (a reclaimed job's
+    copy in a ready list could run beside other jobs instead of in its suspect lane)."""
     p = store._ph
     rows = await store._run(
         "sweeping",
         lambda: store._fetch(
             f"SELECT {_JOB_COLUMNS} FROM {store._t} WHERE queue = {p} AND status = 'todo' "
-            f"AND id > {p} AND ((dispatched_at IS NULL AND created_at < {p}) OR "
+            f"AND id > {p} AND ((dispatched_at IS NULL AND updated_at < {p}) OR "
             f"(dispatched_at IS NOT NULL AND (dispatch_epoch IS NULL OR dispatch_epoch <> {p}))) "
             f"ORDER BY id LIMIT {int(limit)}",
-            (queue, after_id, created_before, epoch),
+            (queue, after_id, written_before, epoch),
         ),
     )
     return [_record(r) for r in rows]
