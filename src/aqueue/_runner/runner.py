@@ -110,7 +110,7 @@ class Runner:
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._revoked: set[tuple[str, str]] = set()
         self._task_sems: dict[str, asyncio.Semaphore] = {}
-        self._inflight: dict[asyncio.Task[None], bytes] = {}
+        self._inflight: dict[asyncio.Task[None], list[bytes]] = {}
         self._recording: set[tuple[str, str]] = set()
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
@@ -118,7 +118,6 @@ class Runner:
         self._sweep_cursor = SweepCursor()
         self._epoch: str | None = None
         self._be: _Backend | None = None
-        self._claimer: Batcher[Message, _Claimed] | None = None
         self._finisher: Batcher[_Settled, bool] | None = None
         self.started = asyncio.Event()
 
@@ -136,7 +135,6 @@ class Runner:
         await self._measure_clock()
         await self._check_redis()
         self._epoch = await be.broker.epoch()
-        self._claimer = Batcher("claim", self._flush_claims, max_items=cfg.batch, parallel=2)
         self._finisher = Batcher("finish", self._flush_finishes, max_items=cfg.batch, parallel=2)
         await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
         self._last_ack = time.monotonic()
@@ -252,7 +250,6 @@ class Runner:
 
     async def _shutdown(self, side: set[asyncio.Task[None]]) -> None:
         assert self._be is not None
-        assert self._claimer is not None
         assert self._finisher is not None
         self._stopping = True
         for t in side:
@@ -268,7 +265,6 @@ class Runner:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending)
-        await self._claimer.close()
         await self._finisher.close()
         be = self._be
         try:
@@ -292,8 +288,8 @@ class Runner:
 
     # -- fetch & claim -------------------------------------------------------------------
 
-    def _release_slot(self) -> None:
-        self._free += 1
+    def _release_slots(self, n: int) -> None:
+        self._free += n
         self._free_changed.set()
 
     async def _fetch_loop(self) -> None:
@@ -337,9 +333,9 @@ class Runner:
                         if not raws:
                             continue
                     else:
+                        # Start this one at once; if more arrived, the next turn of the
+                        # loop takes them in one batch before blocking again.
                         raws = [one]
-                        if n > 1:
-                            raws += await broker.take(self.id, n - 1)
                 idle_since = None
                 backoff = 0.05
             except BackendError as exc:
@@ -352,9 +348,7 @@ class Runner:
                     await self._reconcile_working()
                 continue
             crash_point("after_fetch")
-            self._free -= len(raws)
-            for raw in raws:
-                self._spawn(self._process(raw), raw)
+            self._start_batch(raws)
 
     async def _wait_all_free(self) -> None:
         while self._free < self._slots:
@@ -384,9 +378,7 @@ class Runner:
             len(raws),
             " alone" if alone is not None else " as a group",
         )
-        self._free -= len(raws)
-        for raw in raws:
-            self._spawn(self._process(raw), raw)
+        self._start_batch(raws)
         await self._wait_all_free()
         return len(raws)
 
@@ -412,10 +404,10 @@ class Runner:
             return False
         return False
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], raw: bytes) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], raws: list[bytes]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._jobs.add(task)
-        self._inflight[task] = raw
+        self._inflight[task] = raws
 
         def done(t: asyncio.Task[None]) -> None:
             self._jobs.discard(t)
@@ -423,14 +415,14 @@ class Runner:
 
         task.add_done_callback(done)
 
-    async def _flush_claims(self, msgs: Sequence[Message]) -> list[_Claimed | BaseException]:
+    async def _claim_all(self, msgs: Sequence[Message]) -> list[_Claimed]:
         assert self._be is not None
         be, cfg = self._be, self.config
         token = new_token()
         now = self.clock()
         items = [(m.id, m.stalls) for m in msgs]
         won = await be.store.claim(items, self.id, token, now + int(cfg.lease * 1e6), now)
-        out: list[_Claimed | BaseException] = []
+        out: list[_Claimed] = []
         seen: set[str] = set()
         lost: list[Message] = []
         for m in msgs:
@@ -469,30 +461,44 @@ class Runner:
                 delayed.append((decision.until // 1000 + 1, m.raw))
         await be.broker.settle(self.id, remove, delayed=delayed)
 
-    async def _process(self, raw: bytes) -> None:
-        claimed: _Claimed | None = None
+    def _start_batch(self, raws: list[bytes]) -> None:
+        """Messages just moved into the working list: one task claims them all (one
+        statement), then each won job runs in a task of its own."""
+        self._free -= len(raws)
+        self._spawn(self._claim_batch(raws), raws)
+
+    async def _claim_batch(self, raws: list[bytes]) -> None:
+        unused = len(raws)  # slots not handed on to a job task
         try:
-            try:
-                msg = decode_message(raw)
-            except SerializationError as exc:
-                await self._malformed(raw, exc)
-                return
-            claimed = await self._claim(msg)
-            if claimed is None or not claimed.won:
-                return
+            msgs: list[Message] = []
+            for raw in raws:
+                try:
+                    msgs.append(decode_message(raw))
+                except SerializationError as exc:
+                    await self._malformed(raw, exc)
+            claimed = await self._claim_retrying(msgs) if msgs else []
+            for c in claimed:
+                if c.won:
+                    self._spawn(self._run_one(c), [c.msg.raw])
+                    unused -= 1
+        finally:
+            if unused:
+                self._release_slots(unused)
+
+    async def _run_one(self, claimed: _Claimed) -> None:
+        try:
             await self._run_claimed(claimed)
         finally:
-            self._release_slot()
+            self._release_slots(1)
 
-    async def _claim(self, msg: Message) -> _Claimed | None:
-        assert self._claimer is not None
+    async def _claim_retrying(self, msgs: list[Message]) -> list[_Claimed]:
         delay = 0.05
         while True:
             try:
-                return await self._claimer.submit(msg)
+                return await self._claim_all(msgs)
             except BackendError as exc:
                 if self._stopping:
-                    return None  # the message stays in the working list: requeued at exit
+                    return []  # the messages stay in the working list: requeued at exit
                 log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -748,7 +754,7 @@ class Runner:
         happened: messages sit in this runner's working list that no task of it knows.
         Put those back on the ready list."""
         assert self._be is not None
-        known = collections.Counter(self._inflight.values())
+        known = collections.Counter(raw for raws in self._inflight.values() for raw in raws)
         orphans: list[bytes] = []
         for raw in await self._be.broker.working_items(self.id):
             if known[raw] > 0:

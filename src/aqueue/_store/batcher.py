@@ -42,18 +42,25 @@ class Batcher(Generic[T, R]):
         self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._live = 0  # workers not finished: restarted when none is left
         self._closed = False
         self.flushes = 0
         self.items = 0
 
     def _ensure_started(self) -> None:
-        if self._workers and not all(w.done() for w in self._workers):
+        if self._live:
             return
         self._wakeup = asyncio.Event()
-        self._workers = [
-            asyncio.get_running_loop().create_task(self._work(), name=f"aqueue-{self.name}-{i}")
-            for i in range(self._parallel)
-        ]
+        loop = asyncio.get_running_loop()
+        self._workers = []
+        for i in range(self._parallel):
+            w = loop.create_task(self._work(), name=f"aqueue-{self.name}-{i}")
+            w.add_done_callback(self._worker_done)
+            self._workers.append(w)
+        self._live = len(self._workers)
+
+    def _worker_done(self, _: asyncio.Task[None]) -> None:
+        self._live -= 1
 
     async def submit(self, item: T) -> R:
         if self._closed:
@@ -65,14 +72,13 @@ class Batcher(Generic[T, R]):
         assert self._wakeup is not None
         self._wakeup.set()
         try:
-            return await asyncio.shield(fut)
+            return await fut
         except asyncio.CancelledError:
             # Not taken into a batch yet: withdraw it, so a cancelled caller's request is
-            # not executed behind its back. (Once taken, it completes; the caller is gone.)
-            if not fut.done():
-                with contextlib.suppress(ValueError):
-                    self._pending.remove(entry)
-                fut.cancel()
+            # not executed behind its back. (Once taken, it completes; the caller is gone,
+            # and its cancelled future is skipped when the results are handed out.)
+            with contextlib.suppress(ValueError):
+                self._pending.remove(entry)
             raise
 
     async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
