@@ -82,6 +82,21 @@ class _Settled:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _Slot:
+    """One job's share of the runner's slots (concurrency + prefetch), given back once."""
+
+    __slots__ = ("_runner", "_held")
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._runner._release_slots(1)
+
+
 class Runner:
     def __init__(
         self,
@@ -351,7 +366,10 @@ class Runner:
             self._start_batch(raws)
 
     async def _wait_all_free(self) -> None:
-        while self._free < self._slots:
+        """Until nothing is in flight here: no handler running and no outcome waiting
+        to be recorded (a job whose outcome is not yet in SQL still counts as running
+        under this runner, and would be charged a stall if the runner died now)."""
+        while self._free < self._slots or self._jobs:
             self._free_changed.clear()
             await self._free_changed.wait()
 
@@ -412,6 +430,8 @@ class Runner:
         def done(t: asyncio.Task[None]) -> None:
             self._jobs.discard(t)
             self._inflight.pop(t, None)
+            if not self._jobs:
+                self._free_changed.set()
 
         task.add_done_callback(done)
 
@@ -486,10 +506,11 @@ class Runner:
                 self._release_slots(unused)
 
     async def _run_one(self, claimed: _Claimed) -> None:
+        slot = _Slot(self)
         try:
-            await self._run_claimed(claimed)
+            await self._run_claimed(claimed, slot)
         finally:
-            self._release_slots(1)
+            slot.release()
 
     async def _claim_retrying(self, msgs: list[Message]) -> list[_Claimed]:
         delay = 0.05
@@ -523,7 +544,7 @@ class Runner:
 
     # -- run & finish ------------------------------------------------------------------
 
-    async def _run_claimed(self, claimed: _Claimed) -> None:
+    async def _run_claimed(self, claimed: _Claimed, slot: _Slot) -> None:
         msg, token = claimed.msg, claimed.token
         task_def = self.queue.tasks.get(msg.task)
         ctx = JobContext(
@@ -572,6 +593,9 @@ class Runner:
                     )
                 return
             await self._after_hooks(ctx, outcome)
+            # The handler and its hooks are done: the slot goes to the next job while the
+            # outcome is recorded (the lease is renewed until then; shutdown flushes it).
+            slot.release()
             await self._record(msg, token, outcome)
         finally:
             self._forget(msg.id, token)
