@@ -85,7 +85,7 @@ class _Settled:
 class _Slot:
     """One job's share of the runner's slots (concurrency + prefetch), given back once."""
 
-    __slots__ = ("_runner", "_held")
+    __slots__ = ("_held", "_runner")
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
