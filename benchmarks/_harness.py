@@ -28,6 +28,7 @@ import collections
 import json
 import os
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 from redis.asyncio import Redis
@@ -56,12 +57,11 @@ class _Resp(asyncio.Protocol):
     """Just enough RESP for INCR/RPUSH/SELECT: integer, status and error replies."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport
         self.waiters: collections.deque[asyncio.Future[object]] = collections.deque()
         self.buf = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -108,7 +108,7 @@ class _Resp(asyncio.Protocol):
 class Counter:
     """The per-job count (see the module doc), one connection per event loop."""
 
-    _by_loop: dict[int, Counter] = {}
+    _by_loop: dict[int, asyncio.Future[Counter]] = {}
 
     def __init__(self, proto: _Resp) -> None:
         self.proto = proto
@@ -118,16 +118,31 @@ class Counter:
     @classmethod
     async def get(cls) -> Counter:
         loop = asyncio.get_running_loop()
-        got = cls._by_loop.get(id(loop))
-        if got is None or got.proto.transport is None or got.proto.transport.is_closing():
-            url = urlparse(HARNESS_REDIS)
-            _, proto = await loop.create_connection(
-                _Resp, url.hostname or "127.0.0.1", url.port or 6379
-            )
-            db = (url.path or "/0").strip("/") or "0"
-            await proto.send((b"SELECT", db.encode()))[0]
-            got = cls._by_loop[id(loop)] = Counter(proto)
-        return got
+        fut = cls._by_loop.get(id(loop))
+        if fut is not None and fut.done() and not fut.exception():
+            got = fut.result()
+            if not got.proto.transport.is_closing():
+                return got
+            fut = None
+        if fut is None or (fut.done() and fut.exception()):
+            fut = cls._by_loop[id(loop)] = loop.create_future()
+            try:
+                fut.set_result(await cls._connect())
+            except BaseException as exc:
+                fut.set_exception(exc)
+                raise
+        return await asyncio.shield(fut)
+
+    @staticmethod
+    async def _connect() -> Counter:
+        url = urlparse(HARNESS_REDIS)
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(
+            _Resp, url.hostname or "127.0.0.1", url.port or 6379
+        )
+        db = (url.path or "/0").strip("/") or "0"
+        await proto.send((b"SELECT", db.encode()))[0]
+        return Counter(proto)
 
     async def incr(self) -> int:
         n = await self.proto.send((b"INCR", self.count_key))[0]
