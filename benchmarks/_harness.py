@@ -40,9 +40,10 @@ TARGET = int(os.environ.get("BENCH_TARGET", "0"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
 SLEEP = float(os.environ.get("BENCH_SLEEP", "0.01"))
 
-KINDS = ("noop", "sleep", "lat")
-"""The three job kinds: no-op (W1, W2), ``asyncio.sleep(SLEEP)`` (W3), latency probe (W4).
-Each takes one positional argument: an index, or for ``lat`` the enqueue timestamp."""
+KINDS = ("noop", "sleep", "lat", "blob")
+"""The job kinds: no-op (W1, W2, W5), ``asyncio.sleep(SLEEP)`` (W3), latency probe (W4), and
+a no-op carrying a payload (W5). Each takes one positional argument: an index, for ``lat``
+the enqueue timestamp, for ``blob`` a string of the payload size."""
 
 _client: Redis | None = None
 _client_loop: asyncio.AbstractEventLoop | None = None
@@ -186,6 +187,11 @@ async def noop(i: int) -> None:
     await _count(await (await Counter.get()).incr())
 
 
+async def blob(data: str) -> None:
+    await _first()
+    await _count(await (await Counter.get()).incr())
+
+
 async def sleep(i: int) -> None:
     await _first()
     await asyncio.sleep(SLEEP)
@@ -198,7 +204,7 @@ async def lat(enqueued_at: float) -> None:
     await _count(await (await Counter.get()).record_latency(started - enqueued_at))
 
 
-BODIES = {"noop": noop, "sleep": sleep, "lat": lat}
+BODIES = {"noop": noop, "sleep": sleep, "lat": lat, "blob": blob}
 
 
 async def worker_ready(system: str) -> None:

@@ -17,6 +17,7 @@ LABELS = {
     "streaq": "streaQ",
 }
 REFERENCE = "aqueue"
+W5_LABELS = ("noop", "100 B", "10 KB", "100 KB")
 SQL_SHOWN = (
     "Com_insert",
     "Com_update",
@@ -46,6 +47,10 @@ def summarize(results: dict[str, Any]) -> None:
             med[w] = _median([x["rate"] for x in _ok(runs, w) if "rate" in x])
         w4 = _ok(runs, "W4")
         med["W4"] = {p: _median([x[p] for x in w4]) for p in ("p50_ms", "p95_ms", "p99_ms")}
+        med["W5"] = {
+            label: _median([x["W5"][label]["rate"] for x in runs if label in x.get("W5", {})])
+            for label in W5_LABELS
+        }
         med["rss_mb"] = _median([x["peak_rss_mb"] for x in _ok(runs, "W2") if x["peak_rss_mb"]])
         red = [x["redis"] for x in _ok(runs, "W2") if "redis" in x]
         if red:
@@ -81,6 +86,8 @@ def brief(rec: dict[str, Any]) -> str:
     x = rec.get("W4")
     if isinstance(x, dict) and "p50_ms" in x:
         parts.append(f"W4 p50/p99 {x['p50_ms']:.1f}/{x['p99_ms']:.1f} ms")
+    for label, y in (rec.get("W5") or {}).items():
+        parts.append(f"W5 {label} {y['rate']:,.0f}/s")
     return ", ".join(parts) or "nothing measured"
 
 
@@ -133,6 +140,33 @@ def table(results: dict[str, Any]) -> str:
         "throughput; for W4, that the peer's p99 was 1.50 times aqueue's (above 1: aqueue "
         "better, below 1: the peer better)."
     )
+    return "\n".join(lines)
+
+
+def table_w5(results: dict[str, Any]) -> str:
+    """W5: the producer and two worker processes together, by payload size."""
+    systems = results["systems"]
+    if not any(
+        e.get("median", {}).get("W5", {}).get(x) for e in systems.values() for x in W5_LABELS
+    ):
+        return ""
+    ref = systems.get(REFERENCE, {}).get("median")
+    head = (
+        "| system | "
+        + " | ".join(
+            f"W5 {label} ({'5,000' if label == '100 KB' else '50,000'} jobs, jobs/s)"
+            for label in W5_LABELS
+        )
+        + " |"
+    )
+    lines = [head, "|" + "---|" * (len(W5_LABELS) + 1)]
+    for name, entry in systems.items():
+        if entry.get("status") != "ok":
+            continue
+        med = entry["median"]["W5"]
+        peer = ref if (ref is not None and name not in (REFERENCE, "aqueue-embedded")) else None
+        cells = [_rate(med.get(x), peer["W5"].get(x) if peer else None) for x in W5_LABELS]
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -275,6 +309,12 @@ repeat(s); concurrency {args["concurrency"]}; W4 at {args["rate"]:g} jobs/s for
 {args["duration"]:g} s. Higher is better except for W4.
 
 {table(results)}
+
+W5, scale: the producer (100 awaiting coroutines) and **two** worker processes run at
+once; from the producer's first enqueue to the last completion. `noop` jobs, then no-ops
+carrying a string argument of 100 B, 10 KB and 100 KB.
+
+{table_w5(results)}
 
 {_costs(results)}
 

@@ -35,6 +35,11 @@ async def sleep(i: int) -> None:
 
 
 @queue.task
+async def blob(data: str) -> None:
+    await _harness.blob(data)
+
+
+@queue.task
 async def lat(enqueued_at: float) -> None:
     await _harness.lat(enqueued_at)
 
@@ -44,7 +49,7 @@ async def _ready(state: dict[str, Any]) -> None:
     await _harness.worker_ready("aqueue")
 
 
-TASKS = {"noop": noop, "sleep": sleep, "lat": lat}
+TASKS = {"noop": noop, "sleep": sleep, "lat": lat, "blob": blob}
 
 
 class Producer:

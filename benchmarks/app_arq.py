@@ -21,6 +21,10 @@ async def sleep(ctx: dict[str, Any], i: int) -> None:
     await _harness.sleep(i)
 
 
+async def blob(ctx: dict[str, Any], data: str) -> None:
+    await _harness.blob(data)
+
+
 async def lat(ctx: dict[str, Any], enqueued_at: float) -> None:
     await _harness.lat(enqueued_at)
 
@@ -30,7 +34,7 @@ async def _ready(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions = [noop, sleep, lat]
+    functions = [noop, sleep, lat, blob]
     redis_settings = REDIS
     max_jobs = _harness.CONCURRENCY
     on_startup = _ready

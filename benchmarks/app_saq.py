@@ -20,6 +20,10 @@ async def sleep(ctx: dict[str, Any], *, i: int) -> None:
     await _harness.sleep(i)
 
 
+async def blob(ctx: dict[str, Any], *, data: str) -> None:
+    await _harness.blob(data)
+
+
 async def lat(ctx: dict[str, Any], *, enqueued_at: float) -> None:
     await _harness.lat(enqueued_at)
 
@@ -30,12 +34,12 @@ async def _ready(ctx: dict[str, Any]) -> None:
 
 settings = {
     "queue": queue,
-    "functions": [noop, sleep, lat],
+    "functions": [noop, sleep, lat, blob],
     "concurrency": _harness.CONCURRENCY,
     "startup": _ready,
 }
 
-_ARG = {"noop": "i", "sleep": "i", "lat": "enqueued_at"}
+_ARG = {"noop": "i", "sleep": "i", "lat": "enqueued_at", "blob": "data"}
 
 
 class Producer:

@@ -41,11 +41,16 @@ async def sleep(i: int) -> None:
 
 
 @worker.task
+async def blob(data: str) -> None:
+    await _harness.blob(data)
+
+
+@worker.task
 async def lat(enqueued_at: float) -> None:
     await _harness.lat(enqueued_at)
 
 
-TASKS = {"noop": noop, "sleep": sleep, "lat": lat}
+TASKS = {"noop": noop, "sleep": sleep, "lat": lat, "blob": blob}
 
 
 class Producer:

@@ -23,6 +23,11 @@ async def sleep(i: int) -> None:
     await _harness.sleep(i)
 
 
+@broker.task(task_name="blob")
+async def blob(data: str) -> None:
+    await _harness.blob(data)
+
+
 @broker.task(task_name="lat")
 async def lat(enqueued_at: float) -> None:
     await _harness.lat(enqueued_at)
@@ -33,7 +38,7 @@ async def _ready(state: TaskiqState) -> None:
     await _harness.worker_ready("taskiq")
 
 
-TASKS = {"noop": noop, "sleep": sleep, "lat": lat}
+TASKS = {"noop": noop, "sleep": sleep, "lat": lat, "blob": blob}
 
 
 class Producer:

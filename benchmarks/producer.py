@@ -31,16 +31,20 @@ from typing import Any
 import _harness
 
 
-async def awaiting(producer: Any, kind: str, jobs: int, concurrency: int) -> dict[str, Any]:
+async def awaiting(
+    producer: Any, kind: str, jobs: int, concurrency: int, payload: int = 0
+) -> dict[str, Any]:
     indexes = iter(range(jobs))
+    blob = "x" * payload
 
     async def one_producer() -> None:
         for i in indexes:
-            await producer.enqueue(kind, i)
+            await producer.enqueue(kind, blob if kind == "blob" else i)
 
+    started_at = time.time()
     t0 = time.perf_counter()
     await asyncio.gather(*(one_producer() for _ in range(concurrency)))
-    return {"seconds": time.perf_counter() - t0, "jobs": jobs}
+    return {"seconds": time.perf_counter() - t0, "jobs": jobs, "started_at": started_at}
 
 
 async def batch(producer: Any, kind: str, jobs: int, size: int) -> dict[str, Any]:
@@ -100,7 +104,7 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
     await producer.open()
     try:
         if a.mode == "awaiting":
-            return await awaiting(producer, a.kind, a.jobs, a.concurrency)
+            return await awaiting(producer, a.kind, a.jobs, a.concurrency, a.payload)
         if a.mode == "batch":
             return await batch(producer, a.kind, a.jobs, a.batch_size)
         return await rate(producer, a.rate, a.duration)
@@ -118,6 +122,7 @@ if __name__ == "__main__":
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--payload", type=int, default=0, help="bytes of the blob argument")
     args = p.parse_args()
     _harness.install_uvloop()
     result = asyncio.run(main(args))

@@ -56,7 +56,13 @@ from _systems import (
 )
 from redis.asyncio import Redis
 
-WORKLOADS = ("W1", "W2", "W3", "W4")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
+W5_VARIANTS = (  # label, job kind, jobs, payload bytes
+    ("noop", "noop", 50_000, 0),
+    ("100 B", "blob", 50_000, 100),
+    ("10 KB", "blob", 50_000, 10_000),
+    ("100 KB", "blob", 5_000, 100_000),
+)
 SQL_COUNTERS = (
     "Com_insert",
     "Com_update",
@@ -130,8 +136,9 @@ def redis_per_job(c0: dict[str, int], c1: dict[str, int], n: int) -> dict[str, A
     Commands run inside Lua scripts and functions count as commands too. The counters are
     server-wide: other clients of the server add to them."""
     delta = {k: c1[k] - c0.get(k, 0) for k in c1 if c1[k] != c0.get(k, 0)}
-    # redis-py sends incr() as INCRBY
-    for cmd, ours in (("incrby", n), ("set", 1), ("rpush", 1), ("info", 1)):
+    # (the job bodies count with INCR; the harness's redis-py client sends INCRBY)
+    counted = "incr" if delta.get("incr", 0) >= n else "incrby"
+    for cmd, ours in ((counted, n), ("set", 1), ("rpush", 1), ("info", 1)):
         if cmd in delta:
             delta[cmd] -= ours
     delta.pop("blpop", None)  # the harness waiting; no system under test blocks in BLPOP
@@ -165,7 +172,9 @@ class Bench:
 
     # -- processes ---------------------------------------------------------------------
 
-    async def producer(self, ns: Namespace, mode: str, kind: str, jobs: int = 0) -> dict[str, Any]:
+    async def producer(
+        self, ns: Namespace, mode: str, kind: str, jobs: int = 0, payload: int = 0
+    ) -> dict[str, Any]:
         a = self.a
         argv = [
             sys.executable,
@@ -178,6 +187,7 @@ class Bench:
             f"--batch-size={a.batch_size}",
             f"--rate={a.rate}",
             f"--duration={a.duration}",
+            f"--payload={payload}",
         ]
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -415,6 +425,37 @@ class Bench:
             "peak_rss_mb": h.peak_rss_mb,
         }
 
+    async def w5(self, system: System, kind: str, n: int, payload: int) -> dict[str, Any]:
+        """The producer and two worker processes at once: from the producer's first
+        enqueue to the last completion (for aqueue: the last row ``done`` in SQL)."""
+        async with self.namespace(system, n) as ns:
+            q = ns.aqueue_queue() if system.is_aqueue else None
+            try:
+                if q is not None:
+                    await q.connect()
+                async with contextlib.AsyncExitStack() as stack:
+                    hs = [
+                        await stack.enter_async_context(self.worker(ns, f"w5-{kind}-{i}"))
+                        for i in range(2)
+                    ]
+                    prod = await self.producer(ns, "awaiting", kind, n, payload=payload)
+                    end = float(await self.wait_key(ns, "done", 120 + n / 50, hs[0]))
+                    if q is not None:
+                        seen, _ = await self.wait_sql_done(q, n, 120)
+                        end = max(end, seen)
+            finally:
+                if q is not None:
+                    await q.close()
+        seconds = end - prod["started_at"]
+        return {
+            "rate": n / seconds,
+            "seconds": seconds,
+            "jobs": n,
+            "payload_bytes": payload,
+            "enqueue_rate": n / prod["seconds"],
+            "peak_rss_mb": [h.peak_rss_mb for h in hs],
+        }
+
     async def ceiling(self, n: int) -> dict[str, Any]:
         ns = Namespace(SYSTEMS["aqueue"], self.settings, n)
         prod = await self.producer(ns, "ceiling", "sleep", n)
@@ -499,6 +540,13 @@ class Bench:
             got = await step("W4", self.w4(system))
             if got is not None:
                 rec["W4"] = got
+        if "W5" in workloads:
+            rec["W5"] = {}
+            for label, kind, n, payload in W5_VARIANTS:
+                n = a.jobs if a.quick else n
+                got = await step(f"W5 {label}", self.w5(system, kind, n, payload))
+                if got is not None:
+                    rec["W5"][label] = got
         print(f"  {system.name}: {_report.brief(rec)}", flush=True)
         return rec
 
@@ -514,6 +562,11 @@ async def _streaq_library(r: Redis) -> bool:
 async def main(a: argparse.Namespace) -> int:
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C: the workers, each in its own
+    # session, are stopped by the cleanup below instead of being left running.
+    me = asyncio.current_task()
+    assert me is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     workloads = set(a.workloads)
     systems = select(a.only)
     workdir = Path(tempfile.mkdtemp(prefix="aqueue-bench-"))

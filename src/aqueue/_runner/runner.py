@@ -134,6 +134,7 @@ class Runner:
         self._epoch: str | None = None
         self._be: _Backend | None = None
         self._finisher: Batcher[_Settled, bool] | None = None
+        self._claimer: Batcher[list[Message], list[_Claimed]] | None = None
         self.started = asyncio.Event()
 
     # -- public ------------------------------------------------------------------------
@@ -150,7 +151,23 @@ class Runner:
         await self._measure_clock()
         await self._check_redis()
         self._epoch = await be.broker.epoch()
-        self._finisher = Batcher("finish", self._flush_finishes, max_items=cfg.batch, parallel=2)
+        # SQLite runs one write at a time: a second statement in flight would only queue
+        # behind the first, with fewer rows than if it had waited.
+        lanes = 1 if be.store.is_sqlite else 2
+        self._finisher = Batcher(
+            "finish", self._flush_finishes, max_items=cfg.batch, parallel=lanes
+        )
+        # Whole fetched batches are claimed; batches that wait while a claim statement is
+        # in flight go together in the next one (a slow database then sees fewer, larger
+        # statements instead of a queue of small ones).
+        self._claimer = Batcher(
+            "claim",
+            self._flush_claims,
+            max_items=cfg.batch,
+            size_of=len,
+            max_bytes=cfg.batch,
+            parallel=lanes,
+        )
         await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
         self._last_ack = time.monotonic()
         for hook in self.queue.startup_hooks:
@@ -266,6 +283,7 @@ class Runner:
     async def _shutdown(self, side: set[asyncio.Task[None]]) -> None:
         assert self._be is not None
         assert self._finisher is not None
+        assert self._claimer is not None
         self._stopping = True
         for t in side:
             t.cancel()
@@ -280,6 +298,7 @@ class Runner:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending)
+        await self._claimer.close()
         await self._finisher.close()
         be = self._be
         try:
@@ -435,6 +454,17 @@ class Runner:
 
         task.add_done_callback(done)
 
+    async def _flush_claims(
+        self, batches: Sequence[list[Message]]
+    ) -> list[list[_Claimed] | BaseException]:
+        claimed = await self._claim_all([m for b in batches for m in b])
+        out: list[list[_Claimed] | BaseException] = []
+        i = 0
+        for b in batches:
+            out.append(claimed[i : i + len(b)])
+            i += len(b)
+        return out
+
     async def _claim_all(self, msgs: Sequence[Message]) -> list[_Claimed]:
         assert self._be is not None
         be, cfg = self._be, self.config
@@ -516,7 +546,8 @@ class Runner:
         delay = 0.05
         while True:
             try:
-                return await self._claim_all(msgs)
+                assert self._claimer is not None
+                return await self._claimer.submit(msgs)
             except BackendError as exc:
                 if self._stopping:
                     return []  # the messages stay in the working list: requeued at exit
