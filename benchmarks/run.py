@@ -663,6 +663,8 @@ async def main(a: argparse.Namespace) -> int:
     _report.summarize(results)
     print()
     print(_report.table(results))
+    if w5 := _report.table_w5(results):
+        print("\n" + w5)
     print()
     print(_report.redis_table(results))
     print()
@@ -761,6 +763,8 @@ def render(a: argparse.Namespace) -> int:
     results = json.loads(a.report.read_text())
     _report.summarize(results)
     print(_report.table(results))
+    if w5 := _report.table_w5(results):
+        print("\n" + w5)
     print()
     print(_report.redis_table(results))
     print()
