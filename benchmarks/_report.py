@@ -316,7 +316,9 @@ repeat(s); concurrency {args["concurrency"]}; W4 at {args["rate"]:g} jobs/s for
 
 W5, scale: the producer (100 awaiting coroutines) and **two** worker processes run at
 once; from the producer's first enqueue to the last completion. `noop` jobs, then no-ops
-carrying a string argument of 100 B, 10 KB and 100 KB.
+carrying a string argument of 100 B, 10 KB and 100 KB. Median of
+{args.get("w5_repeats", args["repeats"])} repeat(s): W5 runs only in the first repeat(s)
+(`--w5-repeats`), its 155,000 jobs per system taking longer than W1-W4 together.
 
 {table_w5(results)}
 
@@ -347,12 +349,17 @@ carrying a string argument of 100 B, 10 KB and 100 KB.
 METHOD = """
 ## Method
 
-- **Same jobs, same counting.** Each system registers three tasks through its own API:
-  a no-op, `asyncio.sleep(0.01)`, and a latency probe. Each job `INCR`s one counter in a
-  Redis DB of the harness's own; the job whose increment reaches N pushes its wall time
-  to a list the harness waits on (`BLPOP`). For aqueue the clock stops only once the
-  last row is also `done` in SQL: the harness polls a `COUNT … GROUP BY status` (through
-  `Queue.counts()`) every 2 ms after the last increment and stops at the later of the two.
+- **Same jobs, same counting.** Each system registers four tasks through its own API:
+  a no-op, `asyncio.sleep(0.01)`, a latency probe and a no-op with a string argument
+  (W5). Each job `INCR`s one counter in a Redis DB of the harness's own and awaits the
+  reply; the job whose increment reaches N pushes its wall time to a list the harness
+  waits on (`BLPOP`). The `INCR` goes through a minimal RESP client of the harness
+  (`benchmarks/_harness.py`, one connection per worker process, about 15 µs of CPU per
+  call) rather than redis-py (about 60 µs here, as much as a whole aqueue job): the
+  count is then a small, equal share of every system's no-op job. For aqueue the clock
+  stops only once the last row is also `done` in SQL: the harness polls a
+  `COUNT … GROUP BY status` (through `Queue.counts()`) every 2 ms after the last
+  increment and stops at the later of the two.
 - **Separate processes.** The producer is its own process (`benchmarks/producer.py`);
   each worker is started as its documentation says: `python -m aqueue run
   app_aqueue:queue --concurrency 100`, `arq app_arq.WorkerSettings` (`max_jobs = 100`),
@@ -401,7 +408,9 @@ METHOD = """
 ## Reading the numbers
 
 - Every job, including the "no-op", makes one Redis round trip (the counter), in every
-  system alike: W2 is the cost of the queue plus that.
+  system alike: W2 is the cost of the queue plus that. (Runs before 2026-12-02 counted
+  with redis-py, which cost every system about 60 µs of CPU per job: their figures are
+  not comparable with later ones.)
 - With 2 CPUs shared by Redis, MariaDB, the worker, the producer and the harness, the
   workers are CPU-bound: W3 (10 ms sleeps) stays far below the bare-loop ceiling for
   every system, and close to the same system's W2.

@@ -540,7 +540,7 @@ class Bench:
             got = await step("W4", self.w4(system))
             if got is not None:
                 rec["W4"] = got
-        if "W5" in workloads:
+        if "W5" in workloads and rep < a.w5_repeats:
             rec["W5"] = {}
             for label, kind, n, payload in W5_VARIANTS:
                 n = a.jobs if a.quick else n
@@ -577,6 +577,7 @@ async def main(a: argparse.Namespace) -> int:
             "args": {
                 "jobs": a.jobs,
                 "repeats": a.repeats,
+                "w5_repeats": min(a.w5_repeats, a.repeats),
                 "workloads": sorted(workloads),
                 "concurrency": a.concurrency,
                 "batch_size": a.batch_size,
@@ -701,6 +702,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=lambda s: [w.strip().upper() for w in s.split(",") if w.strip()],
     )
     p.add_argument("--quick", action="store_true", help="smoke test: N=200, 1 repeat, short W4")
+    p.add_argument(
+        "--w5-repeats",
+        type=int,
+        default=1,
+        help="repeats that also run W5 (default 1: its 155,000 jobs per system take longer "
+        "than W1-W4 together)",
+    )
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=1000, help="jobs per batch call (W1)")
     p.add_argument("--rate", type=float, default=None, help="W4 jobs/s (default 500)")
