@@ -14,7 +14,8 @@ class RunnerConfig:
     """Handlers running at once in this process."""
     prefetch: int | None = None
     """Jobs claimed ahead of a free handler slot, so moving and claiming the next batch
-    overlaps with running this one (default: as many as ``concurrency``; 0 disables)."""
+    overlaps with running this one (default: as many as ``concurrency``, at most 100: a
+    claimed job holds memory and a lease while it waits; 0 disables)."""
     burst: bool = False
     """Exit once no job is ready or running (instead of waiting for more)."""
     burst_horizon: float = 60.0
@@ -72,7 +73,7 @@ class RunnerConfig:
 
     @property
     def prefetch_count(self) -> int:
-        return self.concurrency if self.prefetch is None else self.prefetch
+        return min(self.concurrency, 100) if self.prefetch is None else self.prefetch
 
     @property
     def margin(self) -> float:

@@ -41,6 +41,7 @@ from . import side as side_tasks
 from .config import RunnerConfig
 from .execute import Outcome, execute
 from .faults import crash_point
+from .gate import Gate
 from .recovery import SweepCursor, sweep_pass
 from .watchdog import Watchdog
 
@@ -119,12 +120,12 @@ class Runner:
         self._stopping = False
         self._slots = self.config.concurrency + self.config.prefetch_count
         self._free = self._slots
-        self._run_sem = asyncio.Semaphore(self.config.concurrency)
+        self._run_sem = Gate(self.config.concurrency)
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._revoked: set[tuple[str, str]] = set()
-        self._task_sems: dict[str, asyncio.Semaphore] = {}
+        self._task_sems: dict[str, Gate] = {}
         self._inflight: dict[asyncio.Task[None], list[bytes]] = {}
         self._recording: set[tuple[str, str]] = set()
         self._last_ack = time.monotonic()
@@ -677,7 +678,7 @@ class Runner:
             return contextlib.nullcontext()
         sem = self._task_sems.get(msg.task)
         if sem is None:
-            sem = self._task_sems[msg.task] = asyncio.Semaphore(concurrency)
+            sem = self._task_sems[msg.task] = Gate(concurrency)
         return sem
 
     def _forget(self, job_id: str, token: str) -> None:
