@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 
-
 SPIN = 0.0001
 
 
