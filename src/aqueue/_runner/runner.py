@@ -16,7 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
@@ -28,7 +28,6 @@ from .._models import (
     Message,
     UnsupportedMessageError,
     decode_message,
-    encode_message,
     message_job_id,
     new_runner_id,
     new_token,
@@ -36,11 +35,11 @@ from .._models import (
 )
 from .._serde import dumps, encode_reason
 from .._store.batcher import Batcher
-from .._store.store import Finish
 from . import side as side_tasks
 from .config import RunnerConfig
 from .execute import Outcome, execute
 from .faults import crash_point
+from .finish import Recorder
 from .gate import Gate
 from .recovery import SweepCursor, sweep_pass
 from .watchdog import Watchdog
@@ -72,15 +71,6 @@ class _Claimed:
     msg: Message
     token: str
     won: bool
-
-
-@dataclass
-class _Settled:
-    finish: Finish
-    raw: bytes
-    follow_up: bytes | None = None
-    accepted: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Slot:
@@ -127,14 +117,13 @@ class Runner:
         self._revoked: set[tuple[str, str]] = set()
         self._task_sems: dict[str, Gate] = {}
         self._inflight: dict[asyncio.Task[None], list[bytes]] = {}
-        self._recording: set[tuple[str, str]] = set()
         self._last_ack = time.monotonic()
         self._last_burst_resync = 0.0
         self._next_suspect_check = 0.0
         self._sweep_cursor = SweepCursor()
         self._epoch: str | None = None
         self._be: _Backend | None = None
-        self._finisher: Batcher[_Settled, bool] | None = None
+        self._recorder: Recorder | None = None
         self._claimer: Batcher[list[Message], list[_Claimed]] | None = None
         self.started = asyncio.Event()
 
@@ -155,9 +144,7 @@ class Runner:
         # SQLite runs one write at a time: a second statement in flight would only queue
         # behind the first, with fewer rows than if it had waited.
         lanes = 1 if be.store.is_sqlite else 2
-        self._finisher = Batcher(
-            "finish", self._flush_finishes, max_items=cfg.batch, parallel=lanes
-        )
+        self._recorder = Recorder(self, be, batch=cfg.batch, lanes=lanes)
         # Whole fetched batches are claimed; batches that wait while a claim statement is
         # in flight go together in the next one (a slow database then sees fewer, larger
         # statements instead of a queue of small ones).
@@ -283,7 +270,7 @@ class Runner:
 
     async def _shutdown(self, side: set[asyncio.Task[None]]) -> None:
         assert self._be is not None
-        assert self._finisher is not None
+        assert self._recorder is not None
         assert self._claimer is not None
         self._stopping = True
         for t in side:
@@ -300,7 +287,7 @@ class Runner:
             if pending:
                 await asyncio.wait(pending)
         await self._claimer.close()
-        await self._finisher.close()
+        await self._recorder.close()
         be = self._be
         try:
             # Every handler has stopped and every finish is recorded: whatever still runs
@@ -628,7 +615,8 @@ class Runner:
             # The handler and its hooks are done: the slot goes to the next job while the
             # outcome is recorded (the lease is renewed until then; shutdown flushes it).
             slot.release()
-            await self._record(msg, token, outcome)
+            assert self._recorder is not None
+            await self._recorder.record(msg, token, outcome)
         finally:
             self._forget(msg.id, token)
 
@@ -661,7 +649,8 @@ class Runner:
             else:
                 raise CommitError(f"cannot commit a job as {status.value!r}")
             await self._after_hooks(ctx, outcome)
-            if not await self._record(msg, token, outcome):
+            assert self._recorder is not None
+            if not await self._recorder.record(msg, token, outcome):
                 raise CommitError(
                     f"commit of job {msg.id} rejected: its lease token was revoked (another "
                     "runner owns the job now)"
@@ -688,122 +677,6 @@ class Runner:
         entry = self._running.get(job_id)
         if entry is not None and entry[0] == token:
             del self._running[job_id]
-
-    async def _record(self, msg: Message, token: str, outcome: Outcome) -> bool:
-        assert self._finisher is not None
-        assert outcome.status is not None
-        follow: bytes | None = None
-        if outcome.status is JobStatus.TODO:
-            body: dict[str, Any] = {"a": msg.args, "k": msg.kwargs}
-            if msg.options:
-                body["o"] = msg.options
-            payload = dumps(body, "payload")
-            follow = encode_message(
-                msg.id,
-                msg.task,
-                payload,
-                msg.attempts + 1,
-                msg.max_attempts,
-                msg.priority,
-                msg.stalls,
-            ).encode()
-        item = _Settled(
-            Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
-            msg.raw,
-            follow,
-        )
-        self._recording.add((msg.id, token))
-        try:
-            return await self._submit_finish(item, msg)
-        finally:
-            self._recording.discard((msg.id, token))
-
-    async def _submit_finish(self, item: _Settled, msg: Message) -> bool:
-        assert self._finisher is not None
-        delay = 0.05
-        while True:
-            try:
-                return await self._finisher.submit(item)
-            except BackendError as exc:
-                if self._local_deadline_passed():
-                    log.error(
-                        "could not record job %s (%s) before the lease ran out; it will run "
-                        "again elsewhere",
-                        msg.id,
-                        exc,
-                    )
-                    return False
-                log.warning("recording job %s failed (%s); retrying", msg.id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    async def _flush_finishes(self, items: Sequence[_Settled]) -> list[bool | BaseException]:
-        assert self._be is not None
-        be = self._be
-        now = self.clock()
-        accepted = await be.store.finish([i.finish for i in items], now)
-        crash_point("after_commit")
-        ready: list[bytes] = []
-        delayed: list[tuple[int, bytes]] = []
-        out: list[bool | BaseException] = []
-        for i in items:
-            ok = i.finish.id in accepted
-            out.append(ok)
-            st = i.finish.status
-            if not ok:
-                self.stats.finishes_rejected += 1
-                log.warning(
-                    "late finish of job %s rejected: its lease token was revoked", i.finish.id
-                )
-                continue
-            if st is JobStatus.DONE:
-                self.stats.done += 1
-            elif st is JobStatus.FAILED:
-                self.stats.failed += 1
-            elif st is JobStatus.TODO and i.follow_up is not None:
-                self.stats.retried += 1
-                run_at = i.finish.run_at or now
-                if run_at <= now and b'"r":' not in i.follow_up[:200]:
-                    ready.append(i.follow_up)  # normal level; others via the delayed set
-                else:
-                    delayed.append((run_at // 1000, i.follow_up))
-        # SQL has recorded the outcomes: from here on only Redis is left to do, and it is
-        # retried in place (never by re-submitting the finish, which SQL would now refuse).
-        await self._settle_retrying([i.raw for i in items], ready, delayed)
-        retried = [
-            i.finish.id
-            for i, ok in zip(items, out, strict=True)
-            if ok is True and i.finish.status is JobStatus.TODO
-        ]
-        if retried:  # their follow-up messages are in Redis: the sweeper can skip them
-            be.marker.add(retried)
-        final = [
-            i.finish.id
-            for i, ok in zip(items, out, strict=True)
-            if ok is True and i.finish.status is not JobStatus.TODO
-        ]
-        with contextlib.suppress(BackendError):  # only a hint: waiters also poll
-            await be.broker.notify_finished(final)
-        return out
-
-    async def _settle_retrying(
-        self, remove: list[bytes], ready: list[bytes], delayed: list[tuple[int, bytes]]
-    ) -> None:
-        assert self._be is not None
-        delay = 0.05
-        while True:
-            try:
-                await self._be.broker.settle(self.id, remove, ready=ready, delayed=delayed)
-                return
-            except BackendError as exc:
-                if self._stopping:
-                    # Retries were committed with dispatched_at NULL: the sweeper sends
-                    # them; what is left in the working list is requeued at exit.
-                    log.warning("could not settle %d message(s) in Redis: %s", len(remove), exc)
-                    return
-                log.warning("settling in Redis failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     async def _reconcile_working(self) -> None:
         """After a Redis error on a move, the reply may have been lost while the move

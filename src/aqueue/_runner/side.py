@@ -59,7 +59,8 @@ async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> None:
         return
     for job_id in lost:
         entry = r._running.get(job_id)
-        if entry is not None and (job_id, entry[0]) in r._recording:
+        recording = r._recorder.recording if r._recorder is not None else set()
+        if entry is not None and (job_id, entry[0]) in recording:
             continue  # its outcome is being recorded right now: nothing to cancel
         if entry is not None and entry[0] == dict(items).get(job_id):
             log.warning("lease of job %s was revoked: cancelling its handler", job_id)

@@ -1,0 +1,166 @@
+"""Recording outcomes: the finish side of the runner.
+
+A job's outcome is compared-and-set in SQL on its lease token, batched with the outcomes
+of other jobs (one statement per batch); only then are the messages removed from the
+runner's working list and follow-up messages (retries) pushed, in one Lua call. Waiters
+on results are notified last (a hint: they also poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._errors import BackendError
+from .._models import JobStatus, Message, encode_message
+from .._serde import dumps
+from .._store.batcher import Batcher
+from .._store.store import Finish
+from .execute import Outcome
+from .faults import crash_point
+
+if TYPE_CHECKING:
+    from .._queue import _Backend
+    from .runner import Runner
+
+log = logging.getLogger("aqueue.runner")
+
+
+@dataclass
+class _Settled:
+    finish: Finish
+    raw: bytes
+    follow_up: bytes | None = None
+
+
+class Recorder:
+    def __init__(self, runner: Runner, be: _Backend, *, batch: int, lanes: int) -> None:
+        self._r = runner
+        self._be = be
+        self.recording: set[tuple[str, str]] = set()
+        """(job id, token) of outcomes on their way to SQL: the heartbeat leaves them be."""
+        self._batcher: Batcher[_Settled, bool] = Batcher(
+            "finish", self._flush, max_items=batch, parallel=lanes
+        )
+
+    async def close(self) -> None:
+        """Flush every pending outcome, then stop."""
+        await self._batcher.close()
+
+    async def record(self, msg: Message, token: str, outcome: Outcome) -> bool:
+        """Record one job's outcome (batched with others); ``False`` when its lease token
+        was revoked or the lease ran out before SQL could be reached."""
+        assert outcome.status is not None
+        follow: bytes | None = None
+        if outcome.status is JobStatus.TODO:
+            body: dict[str, Any] = {"a": msg.args, "k": msg.kwargs}
+            if msg.options:
+                body["o"] = msg.options
+            payload = dumps(body, "payload")
+            follow = encode_message(
+                msg.id,
+                msg.task,
+                payload,
+                msg.attempts + 1,
+                msg.max_attempts,
+                msg.priority,
+                msg.stalls,
+            ).encode()
+        item = _Settled(
+            Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
+            msg.raw,
+            follow,
+        )
+        self.recording.add((msg.id, token))
+        try:
+            return await self._submit(item, msg)
+        finally:
+            self.recording.discard((msg.id, token))
+
+    async def _submit(self, item: _Settled, msg: Message) -> bool:
+        delay = 0.05
+        while True:
+            try:
+                return await self._batcher.submit(item)
+            except BackendError as exc:
+                if self._r._local_deadline_passed():
+                    log.error(
+                        "could not record job %s (%s) before the lease ran out; it will run "
+                        "again elsewhere",
+                        msg.id,
+                        exc,
+                    )
+                    return False
+                log.warning("recording job %s failed (%s); retrying", msg.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _flush(self, items: Sequence[_Settled]) -> list[bool | BaseException]:
+        be, stats = self._be, self._r.stats
+        now = self._r.clock()
+        accepted = await be.store.finish([i.finish for i in items], now)
+        crash_point("after_commit")
+        ready: list[bytes] = []
+        delayed: list[tuple[int, bytes]] = []
+        out: list[bool | BaseException] = []
+        for i in items:
+            ok = i.finish.id in accepted
+            out.append(ok)
+            st = i.finish.status
+            if not ok:
+                stats.finishes_rejected += 1
+                log.warning(
+                    "late finish of job %s rejected: its lease token was revoked", i.finish.id
+                )
+                continue
+            if st is JobStatus.DONE:
+                stats.done += 1
+            elif st is JobStatus.FAILED:
+                stats.failed += 1
+            elif st is JobStatus.TODO and i.follow_up is not None:
+                stats.retried += 1
+                run_at = i.finish.run_at or now
+                if run_at <= now and b'"r":' not in i.follow_up[:200]:
+                    ready.append(i.follow_up)  # normal level; others via the delayed set
+                else:
+                    delayed.append((run_at // 1000, i.follow_up))
+        # SQL has recorded the outcomes: from here on only Redis is left to do, and it is
+        # retried in place (never by re-submitting the finish, which SQL would now refuse).
+        await self._settle_retrying([i.raw for i in items], ready, delayed)
+        retried = [
+            i.finish.id
+            for i, ok in zip(items, out, strict=True)
+            if ok is True and i.finish.status is JobStatus.TODO
+        ]
+        if retried:  # their follow-up messages are in Redis: the sweeper can skip them
+            be.marker.add(retried)
+        final = [
+            i.finish.id
+            for i, ok in zip(items, out, strict=True)
+            if ok is True and i.finish.status is not JobStatus.TODO
+        ]
+        with contextlib.suppress(BackendError):  # only a hint: waiters also poll
+            await be.broker.notify_finished(final)
+        return out
+
+    async def _settle_retrying(
+        self, remove: list[bytes], ready: list[bytes], delayed: list[tuple[int, bytes]]
+    ) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._be.broker.settle(self._r.id, remove, ready=ready, delayed=delayed)
+                return
+            except BackendError as exc:
+                if self._r._stopping:
+                    # Retries were committed with dispatched_at NULL: the sweeper sends
+                    # them; what is left in the working list is requeued at exit.
+                    log.warning("could not settle %d message(s) in Redis: %s", len(remove), exc)
+                    return
+                log.warning("settling in Redis failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
