@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .._decisions import decide_reclaim, suspect_lane
@@ -28,10 +28,8 @@ class SweepCursor:
     after: str = ""
 
 
-def _message(r: JobRecord, attempts: int | None = None, stalls: int | None = None) -> str:
-    n = r.attempts if attempts is None else attempts
-    s = r.stalls if stalls is None else stalls
-    return encode_message(r.id, r.task, r.payload, n, r.max_attempts, r.priority, s)
+def _message(r: JobRecord) -> str:
+    return encode_message(r.id, r.task, r.payload, r.attempts, r.max_attempts, r.priority, r.stalls)
 
 
 async def dispatch_records(
@@ -40,6 +38,8 @@ async def dispatch_records(
     """Push ``todo`` rows to Redis: due ones to their priority's ready list, or to the
     suspect lanes when they stalled before (see ``suspect_lane``); the rest to the
     delayed set."""
+    if not rows:
+        return
     levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
     lanes: dict[str, list[str]] = {"group": [], "alone": []}
     for r in rows:
@@ -77,19 +77,14 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
             err = encode_reason("RunnerDied", verdict.reason) if verdict.reason else None
             decisions.append(q.Reclaim(r.id, r.lease_token or "", verdict.status, err))
         changed = await q.reclaim(store, decisions, now, now) if decisions else set()
-        group: list[str] = []
-        alone: list[str] = []
-        for r, d in zip(rows, decisions, strict=True):
-            if r.id in changed and d.status is JobStatus.TODO:
-                msg = _message(r, max(r.attempts - 1, 0), r.stalls + 1)
-                lane = suspect_lane(r.stalls + 1, cfg.max_stalls)
-                (alone if lane == "alone" else group).append(msg)
-        await broker.dispatch_suspects(group, alone)
-        be.marker.add(
-            r.id
+        # As SQL now stands (stall counted, attempt given back): always a suspect lane.
+        revived = [
+            replace(r, attempts=max(r.attempts - 1, 0), stalls=r.stalls + 1, run_at=now)
             for r, d in zip(rows, decisions, strict=True)
             if r.id in changed and d.status is JobStatus.TODO
-        )
+        ]
+        await dispatch_records(be, revived, now, max_stalls=cfg.max_stalls)
+        be.marker.add(r.id for r in revived)
         for r, d in zip(rows, decisions, strict=True):
             if r.id in changed:
                 log.warning("reclaimed job %s from %s -> %s", r.id, r.lease_owner, d.status.value)

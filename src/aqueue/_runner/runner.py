@@ -110,7 +110,7 @@ class Runner:
         self._stopping = False
         self._slots = self.config.concurrency + self.config.prefetch_count
         self._free = self._slots
-        self._run_sem = Gate(self.config.concurrency)
+        self._handler_gate = Gate(self.config.concurrency)
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
@@ -587,7 +587,7 @@ class Runner:
         try:
             try:
                 limit = self._task_limit(task_def.config.concurrency if task_def else None, msg)
-                async with limit, self._run_sem:
+                async with limit, self._handler_gate:
                     outcome = await execute(self.queue, ctx, msg, self.clock)
             except asyncio.CancelledError:
                 if (msg.id, token) in self._revoked and not self._stopping:
