@@ -5,24 +5,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 
-from aqueue import EnqueueOutcomeUnknownError, JobStatus, Options, StoreError
+from aqueue import (
+    EnqueueOutcomeUnknownError,
+    JobStatus,
+    Options,
+    Runner,
+    RunnerConfig,
+    StoreError,
+)
 
 from ..conftest import MYSQL_URL, QueueFactory
 
 
 class CuttingProxy:
-    """Forwards to MariaDB; once armed, the connection that sends an INSERT gets the
-    statement delivered and executed, then is cut before the reply reaches the client."""
+    """Forwards to MariaDB; once armed, the connection that sends the ``trigger``
+    statement (an INSERT) gets it delivered and executed, then is cut before the reply
+    reaches the client; with ``deliver`` off it is cut before the statement reaches the
+    server (which then rolls back the connection's open transaction)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.armed = False
+        self.trigger = b"INSERT INTO"
+        self.deliver = True
         self.cuts = 0
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -39,8 +51,11 @@ class CuttingProxy:
 
         async def up() -> None:
             while data := await cr.read(65536):
-                if self.armed and b"INSERT INTO" in data:
+                if self.armed and self.trigger in data:
                     self.armed = False
+                    if not self.deliver:
+                        self.cuts += 1
+                        return
                     hold.set()
                 sw.write(data)
                 await sw.drain()
@@ -86,7 +101,7 @@ async def proxy() -> AsyncIterator[CuttingProxy]:
     await p.close()
 
 
-# Both tests are about the MariaDB connection: run them on that backend only.
+# These tests are about the MariaDB connection: run them on that backend only.
 MYSQL_ONLY = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
 
 
@@ -117,6 +132,42 @@ async def test_commit_outcome_unknown_carries_id_and_retry_is_a_noop(
     counts = await direct.counts()
     assert sum(counts.values()) == 1
     assert await again.status() is JobStatus.TODO
+
+
+@MYSQL_ONLY
+async def test_open_claim_whose_commit_is_lost_is_taken_again(
+    make_queue: QueueFactory, proxy: CuttingProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An idle runner starts a job once its claim statement has run, while the claim's
+    commit is on its way. The connection is cut before that COMMIT reaches MariaDB (the
+    server rolls the claim back): the runner claims the job again under the same token
+    before recording it, so the job runs once and ends ``done``."""
+    direct = make_queue()
+    url = sa.make_url(MYSQL_URL).set(port=proxy.port).render_as_string(hide_password=False)
+    cut = make_queue(database_url=url)
+    runs: list[int] = []
+
+    @direct.task
+    async def work(n: int) -> int:
+        runs.append(n)
+        return n * 2
+
+    cut.task(work.fn)
+    job = await work.enqueue(21)
+    await cut.connect()  # the schema is in place: the first COMMIT is the claim's
+    proxy.trigger, proxy.deliver, proxy.armed = b"COMMIT", False, True
+    runner = Runner(cut, RunnerConfig(burst=True, handle_signals=False))
+    with caplog.at_level(logging.WARNING, logger="aqueue.runner"):
+        await asyncio.wait_for(runner.run(), 30)
+    assert proxy.cuts == 1
+    assert "claiming it again" in caplog.text
+    assert runs == [21]
+    info = await job.info()
+    assert info.status is JobStatus.DONE
+    assert info.attempts == 1
+    assert await job.result(timeout=5) == 42
+    assert runner.stats.done == 1
+    assert runner.stats.finishes_rejected == 0
 
 
 @MYSQL_ONLY

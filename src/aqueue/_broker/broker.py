@@ -176,10 +176,15 @@ class Broker:
         remove: Sequence[bytes],
         ready: Sequence[str | bytes] = (),
         delayed: Sequence[tuple[int, str | bytes]] = (),
+        finished: Sequence[str] = (),
     ) -> int:
+        """Remove delivered messages from the working list, push follow-ups (retries,
+        put-backs) and tell result waiters which jobs ``finished``: one round trip."""
         args: list[Any] = [len(remove), *remove, len(ready), *ready, len(delayed)]
         for score, msg in delayed:
             args.extend((score, msg))
+        if finished:
+            args.extend((self.keys.finished, " ".join(finished)))
         async with map_exceptions("settle"):
             res = await self._settle(
                 keys=[self.keys.working(runner_id), self.keys.ready, self.keys.delayed],

@@ -9,7 +9,6 @@ on results are notified last (a hint: they also poll).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,9 +127,15 @@ class Recorder:
                     ready.append(i.follow_up)  # normal level; others via the delayed set
                 else:
                     delayed.append((run_at // 1000, i.follow_up))
+        final = [
+            i.finish.id
+            for i, ok in zip(items, out, strict=True)
+            if ok is True and i.finish.status is not JobStatus.TODO
+        ]
         # SQL has recorded the outcomes: from here on only Redis is left to do, and it is
         # retried in place (never by re-submitting the finish, which SQL would now refuse).
-        await self._settle_retrying([i.raw for i in items], ready, delayed)
+        # Waiters on results are told in the same call (a hint: they also poll).
+        await self._settle_retrying([i.raw for i in items], ready, delayed, final)
         retried = [
             i.finish.id
             for i, ok in zip(items, out, strict=True)
@@ -138,22 +143,21 @@ class Recorder:
         ]
         if retried:  # their follow-up messages are in Redis: the sweeper can skip them
             be.marker.add(retried)
-        final = [
-            i.finish.id
-            for i, ok in zip(items, out, strict=True)
-            if ok is True and i.finish.status is not JobStatus.TODO
-        ]
-        with contextlib.suppress(BackendError):  # only a hint: waiters also poll
-            await be.broker.notify_finished(final)
         return out
 
     async def _settle_retrying(
-        self, remove: list[bytes], ready: list[bytes], delayed: list[tuple[int, bytes]]
+        self,
+        remove: list[bytes],
+        ready: list[bytes],
+        delayed: list[tuple[int, bytes]],
+        finished: list[str],
     ) -> None:
         delay = 0.05
         while True:
             try:
-                await self._be.broker.settle(self._r.id, remove, ready=ready, delayed=delayed)
+                await self._be.broker.settle(
+                    self._r.id, remove, ready=ready, delayed=delayed, finished=finished
+                )
                 return
             except BackendError as exc:
                 if self._r._stopping:

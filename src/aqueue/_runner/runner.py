@@ -15,13 +15,13 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
 from .._cron import run_scheduler
-from .._decisions import decide_claim_loss, local_deadline
+from .._decisions import local_deadline
 from .._errors import AqueueError, BackendError, CommitError, SerializationError
 from .._models import (
     JobStatus,
@@ -30,12 +30,11 @@ from .._models import (
     decode_message,
     message_job_id,
     new_runner_id,
-    new_token,
     now_us,
 )
 from .._serde import dumps, encode_reason
-from .._store.batcher import Batcher
 from . import side as side_tasks
+from .claim import Claimed, Claimer
 from .config import RunnerConfig
 from .execute import Outcome, execute
 from .faults import crash_point
@@ -66,11 +65,8 @@ class RunnerStats:
     released: int = 0
 
 
-@dataclass
-class _Claimed:
-    msg: Message
-    token: str
-    won: bool
+_TRICKLE_WAIT = 0.001
+"""A blocking wait that lasted longer than this found the ready list empty."""
 
 
 class _Slot:
@@ -124,7 +120,7 @@ class Runner:
         self._epoch: str | None = None
         self._be: _Backend | None = None
         self._recorder: Recorder | None = None
-        self._claimer: Batcher[list[Message], list[_Claimed]] | None = None
+        self._claimer: Claimer | None = None
         self.started = asyncio.Event()
 
     # -- public ------------------------------------------------------------------------
@@ -145,17 +141,7 @@ class Runner:
         # behind the first, with fewer rows than if it had waited.
         lanes = 1 if be.store.is_sqlite else 2
         self._recorder = Recorder(self, be, batch=cfg.batch, lanes=lanes)
-        # Whole fetched batches are claimed; batches that wait while a claim statement is
-        # in flight go together in the next one (a slow database then sees fewer, larger
-        # statements instead of a queue of small ones).
-        self._claimer = Batcher(
-            "claim",
-            self._flush_claims,
-            max_items=cfg.batch,
-            size_of=len,
-            max_bytes=cfg.batch,
-            parallel=lanes,
-        )
+        self._claimer = Claimer(self, be, batch=cfg.batch, lanes=lanes)
         await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
         self._last_ack = time.monotonic()
         for hook in self.queue.startup_hooks:
@@ -320,6 +306,7 @@ class Runner:
         cfg = self.config
         backoff = 0.05
         idle_since: float | None = None
+        trickle = False
         while not self._stop.is_set():
             if self._local_deadline_passed():
                 await asyncio.sleep(cfg.heartbeat / 4)
@@ -339,18 +326,23 @@ class Runner:
                         if await self._run_suspects():
                             self._next_suspect_check = 0.0  # more may wait: look again
                         continue
-                raws = await broker.take(self.id, n)
+                # A trickle (the last blocking wait had to wait): the ready list is most
+                # likely empty, so block again at once instead of first trying to take.
+                raws = [] if trickle else await broker.take(self.id, n)
                 if not raws:
                     if cfg.burst and not self._jobs and await self._burst_done(idle_since):
                         log.info("burst: no job left, stopping")
                         self.stop()
                         return
+                    asked = time.monotonic()
                     one = await broker.wait_one(self.id, 0.1 if cfg.burst else cfg.block_timeout)
+                    trickle = one is not None and time.monotonic() - asked > _TRICKLE_WAIT
                     if one is None:
                         if idle_since is None:
                             idle_since = time.monotonic()
                         continue
                     if one == b"":  # woken for a high/low priority message
+                        trickle = False
                         raws = await broker.take(self.id, n)
                         if not raws:
                             continue
@@ -358,6 +350,8 @@ class Runner:
                         # Start this one at once; if more arrived, the next turn of the
                         # loop takes them in one batch before blocking again.
                         raws = [one]
+                else:
+                    trickle = False
                 idle_since = None
                 backoff = 0.05
             except BackendError as exc:
@@ -442,63 +436,6 @@ class Runner:
 
         task.add_done_callback(done)
 
-    async def _flush_claims(
-        self, batches: Sequence[list[Message]]
-    ) -> list[list[_Claimed] | BaseException]:
-        claimed = await self._claim_all([m for b in batches for m in b])
-        out: list[list[_Claimed] | BaseException] = []
-        i = 0
-        for b in batches:
-            out.append(claimed[i : i + len(b)])
-            i += len(b)
-        return out
-
-    async def _claim_all(self, msgs: Sequence[Message]) -> list[_Claimed]:
-        assert self._be is not None
-        be, cfg = self._be, self.config
-        token = new_token()
-        now = self.clock()
-        items = [(m.id, m.stalls) for m in msgs]
-        won = await be.store.claim(items, self.id, token, now + int(cfg.lease * 1e6), now)
-        out: list[_Claimed] = []
-        seen: set[str] = set()
-        lost: list[Message] = []
-        for m in msgs:
-            ok = m.id in won and m.id not in seen
-            seen.add(m.id)
-            out.append(_Claimed(m, token, ok))
-            if not ok:
-                lost.append(m)
-        if lost:
-            await self._handle_losses(lost, won, now)
-        return out
-
-    async def _handle_losses(self, lost: Sequence[Message], won: set[str], now: int) -> None:
-        """A claim lost: drop the message when the job cannot run any more; otherwise keep
-        it delayed until SQL says it may run (never drop a job that is not finished)."""
-        assert self._be is not None
-        be = self._be
-        self.stats.claims_lost += len(lost)
-        states = await be.store.claim_states([m.id for m in lost if m.id not in won])
-        remove: list[bytes] = []
-        delayed: list[tuple[int, bytes]] = []
-        for m in lost:
-            remove.append(m.raw)
-            if m.id in won:
-                continue  # a duplicate of a message we are running: ours will settle it
-            st = states.get(m.id)
-            decision = decide_claim_loss(
-                status=st.status if st else None,
-                run_at=st.run_at if st else 0,
-                leased_until=st.leased_until if st else None,
-                now=now,
-                stalls=st.stalls if st else 0,
-                message_stalls=m.stalls,
-            )
-            if decision.action == "delay" and decision.until is not None:
-                delayed.append((decision.until // 1000 + 1, m.raw))
-        await be.broker.settle(self.id, remove, delayed=delayed)
-
     def _start_batch(self, raws: list[bytes]) -> None:
         """Messages just moved into the working list: one task claims them all (one
         statement), then each won job runs in a task of its own."""
@@ -514,7 +451,8 @@ class Runner:
                     msgs.append(decode_message(raw))
                 except SerializationError as exc:
                     await self._malformed(raw, exc)
-            claimed = await self._claim_retrying(msgs) if msgs else []
+            assert self._claimer is not None
+            claimed = await self._claimer.claim(msgs) if msgs else []
             for c in claimed:
                 if c.won:
                     self._spawn(self._run_one(c), [c.msg.raw])
@@ -523,25 +461,12 @@ class Runner:
             if unused:
                 self._release_slots(unused)
 
-    async def _run_one(self, claimed: _Claimed) -> None:
+    async def _run_one(self, claimed: Claimed) -> None:
         slot = _Slot(self)
         try:
             await self._run_claimed(claimed, slot)
         finally:
             slot.release()
-
-    async def _claim_retrying(self, msgs: list[Message]) -> list[_Claimed]:
-        delay = 0.05
-        while True:
-            try:
-                assert self._claimer is not None
-                return await self._claimer.submit(msgs)
-            except BackendError as exc:
-                if self._stopping:
-                    return []  # the messages stay in the working list: requeued at exit
-                log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     async def _malformed(self, raw: bytes, exc: Exception) -> None:
         assert self._be is not None
@@ -563,7 +488,7 @@ class Runner:
 
     # -- run & finish ------------------------------------------------------------------
 
-    async def _run_claimed(self, claimed: _Claimed, slot: _Slot) -> None:
+    async def _run_claimed(self, claimed: Claimed, slot: _Slot) -> None:
         msg, token = claimed.msg, claimed.token
         task_def = self.queue.tasks.get(msg.task)
         ctx = JobContext(
@@ -580,7 +505,7 @@ class Runner:
         )
         if task_def is not None and not task_def.config.auto_commit:
             ctx.auto_commit = False
-            ctx._committer = self._make_committer(msg, token)
+            ctx._committer = self._make_committer(claimed)
         current = asyncio.current_task()
         assert current is not None
         self._running[msg.id] = (token, current)
@@ -616,6 +541,8 @@ class Runner:
             # outcome is recorded (the lease is renewed until then; shutdown flushes it).
             slot.release()
             assert self._recorder is not None
+            assert self._claimer is not None
+            await self._claimer.confirmed(claimed)
             await self._recorder.record(msg, token, outcome)
         finally:
             self._forget(msg.id, token)
@@ -629,7 +556,9 @@ class Runner:
             except Exception:
                 log.exception("after_job hook failed for job %s", ctx.job_id)
 
-    def _make_committer(self, msg: Message, token: str) -> Any:
+    def _make_committer(self, claimed: Claimed) -> Any:
+        msg, token = claimed.msg, claimed.token
+
         async def commit(
             ctx: JobContext,
             status: JobStatus,
@@ -650,6 +579,8 @@ class Runner:
                 raise CommitError(f"cannot commit a job as {status.value!r}")
             await self._after_hooks(ctx, outcome)
             assert self._recorder is not None
+            assert self._claimer is not None
+            await self._claimer.confirmed(claimed)
             if not await self._recorder.record(msg, token, outcome):
                 raise CommitError(
                     f"commit of job {msg.id} rejected: its lease token was revoked (another "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._models import JobRecord, JobStatus
+from .claims import claim_states
 from .store import _JOB_COLUMNS, Store, _record
 
 
@@ -77,7 +78,7 @@ async def reclaim(store: Store, items: Sequence[Reclaim], before: int, now: int)
         if count == len(group):
             done |= set(ids)
             continue
-        states = await store.claim_states(ids)
+        states = await claim_states(store, ids)
         done |= {i for i in ids if (st := states.get(i)) and st.status is status}
     return done
 

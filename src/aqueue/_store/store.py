@@ -451,64 +451,6 @@ class Store:
 
     # -- claim / finish ---------------------------------------------------------------
 
-    async def claim(
-        self,
-        items: Sequence[tuple[str, int]],
-        owner: str,
-        token: str,
-        leased_until: int,
-        now: int,
-    ) -> set[str]:
-        """Claim ``(id, stalls)`` messages whose job is ``todo``, due, and has the stall
-        count the message carries (a copy made before a reclaim cannot claim: only the
-        reclaimer turns an expired lease back into ``todo``). One fresh token for the
-        whole batch; returns the ids won."""
-        if not items:
-            return set()
-        p = self._ph
-        stalls: dict[str, int] = {}
-        for job_id, s in items:
-            stalls[job_id] = max(s, stalls.get(job_id, s))
-        ordered = sorted(stalls)
-        params: list[Any] = [owner, token, leased_until, now, now, *ordered, now]
-        where = f"id IN ({self._in(len(ordered))}) AND status = 'todo' AND run_at <= {p}"
-        if any(stalls.values()):
-            where += " AND stalls = " + self._case([(i, stalls[i]) for i in ordered], params)
-        else:
-            where += " AND stalls = 0"
-        sql = (
-            f"UPDATE {self._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
-            f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
-            f"dispatched_at = COALESCE(dispatched_at, {p}) WHERE {where}"
-        )
-        count = await self._run("claiming jobs", lambda: self._exec(sql, params))
-        if count == len(ordered):
-            return set(ordered)
-        if count == 0:
-            return set()
-        rows = await self._run(
-            "reading claimed jobs",
-            lambda: self._fetch(
-                f"SELECT id FROM {self._t} WHERE id IN ({self._in(len(ordered))}) "
-                f"AND lease_token = {p}",
-                [*ordered, token],
-            ),
-        )
-        return {r[0] for r in rows}
-
-    async def claim_states(self, ids: Sequence[str]) -> dict[str, ClaimState]:
-        if not ids:
-            return {}
-        rows = await self._run(
-            "reading job states",
-            lambda: self._fetch(
-                f"SELECT id, status, run_at, leased_until, stalls FROM {self._t} "
-                f"WHERE id IN ({self._in(len(ids))})",
-                list(ids),
-            ),
-        )
-        return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4])) for r in rows}
-
     async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
         """Record finished attempts, fenced by lease token. Returns the ids accepted."""
         accepted: set[str] = set()

@@ -4,6 +4,8 @@
 -- ARGV[1] number A of messages to remove from the working list, then A messages
 -- ARGV[...] number R of messages to push on the consuming end of ready, then R messages
 -- ARGV[...] number D of delayed entries, then D pairs (score ms, message)
+-- ARGV[...] channel and text to publish there (finished job ids, for result waiters),
+--           or nothing
 -- returns: number of working entries removed
 local i = 1
 local removed = 0
@@ -18,5 +20,8 @@ end
 local d = tonumber(ARGV[i]); i = i + 1
 for _ = 1, d do
   redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+if ARGV[i + 1] then
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
 end
 return removed

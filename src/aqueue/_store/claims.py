@@ -1,0 +1,140 @@
+"""Named SQL queries of the claim: a runner takes the jobs it moved out of Redis.
+
+A claim is a compare-and-set from ``todo`` to ``running`` under a fresh lease token. The
+batch form is one autocommit statement. The open form (:func:`claim_open`, MySQL only)
+runs the same statement inside a transaction and hands back its commit: the statement's
+row locks already keep every other writer off the claimed jobs, so the runner starts them
+while the commit's log flush is under way, instead of after it (the flush is most of an
+idle runner's enqueue-to-start latency). A job is never recorded before its claim is
+durable; if the commit fails, the claim is taken again under the same token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._models import JobStatus
+from .store import ClaimState, Store
+
+Commit = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Claim ``items``, ``(job id, stalls the message carries)``, for ``owner`` under one
+    lease ``token`` until ``leased_until`` (µs, like ``now``)."""
+
+    items: Sequence[tuple[str, int]]
+    owner: str
+    token: str
+    leased_until: int
+    now: int
+
+
+def _claim_sql(store: Store, c: Claim) -> tuple[str, list[Any], list[str]]:
+    p = store._ph
+    stalls: dict[str, int] = {}
+    for job_id, s in c.items:
+        stalls[job_id] = max(s, stalls.get(job_id, s))
+    ordered = sorted(stalls)
+    params: list[Any] = [c.owner, c.token, c.leased_until, c.now, c.now, *ordered, c.now]
+    where = f"id IN ({store._in(len(ordered))}) AND status = 'todo' AND run_at <= {p}"
+    if any(stalls.values()):
+        where += " AND stalls = " + store._case([(i, stalls[i]) for i in ordered], params)
+    else:
+        where += " AND stalls = 0"
+    sql = (
+        f"UPDATE {store._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
+        f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
+        f"dispatched_at = COALESCE(dispatched_at, {p}) WHERE {where}"
+    )
+    return sql, params, ordered
+
+
+def _won_sql(store: Store, n: int) -> str:
+    return f"SELECT id FROM {store._t} WHERE id IN ({store._in(n)}) AND lease_token = {store._ph}"
+
+
+async def claim(store: Store, c: Claim, *, again: bool = False) -> set[str]:
+    """Claim the jobs that are ``todo``, due, and have the stall count their message
+    carries (a copy made before a reclaim cannot claim: only the reclaimer turns an
+    expired lease back into ``todo``); returns the ids won. ``again``: the token was used
+    before (a claim whose commit failed, taken again): jobs held under it count as won."""
+    if not c.items:
+        return set()
+    sql, params, ordered = _claim_sql(store, c)
+    count = await store._run("claiming jobs", lambda: store._exec(sql, params))
+    if count == len(ordered):
+        return set(ordered)
+    if count == 0 and not again:
+        return set()
+    rows = await store._run(
+        "reading claimed jobs",
+        lambda: store._fetch(_won_sql(store, len(ordered)), [*ordered, c.token]),
+    )
+    return {r[0] for r in rows}
+
+
+async def claim_open(store: Store, c: Claim) -> tuple[set[str], Commit | None]:
+    """:func:`claim` with its commit left to the caller: returns the ids won and the
+    commit to await before anything is recorded for them (None: nothing to commit). On
+    SQLite, whose writer lock would be held meanwhile, the claim is committed at once."""
+    if store.is_sqlite or not c.items:
+        return await claim(store, c), None
+    sql, params, ordered = _claim_sql(store, c)
+    return await store._run("claiming jobs", lambda: _open(store, sql, params, ordered, c.token))
+
+
+async def _open(
+    store: Store, sql: str, params: list[Any], ordered: list[str], token: str
+) -> tuple[set[str], Commit | None]:
+    conn = await store.engine.connect()
+    try:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        await raw.begin()
+        async with raw.cursor() as cur:
+            await cur.execute(sql, tuple(params))
+            count = int(cur.rowcount)
+            if count == len(ordered):
+                won = set(ordered)
+            elif count == 0:
+                won = set()
+            else:
+                await cur.execute(_won_sql(store, len(ordered)), (*ordered, token))
+                won = {r[0] for r in await cur.fetchall()}
+        if not won:
+            await raw.commit()  # nothing changed: no log flush to wait for
+            await conn.close()
+            return won, None
+    except BaseException:
+        await conn.invalidate()  # the server rolls the transaction back
+        await conn.close()
+        raise
+
+    async def commit() -> None:
+        try:
+            await store._run("committing claims", raw.commit, attempts=1)
+        except BaseException:
+            await conn.invalidate()
+            raise
+        finally:
+            await conn.close()
+
+    return won, commit
+
+
+async def claim_states(store: Store, ids: Sequence[str]) -> dict[str, ClaimState]:
+    """What SQL says about jobs whose claim was lost (missing ids: no such job)."""
+    if not ids:
+        return {}
+    rows = await store._run(
+        "reading job states",
+        lambda: store._fetch(
+            f"SELECT id, status, run_at, leased_until, stalls FROM {store._t} "
+            f"WHERE id IN ({store._in(len(ids))})",
+            list(ids),
+        ),
+    )
+    return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4])) for r in rows}

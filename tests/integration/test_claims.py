@@ -1,0 +1,90 @@
+"""The claim in SQL: the batch form and the open form (the claim statement's row locks
+hold the jobs while its commit is flushed), on MariaDB and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aqueue import Job, JobStatus
+from aqueue._models import now_us
+from aqueue._store import claims
+from aqueue._store.store import Store
+
+from ..conftest import QueueFactory
+
+LEASE = 60_000_000
+
+
+async def _one_job(make_queue: QueueFactory) -> tuple[Store, Job]:
+    q = make_queue()
+
+    @q.task
+    async def t(n: int) -> None:
+        return None
+
+    job = await t.enqueue(1)
+    return (await q._backend()).store, job
+
+
+def _claim(job_ids: list[str], owner: str, token: str) -> claims.Claim:
+    now = now_us()
+    return claims.Claim([(i, 0) for i in job_ids], owner, token, now + LEASE, now)
+
+
+async def _statements_running(store: Store, marker: str) -> int:
+    """Statements of other connections containing ``marker`` now executing."""
+    rows = await store._fetch(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID != CONNECTION_ID() "
+        "AND COMMAND = 'Query' AND INFO LIKE %s",
+        (f"%{marker}%",),
+    )
+    return int(rows[0][0])
+
+
+async def test_open_claim_holds_its_jobs_until_committed(
+    make_queue: QueueFactory, backend: str
+) -> None:
+    store, job = await _one_job(make_queue)
+    won, commit = await claims.claim_open(store, _claim([job.id], "r1", "tok1"))
+    assert won == {job.id}
+    if backend == "sqlite":
+        assert commit is None  # committed at once: SQLite's writer lock is not held
+    else:
+        assert commit is not None
+        rival = None
+        try:
+            assert (await job.info()).status is JobStatus.TODO  # not visible before commit
+            # A rival claim waits on the row lock, then finds the job taken.
+            rival = asyncio.ensure_future(claims.claim(store, _claim([job.id], "r2", "tok2")))
+            deadline = time.monotonic() + 10
+            while await _statements_running(store, "'tok2'") == 0:
+                assert not rival.done(), rival
+                assert time.monotonic() < deadline, "the rival claim never reached the server"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # room for the rival to finish, which it must not
+            assert not rival.done()
+            assert await _statements_running(store, "'tok2'") == 1  # waiting on the row
+        finally:
+            await commit()  # (else the table could not be dropped after a failure)
+        assert await rival == set()
+    info = await job.info()
+    assert (info.status, info.lease_owner, info.lease_token, info.attempts) == (
+        JobStatus.RUNNING,
+        "r1",
+        "tok1",
+        1,
+    )
+    # Taken again under the same token (its commit failed, outcome unknown): still won,
+    # and nothing changes; any other token loses.
+    assert await claims.claim(store, _claim([job.id], "r1", "tok1"), again=True) == {job.id}
+    assert await claims.claim(store, _claim([job.id], "r3", "tok3")) == set()
+    assert (await job.info()).attempts == 1
+
+
+async def test_open_claim_lost_commits_nothing(make_queue: QueueFactory) -> None:
+    store, job = await _one_job(make_queue)
+    assert await claims.claim(store, _claim([job.id], "r1", "tok1")) == {job.id}
+    won, commit = await claims.claim_open(store, _claim([job.id, "no-such-job"], "r2", "tok2"))
+    assert (won, commit) == (set(), None)
+    assert (await job.info()).lease_token == "tok1"
