@@ -512,8 +512,12 @@ class Runner:
         try:
             try:
                 limit = self._task_limit(task_def.config.concurrency if task_def else None, msg)
-                async with limit, self._handler_gate:
-                    outcome = await execute(self.queue, ctx, msg, self.clock)
+                if limit is None:
+                    async with self._handler_gate:
+                        outcome = await execute(self.queue, ctx, msg, self.clock)
+                else:
+                    async with limit, self._handler_gate:
+                        outcome = await execute(self.queue, ctx, msg, self.clock)
             except asyncio.CancelledError:
                 if (msg.id, token) in self._revoked and not self._stopping:
                     # We cancelled it ourselves: the job is someone else's now. Forget
@@ -590,12 +594,10 @@ class Runner:
 
         return commit
 
-    def _task_limit(
-        self, concurrency: int | None, msg: Message
-    ) -> contextlib.AbstractAsyncContextManager[Any]:
+    def _task_limit(self, concurrency: int | None, msg: Message) -> Gate | None:
         """persistent-queue's per-type worker pools: a task's own concurrency limit."""
         if concurrency is None:
-            return contextlib.nullcontext()
+            return None
         sem = self._task_sems.get(msg.task)
         if sem is None:
             sem = self._task_sems[msg.task] = Gate(concurrency)
