@@ -58,6 +58,9 @@ def summarize(results: dict[str, Any]) -> None:
             med["redis_scripts_per_job"] = _median([x["script_calls_per_job"] for x in red])
             last = red[len(red) // 2]["top_per_job"]
             med["redis_top"] = ", ".join(f"{k} {v:.2f}" for k, v in list(last.items())[:4])
+        cpu = [x["cpu_us_per_job"] for x in _ok(runs, "W2") if "cpu_us_per_job" in x]
+        if cpu:
+            med["cpu_us_per_job"] = {k: _median([c[k] for c in cpu if k in c]) for k in cpu[0]}
         sql = [x["sql"] for x in _ok(runs, "W2") if "sql" in x]
         if sql:
             med["sql_per_job"] = {
@@ -192,6 +195,26 @@ def redis_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def cpu_table(results: dict[str, Any]) -> str:
+    rows = [
+        "| system | worker | Redis server | MariaDB server | all |",
+        "|---|---|---|---|---|",
+    ]
+    ref = (results["systems"].get(REFERENCE, {}).get("median") or {}).get("cpu_us_per_job")
+    ref_all = sum(ref.values()) if ref else None
+    for name, entry in results["systems"].items():
+        cpu = (entry.get("median") or {}).get("cpu_us_per_job")
+        if not cpu:
+            continue
+        total = sum(cpu.values())
+        cells = [f"{cpu[k]:,.0f}" if k in cpu else "—" for k in ("worker", "redis", "mariadb")]
+        ratio = f" (x{total / ref_all:.2f})" if ref_all and total and name != REFERENCE else ""
+        rows.append(f"| {LABELS.get(name, name)} | {' | '.join(cells)} | {total:,.0f}{ratio} |")
+    if len(rows) == 2:
+        return "(no CPU times in these results)"
+    return "\n".join(rows)
+
+
 def sql_table(results: dict[str, Any]) -> str:
     med = results["systems"].get(REFERENCE, {}).get("median") or {}
     per_job = med.get("sql_per_job")
@@ -237,6 +260,17 @@ def _costs(results: dict[str, Any]) -> str:
             "less the benchmark's own counter `INCR` and waits; commands run inside Lua "
             "scripts or functions count too; other clients of the server add noise):\n\n"
             + redis_table(results)
+        )
+    if any((e.get("median") or {}).get("cpu_us_per_job") for e in results["systems"].values()):
+        out.append(
+            "CPU time per job in W2, in µs (user + system, from `/proc`, from the worker's "
+            "ready signal to the last completion): the worker's process tree and the "
+            "servers the jobs go through. Less sensitive than throughput to the other "
+            "tenants of this machine, since time spent waiting for a CPU is not counted. "
+            "The Redis column includes the benchmark's own counter `INCR` (one per job, "
+            "for every system); MariaDB's includes its background threads; SQLite runs "
+            "inside aqueue's embedded worker. (x2.00): that system used twice the CPU per job "
+            "of aqueue (MariaDB):\n\n" + cpu_table(results)
         )
     if (results["systems"].get(REFERENCE, {}).get("median") or {}).get("sql_per_job"):
         out.append(

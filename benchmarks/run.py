@@ -36,7 +36,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,29 @@ def peak_rss_mb(root: int) -> float | None:
                 if line.startswith("VmHWM:"):
                     peaks.append(int(line.split()[1]) / 1024)
     return round(max(peaks), 1) if peaks else None
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of the processes, in seconds (/proc/<pid>/stat)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = Path(f"/proc/{pid}/stat").read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pids_where(match: Callable[[str, str], bool]) -> list[int]:
+    """Processes whose (comm, cmdline) ``match``."""
+    out = []
+    for d in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            comm = (d / "comm").read_text().strip()
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if match(comm, cmdline):
+                out.append(int(d.name))
+    return out
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -305,6 +328,26 @@ class Bench:
         finally:
             await ns.close(self.r, self.engine_for(system))
 
+    @staticmethod
+    def cpu(servers: dict[str, list[int]], h: WorkerHandle) -> dict[str, float]:
+        """CPU seconds used so far by the worker's process tree and by each server."""
+        out = {k: cpu_seconds(v) for k, v in servers.items()}
+        out["worker"] = cpu_seconds(_tree(h.proc.pid))
+        return out
+
+    async def server_pids(self, ns: Namespace) -> dict[str, list[int]]:
+        """The servers a system's jobs go through: its Redis (the shared one, or aqueue's
+        embedded one) and, for aqueue on MariaDB, the database server."""
+        if ns.db is not None:
+            redis = [int((await self.r.info("server"))["process_id"])]
+        else:
+            home = str(self.settings.home)
+            redis = pids_where(lambda comm, cmd: comm.startswith("redis-server") and home in cmd)
+        out = {"redis": redis}
+        if ns.system.sql == "mysql":
+            out["mariadb"] = pids_where(lambda comm, _: comm in ("mariadbd", "mysqld"))
+        return out
+
     # -- workloads ---------------------------------------------------------------------
 
     async def drain(
@@ -325,7 +368,9 @@ class Bench:
                     bg = await self.sql_background(0.25 if self.a.quick else 1.0)
                     s0 = await self.sql_status()
                 calls0 = await self.redis_calls()
+                servers = await self.server_pids(ns)
                 async with self.worker(ns, f"{kind}") as h:
+                    cpu0 = self.cpu(servers, h)
                     profiler = await self.start_profiler(h, system, kind)
                     done_at = float(await self.wait_key(ns, "done", 120 + n / 50, h))
                     calls1 = await self.redis_calls()
@@ -333,6 +378,7 @@ class Bench:
                     if q is not None:
                         seen, polls = await self.wait_sql_done(q, n, 60)
                         end = max(done_at, seen)
+                    cpu1 = self.cpu(servers, h)
                     if sql_stats:
                         s1 = await self.sql_status()
             finally:
@@ -350,6 +396,7 @@ class Bench:
             "peak_rss_mb": h.peak_rss_mb,
             "loop": h.ready.get("loop"),
         }
+        out["cpu_us_per_job"] = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in cpu0}
         if q is not None:
             out["sql_done_after_last_job_ms"] = (end - done_at) * 1e3
         if ns.db is not None:  # the embedded Redis is another server
