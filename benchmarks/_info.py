@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import os
 import platform
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,35 @@ async def mysql_info(engine: Any) -> dict[str, Any]:
             )
         ).fetchall()
     return {"version": version, **{str(k): str(v) for k, v in rows}}
+
+
+async def commit_latency(engine: Any, n: int = 300) -> dict[str, Any]:
+    """Single-row durable commits on MariaDB, one at a time and 2 ms apart: the floor
+    under each enqueue (and claim) of aqueue right now, which moves with the disk's fsync
+    latency (shared with other tenants). p50/p95/p99/max in ms."""
+    table = f"bench_commit_probe_{os.getpid()}"
+    lat: list[float] = []
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {table} (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"
+        )
+        await conn.commit()
+        try:
+            for i in range(n):
+                t = time.perf_counter()
+                await conn.exec_driver_sql(f"INSERT INTO {table} (v) VALUES ({i})")
+                await conn.commit()
+                lat.append((time.perf_counter() - t) * 1e3)
+                await asyncio.sleep(0.002)
+        finally:
+            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            await conn.commit()
+    lat.sort()
+
+    def pct(q: float) -> float:
+        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)
+
+    return {"n": n, "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1)}
 
 
 async def sqlite_info(home: Path) -> dict[str, Any]:

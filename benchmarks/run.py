@@ -680,6 +680,10 @@ async def main(a: argparse.Namespace) -> int:
         )
         for rep in range(a.repeats):
             print(f"repeat {rep + 1}/{a.repeats}", flush=True)
+            if bench.mysql is not None and "error" not in meta.get("mariadb", {}):
+                lat = await _info.commit_latency(bench.mysql, 50 if a.quick else 300)
+                meta.setdefault("commit_latency", []).append(lat)
+                print(f"  MariaDB single-row commit p50/p99 {lat['p50_ms']}/{lat['p99_ms']} ms")
             if "W3" in workloads:
                 try:
                     results["ceiling"]["runs"].append(await bench.ceiling(a.jobs))
