@@ -2,8 +2,8 @@
 
 A job's outcome is compared-and-set in SQL on its lease token, batched with the outcomes
 of other jobs (one statement per batch); only then are the messages removed from the
-runner's working list and follow-up messages (retries) pushed, in one Lua call. Waiters
-on results are notified last (a hint: they also poll).
+runner's working list, follow-up messages (retries) pushed and waiters on results told
+(a hint: they also poll), in one Lua call.
 """
 
 from __future__ import annotations

@@ -16,9 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._models import JobStatus
-from .store import ClaimState, Store
+from .store import Store
 
 Commit = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimState:
+    """What SQL says of a job whose claim was lost."""
+
+    status: JobStatus | None
+    run_at: int
+    leased_until: int | None
+    stalls: int = 0
 
 
 @dataclass(frozen=True, slots=True)

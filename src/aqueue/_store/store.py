@@ -95,14 +95,6 @@ def _short(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimState:
-    status: JobStatus | None
-    run_at: int
-    leased_until: int | None
-    stalls: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class Finish:
     """One finished attempt to record (fenced by the claim's lease token)."""
 
