@@ -92,10 +92,10 @@ async def mysql_info(engine: Any) -> dict[str, Any]:
     return {"version": version, **{str(k): str(v) for k, v in rows}}
 
 
-async def commit_latency(engine: Any, n: int = 300) -> dict[str, Any]:
+async def commit_latencies(engine: Any, n: int = 300) -> list[float]:
     """Single-row durable commits on MariaDB, one at a time and 2 ms apart: the floor
     under each enqueue (and claim) of aqueue right now, which moves with the disk's fsync
-    latency (shared with other tenants). p50/p95/p99/max in ms."""
+    latency (shared with other tenants). Their times in ms, ascending."""
     table = f"bench_commit_probe_{os.getpid()}"
     lat: list[float] = []
     async with engine.connect() as conn:
@@ -113,12 +113,7 @@ async def commit_latency(engine: Any, n: int = 300) -> dict[str, Any]:
         finally:
             await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
             await conn.commit()
-    lat.sort()
-
-    def pct(q: float) -> float:
-        return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)
-
-    return {"n": n, "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": pct(1)}
+    return sorted(lat)
 
 
 async def sqlite_info(home: Path) -> dict[str, Any]:
