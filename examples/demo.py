@@ -20,8 +20,7 @@ jobs); the summary then shows what was finished.
 
 To stop the embedded Redis afterwards::
 
-    python -c "from aqueue._embedded import stop_embedded_redis, embedded_dir; \\
-stop_embedded_redis(embedded_dir())"
+    python -m aqueue embedded stop
 """
 
 from __future__ import annotations

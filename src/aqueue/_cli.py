@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -82,6 +83,26 @@ def _admin(queue: Queue, fn: Callable[[Queue], Awaitable[T]]) -> T:
         _fail(str(exc), 1)
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration_or_forever(_ctx: click.Context, _param: click.Parameter, value: str) -> float | None:
+    """A duration in seconds (``3600``, ``30m``, ``12h``, ``7d``) or ``forever``."""
+    text = value.strip().lower()
+    if text in ("forever", "never", "none"):
+        return None
+    scale = _UNITS.get(text[-1:])
+    try:
+        seconds = float(text[:-1] if scale else text) * (scale or 1.0)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a duration (e.g. 3600, 30m, 12h, 7d) or 'forever'"
+        ) from None
+    if not 0 <= seconds < float("inf"):  # also NaN
+        raise click.BadParameter(f"{value!r}: a duration must be finite and >= 0")
+    return seconds
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aqueue")
 def cli() -> None:
@@ -114,6 +135,19 @@ def cli() -> None:
     help="Where a job whose runner died goes.",
 )
 @click.option("--watchdog", type=float, default=1.0, show_default=True, help="0 disables.")
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Jobs claimed ahead of a free slot [default: concurrency, at most 100].",
+)
+@click.option(
+    "--keep-results",
+    default="7d",
+    callback=_duration_or_forever,
+    show_default=True,
+    help="Delete finished jobs older than this (seconds, or 30m/12h/7d; 'forever' keeps them).",
+)
 def run(
     app: str,
     concurrency: int,
@@ -129,6 +163,8 @@ def run(
     max_stalls: int,
     zombie_destination: str,
     watchdog: float,
+    prefetch: int | None,
+    keep_results: float | None,
 ) -> None:
     """Run a runner for APP (module:queue)."""
     _setup_logging(log_level)
@@ -146,6 +182,8 @@ def run(
             max_stalls=max_stalls,
             zombie_destination=zombie_destination,  # type: ignore[arg-type]
             watchdog=watchdog or None,
+            prefetch=prefetch,
+            keep_results=keep_results,
         )
     except AqueueError as exc:
         _fail(str(exc))
@@ -223,6 +261,32 @@ def db_upgrade(app: str) -> None:
 
     before, after = _admin(queue, go)
     click.echo(f"table {queue.table}: schema version {before} -> {after}")
+
+
+@cli.group()
+def embedded() -> None:
+    """The embedded default's private Redis (under $AQUEUE_HOME, else ./.aqueue)."""
+
+
+@embedded.command("stop")
+@click.option("--home", type=click.Path(file_okay=False), default=None, help="Its directory.")
+def embedded_stop(home: str | None) -> None:
+    """Stop the embedded Redis (jobs stay in SQLite; the next use starts it again)."""
+    from ._embedded import (
+        DEFAULT_HOME,
+        ENV_HOME,
+        _ping,
+        _State,
+        embedded_socket_path,
+        stop_embedded_redis,
+    )
+
+    path = Path(home or os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().resolve()
+    if _ping(embedded_socket_path(path)) is _State.DOWN:
+        click.echo(f"no embedded Redis running under {path}")
+        return
+    stop_embedded_redis(path)
+    click.echo(f"stopped the embedded Redis under {path}")
 
 
 @cli.command()

@@ -31,6 +31,7 @@ import redis
 
 from aqueue import JobStatus, Queue
 from aqueue._embedded import embedded_socket_path, stop_embedded_redis
+from aqueue._store.schema import SCHEMA_VERSION
 from aqueue._store.store import Store
 
 pytestmark = pytest.mark.acceptance
@@ -497,6 +498,13 @@ def test_embedded_default_from_a_fresh_directory(tmp_path: Path, procs: Procs) -
         assert out["counts"]["done"] == 50
         assert sum(out["counts"].values()) == 50
         assert embedded_socket_path(home).exists()
+
+        p = procs.cli("stop", "embedded", "stop", cwd=fresh, env=env)
+        out = procs.finish(p, "stop", timeout=30)
+        assert out == f"stopped the embedded Redis under {home.resolve()}\n"
+        p = procs.cli("stop_again", "embedded", "stop", cwd=fresh, env=env)
+        out = procs.finish(p, "stop_again", timeout=30)
+        assert out == f"no embedded Redis running under {home.resolve()}\n"
     finally:
         stop_embedded_redis(home)
 
@@ -515,19 +523,19 @@ async def test_db_init_upgrade_stats_and_status(app: App, procs: Procs) -> None:
         p = procs.cli(name, *args, cwd=app.dir, env={**env, **(extra or {})})
         return procs.finish(p, name, timeout=30)
 
-    table = app.table
-    assert cli("init", "db", "init", "app:queue") == f"table {table}: schema version 1\n"
-    assert cli("init2", "db", "init", "app:queue") == f"table {table}: schema version 1\n"
+    table, v = app.table, SCHEMA_VERSION
+    assert cli("init", "db", "init", "app:queue") == f"table {table}: schema version {v}\n"
+    assert cli("init2", "db", "init", "app:queue") == f"table {table}: schema version {v}\n"
     assert cli("upgrade", "db", "upgrade", "app:queue") == (
-        f"table {table}: schema version 1 -> 1\n"
+        f"table {table}: schema version {v} -> {v}\n"
     )
     # `db upgrade` on a table that does not exist yet creates it.
     other = f"t_{uuid.uuid4().hex[:10]}"
     app.tables.append(other)
     out = cli("upgrade_fresh", "db", "upgrade", "app:queue", extra={"AQT_TABLE": other})
-    assert out == f"table {other}: schema version 0 -> 1\n"
+    assert out == f"table {other}: schema version 0 -> {v}\n"
     assert cli("init_other", "db", "init", "app:queue", extra={"AQT_TABLE": other}) == (
-        f"table {other}: schema version 1\n"
+        f"table {other}: schema version {v}\n"
     )
 
     mod = app.load()

@@ -66,6 +66,12 @@ class RunnerConfig:
             raise ConfigurationError("need 0 < heartbeat < lease")
         if self.batch < 1:
             raise ConfigurationError("batch must be >= 1")
+        if self.prefetch is not None and (not isinstance(self.prefetch, int) or self.prefetch < 0):
+            raise ConfigurationError("prefetch must be an int >= 0 (or None for the default)")
+        if self.keep_results is not None and self.keep_results < 0:
+            raise ConfigurationError("keep_results must be >= 0 seconds (or None: forever)")
+        if self.lookback < 0:
+            raise ConfigurationError("lookback must be >= 0 seconds")
         if self.zombie_destination not in ("todo", "failed", "done"):
             raise ConfigurationError("zombie_destination must be 'todo', 'failed' or 'done'")
         if self.max_stalls < 1:
