@@ -2,6 +2,11 @@
 
 Times are integer microseconds since the UNIX epoch (UTC): portable, exact, and cheap to
 compare; leases of a second and delays of 10 ms need no DATETIME(6) arithmetic.
+
+On MySQL/MariaDB the text columns compare byte by byte (``utf8mb4_bin``), as SQLite,
+Redis and Python do: job ids, queue names and unique keys that differ only in case are
+different, and a binary comparison is cheaper than a case-folding one in every index
+lookup (the primary key is in every secondary index).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
@@ -46,12 +51,15 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Index(f"ix_{table_name}_qsr", "queue", "status", "run_at"),
         sa.Index(f"ix_{table_name}_owner", "lease_owner", "status"),
         sa.Index(f"ix_{table_name}_lease", "status", "leased_until"),
-        sa.Index(f"ix_{table_name}_fin", "status", "finished_at"),
+        # Purging old results reads (queue, finished_at); a claim changes neither, so it
+        # leaves this index alone (schema 1 had (status, finished_at)).
+        sa.Index(f"ix_{table_name}_fin", "queue", "finished_at"),
         # Inline in CREATE TABLE (not a later CREATE INDEX): a second process must never
         # write into the table before uniqueness is enforced.
         sa.UniqueConstraint("queue", "unique_key", name=f"ux_{table_name}_unique"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     meta = sa.Table(
         f"{table_name}_meta",
@@ -63,5 +71,27 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     return md, jobs, meta
 
 
+def _to_2(conn: sa.Connection, jobs: sa.Table) -> None:
+    """Schema 1 -> 2: binary collation (MySQL/MariaDB) and ``ix_<table>_fin`` on
+    ``(queue, finished_at)``. Safe to run again after an interruption: MySQL commits each
+    ALTER on its own, so the version row may lag behind the table."""
+    prep = conn.dialect.identifier_preparer
+    table = prep.quote(jobs.name)
+    fin = f"ix_{jobs.name}_fin"
+    done = any(
+        ix["name"] == fin and list(ix["column_names"]) == ["queue", "finished_at"]
+        for ix in sa.inspect(conn).get_indexes(jobs.name)
+    )
+    if conn.dialect.name == "sqlite":
+        if not done:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(fin)}")
+            conn.exec_driver_sql(f"CREATE INDEX {prep.quote(fin)} ON {table} (queue, finished_at)")
+        return
+    alter = f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    if not done:
+        alter += f", DROP INDEX {prep.quote(fin)}, ADD INDEX {prep.quote(fin)} (queue, finished_at)"
+    conn.exec_driver_sql(alter)
+
+
 #: Migrations from version N to N+1, run by ``python -m aqueue db upgrade``.
-MIGRATIONS: dict[int, Callable[[sa.Connection, sa.Table], None]] = {}
+MIGRATIONS: dict[int, Callable[[sa.Connection, sa.Table], None]] = {1: _to_2}

@@ -1,0 +1,99 @@
+"""The jobs table's schema: identifiers compare as SQLite, Redis and Python compare them
+(byte by byte), and `db upgrade` takes a schema-1 table to schema 2 without losing a job."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from aqueue import ConfigurationError, Job, JobStatus
+from aqueue._store.schema import SCHEMA_VERSION
+from aqueue._store.store import Store
+
+from ..conftest import QueueFactory
+
+
+async def _index_columns(store: Store, name: str) -> list[str]:
+    async with store.engine.connect() as conn:
+        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(store.table_name))
+    return next(list(ix["column_names"]) for ix in indexes if ix["name"] == name)
+
+
+async def _collations(store: Store) -> set[str]:
+    rows = await store._fetch(
+        "SELECT DISTINCT COLLATION_NAME FROM information_schema.COLUMNS WHERE "
+        "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
+        (store.table_name,),
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def _downgrade_to_1(store: Store) -> None:
+    """Turn a fresh schema-2 table into what schema 1 created."""
+    t, fin = store._t, f"ix_{store.table_name}_fin"
+    if store.is_sqlite:
+        await store._exec(f"DROP INDEX {fin}")
+        await store._exec(f"CREATE INDEX {fin} ON {t} (status, finished_at)")
+    else:
+        await store._exec(
+            f"ALTER TABLE {t} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, "
+            f"DROP INDEX {fin}, ADD INDEX {fin} (status, finished_at)"
+        )
+    await store._exec(
+        f"UPDATE {store.table_name}_meta SET value = '1' WHERE name = 'schema_version'"
+    )
+
+
+async def test_ids_queues_and_unique_keys_differing_in_case_are_distinct(
+    make_queue: QueueFactory,
+) -> None:
+    upper, lower = make_queue("Emails"), make_queue("emails")
+    jobs: list[Job] = []
+    for q in (upper, lower):
+
+        @q.task
+        async def send(n: int) -> None:
+            return None
+
+        jobs.append(await send.options(job_id=f"{q.name}-1").enqueue(1))
+        jobs.append(await send.options(unique_key=f"{q.name}:k").enqueue(2))
+    assert len({j.id for j in jobs}) == 4
+    for q in (upper, lower):
+        counts = await q.counts()
+        assert counts[JobStatus.TODO] == 2 and sum(counts.values()) == 2
+        for job_id in await q.job_ids("todo"):
+            assert (await q.job(job_id).info()).queue == q.name
+
+
+async def test_db_upgrade_from_schema_1(make_queue: QueueFactory, backend: str) -> None:
+    q = make_queue()
+
+    @q.task
+    async def t(n: int) -> None:
+        return None
+
+    job = await t.options(job_id="kept").enqueue(1)
+    store = (await q._backend()).store
+    fin = f"ix_{store.table_name}_fin"
+    assert await _index_columns(store, fin) == ["queue", "finished_at"]
+    if backend == "mysql":
+        assert await _collations(store) == {"utf8mb4_bin"}
+
+    await _downgrade_to_1(store)
+    fresh = Store(str(store.url), table=store.table_name)
+    try:
+        with pytest.raises(ConfigurationError, match="db upgrade"):
+            await fresh.init_schema()
+        assert await fresh.upgrade_schema() == (1, SCHEMA_VERSION)
+        assert await fresh.init_schema() == SCHEMA_VERSION
+        assert await _index_columns(fresh, fin) == ["queue", "finished_at"]
+        if backend == "mysql":
+            assert await _collations(fresh) == {"utf8mb4_bin"}
+        assert await fresh.upgrade_schema() == (SCHEMA_VERSION, SCHEMA_VERSION)
+    finally:
+        await fresh.close()
+    assert (await job.info()).status is JobStatus.TODO
+    # Upgraded, ids that differ only in case are distinct jobs.
+    other = await t.options(job_id="KEPT").enqueue(2)
+    assert other.id == "KEPT"
+    assert (await other.info()).payload != (await job.info()).payload
