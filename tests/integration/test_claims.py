@@ -9,7 +9,7 @@ import time
 from aqueue import Job, JobStatus
 from aqueue._models import now_us
 from aqueue._store import claims
-from aqueue._store.store import Store
+from aqueue._store.store import Finish, Store
 
 from ..conftest import QueueFactory
 
@@ -88,3 +88,33 @@ async def test_open_claim_lost_commits_nothing(make_queue: QueueFactory) -> None
     won, commit = await claims.claim_open(store, _claim([job.id, "no-such-job"], "r2", "tok2"))
     assert (won, commit) == (set(), None)
     assert (await job.info()).lease_token == "tok1"
+
+
+async def test_batch_renew_and_finish_fence_each_job_by_its_own_token(
+    make_queue: QueueFactory,
+) -> None:
+    q = make_queue()
+
+    @q.task
+    async def t(n: int) -> None:
+        return None
+
+    a, b, c, d = [(await t.enqueue(i)).id for i in range(4)]
+    store = (await q._backend()).store
+    assert await claims.claim(store, _claim([a, b], "r1", "T1")) == {a, b}
+    assert await claims.claim(store, _claim([c, d], "r1", "T2")) == {c, d}
+    # b was taken over meanwhile (another run of it, under another token)
+    p = store._ph
+    await store._exec(f"UPDATE {store._t} SET lease_token = {p} WHERE id = {p}", ("T3", b))
+    # d is named with the token of the other batch: its own is T2
+    asked = [(a, "T1"), (b, "T1"), (c, "T2"), (d, "T1")]
+    assert await store.renew(asked, now_us() + LEASE) == {b, d}
+    finished = [Finish(i, tok, JobStatus.DONE) for i, tok in asked]
+    assert await store.finish(finished, now_us()) == {a, c}
+    statuses = {i: (await q.job(i).info()).status for i in (a, b, c, d)}
+    assert statuses == {
+        a: JobStatus.DONE,
+        b: JobStatus.RUNNING,
+        c: JobStatus.DONE,
+        d: JobStatus.RUNNING,
+    }

@@ -67,12 +67,9 @@ async def reclaim(store: Store, items: Sequence[Reclaim], before: int, now: int)
             sets.append(store._set_value("error", [(r.id, r.error) for r in group], params))
         ids = [r.id for r in group]
         params.extend(ids)
-        where = (
-            f"id IN ({store._in(len(ids))}) AND status = 'running' AND leased_until < {p} "
-            "AND lease_token = "
-        )
+        where = f"id IN ({store._in(len(ids))}) AND status = 'running' AND leased_until < {p} AND "
         params.append(before)
-        where += store._case([(r.id, r.token) for r in group], params)
+        where += store._tokens_match([(r.id, r.token) for r in group], params)
         sql = f"UPDATE {store._t} SET {', '.join(sets)} WHERE {where}"
         count = await store._run("reclaiming jobs", _bind(store, sql, params))
         if count == len(group):
