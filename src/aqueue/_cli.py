@@ -272,21 +272,13 @@ def embedded() -> None:
 @click.option("--home", type=click.Path(file_okay=False), default=None, help="Its directory.")
 def embedded_stop(home: str | None) -> None:
     """Stop the embedded Redis (jobs stay in SQLite; the next use starts it again)."""
-    from ._embedded import (
-        DEFAULT_HOME,
-        ENV_HOME,
-        _ping,
-        _State,
-        embedded_socket_path,
-        stop_embedded_redis,
-    )
+    from ._embedded import DEFAULT_HOME, ENV_HOME, stop_embedded_redis
 
     path = Path(home or os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().resolve()
-    if _ping(embedded_socket_path(path)) is _State.DOWN:
+    if stop_embedded_redis(path):
+        click.echo(f"stopped the embedded Redis under {path}")
+    else:
         click.echo(f"no embedded Redis running under {path}")
-        return
-    stop_embedded_redis(path)
-    click.echo(f"stopped the embedded Redis under {path}")
 
 
 @cli.command()

@@ -365,15 +365,16 @@ def _wait_ready(base_dir: Path, sock: Path, deadline: float, timeout: float) -> 
         time.sleep(_POLL_INTERVAL)
 
 
-def stop_embedded_redis(base_dir: Path, *, timeout: float = 5.0) -> None:
-    """Send ``SHUTDOWN NOSAVE`` to the embedded Redis of ``base_dir`` if it is up.
+def stop_embedded_redis(base_dir: Path, *, timeout: float = 5.0) -> bool:
+    """Send ``SHUTDOWN NOSAVE`` to the embedded Redis of ``base_dir`` if it is up; return
+    whether one was up.
 
     Connection errors are ignored. Waits up to ``timeout`` seconds for the socket to stop
     answering (a warning is logged if it still does).
     """
     sock = embedded_socket_path(Path(base_dir).resolve())
     if _ping(sock) is _State.DOWN:
-        return
+        return False
     with contextlib.suppress(OSError):
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -388,6 +389,7 @@ def stop_embedded_redis(base_dir: Path, *, timeout: float = 5.0) -> None:
     while _ping(sock) is not _State.DOWN:
         if time.monotonic() >= deadline:
             logger.warning("embedded Redis at %s is still up after SHUTDOWN", sock)
-            return
+            return True
         time.sleep(_POLL_INTERVAL)
     logger.info("stopped embedded Redis at %s (dir %s)", sock, base_dir)
+    return True

@@ -153,10 +153,10 @@ def test_start_reuse_and_stop(base: Path, find_binary: CountingFinder) -> None:
     finally:
         client.close()
 
-    stop_embedded_redis(base)
+    assert stop_embedded_redis(base) is True
     with pytest.raises(redis.ConnectionError):
         _ping_url(url)
-    stop_embedded_redis(base)  # already down: no error
+    assert stop_embedded_redis(base) is False  # already down: no error
 
 
 def test_concurrent_start_gives_one_server(base: Path, find_binary: CountingFinder) -> None:
