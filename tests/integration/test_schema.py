@@ -13,10 +13,23 @@ from aqueue._store.store import Store
 from ..conftest import QueueFactory
 
 
-async def _index_columns(store: Store, name: str) -> list[str]:
+async def _indexes(store: Store) -> dict[str, list[str]]:
+    """Secondary indexes (not the unique key), by name without the table's prefix."""
     async with store.engine.connect() as conn:
         indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(store.table_name))
-    return next(list(ix["column_names"]) for ix in indexes if ix["name"] == name)
+    prefix = f"ix_{store.table_name}_"
+    return {
+        str(ix["name"]).removeprefix(prefix): list(ix["column_names"])
+        for ix in indexes
+        if str(ix["name"]).startswith(prefix)
+    }
+
+
+SCHEMA_2_INDEXES = {
+    "qsr": ["queue", "status", "run_at"],
+    "lease": ["status", "leased_until"],
+    "fin": ["queue", "finished_at"],
+}
 
 
 async def _collations(store: Store) -> set[str]:
@@ -30,14 +43,16 @@ async def _collations(store: Store) -> set[str]:
 
 async def _downgrade_to_1(store: Store) -> None:
     """Turn a fresh schema-2 table into what schema 1 created."""
-    t, fin = store._t, f"ix_{store.table_name}_fin"
+    t, fin, owner = store._t, f"ix_{store.table_name}_fin", f"ix_{store.table_name}_owner"
     if store.is_sqlite:
         await store._exec(f"DROP INDEX {fin}")
         await store._exec(f"CREATE INDEX {fin} ON {t} (status, finished_at)")
+        await store._exec(f"CREATE INDEX {owner} ON {t} (lease_owner, status)")
     else:
         await store._exec(
             f"ALTER TABLE {t} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, "
-            f"DROP INDEX {fin}, ADD INDEX {fin} (status, finished_at)"
+            f"DROP INDEX {fin}, ADD INDEX {fin} (status, finished_at), "
+            f"ADD INDEX {owner} (lease_owner, status)"
         )
     await store._exec(
         f"UPDATE {store.table_name}_meta SET value = '1' WHERE name = 'schema_version'"
@@ -74,19 +89,19 @@ async def test_db_upgrade_from_schema_1(make_queue: QueueFactory, backend: str) 
 
     job = await t.options(job_id="kept").enqueue(1)
     store = (await q._backend()).store
-    fin = f"ix_{store.table_name}_fin"
-    assert await _index_columns(store, fin) == ["queue", "finished_at"]
+    assert await _indexes(store) == SCHEMA_2_INDEXES
     if backend == "mysql":
         assert await _collations(store) == {"utf8mb4_bin"}
 
     await _downgrade_to_1(store)
+    assert (await _indexes(store))["owner"] == ["lease_owner", "status"]
     fresh = Store(str(store.url), table=store.table_name)
     try:
         with pytest.raises(ConfigurationError, match="db upgrade"):
             await fresh.init_schema()
         assert await fresh.upgrade_schema() == (1, SCHEMA_VERSION)
         assert await fresh.init_schema() == SCHEMA_VERSION
-        assert await _index_columns(fresh, fin) == ["queue", "finished_at"]
+        assert await _indexes(fresh) == SCHEMA_2_INDEXES
         if backend == "mysql":
             assert await _collations(fresh) == {"utf8mb4_bin"}
         assert await fresh.upgrade_schema() == (SCHEMA_VERSION, SCHEMA_VERSION)

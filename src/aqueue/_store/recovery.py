@@ -85,7 +85,7 @@ async def owner_running(store: Store, owner: str) -> int:
     rows = await store._run(
         "counting a runner's jobs",
         lambda: store._fetch(
-            f"SELECT COUNT(*) FROM {store._t} WHERE lease_owner = {p} AND status = 'running'",
+            f"SELECT COUNT(*) FROM {store._t} WHERE status = 'running' AND lease_owner = {p}",
             (owner,),
         ),
     )

@@ -49,7 +49,9 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("finished_at", sa.BigInteger),
         sa.Index(f"ix_{table_name}_qsr", "queue", "status", "run_at"),
-        sa.Index(f"ix_{table_name}_owner", "lease_owner", "status"),
+        # Also how a runner's running jobs are found (shutdown, a dead runner's check):
+        # among the running ones, i.e. what is in flight. Schema 1 had an index on
+        # (lease_owner, status) for that, which every claim and every finish moved.
         sa.Index(f"ix_{table_name}_lease", "status", "leased_until"),
         # Purging old results reads (queue, finished_at); a claim changes neither, so it
         # leaves this index alone (schema 1 had (status, finished_at)).
@@ -72,25 +74,28 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
 
 
 def _to_2(conn: sa.Connection, jobs: sa.Table) -> None:
-    """Schema 1 -> 2: binary collation (MySQL/MariaDB) and ``ix_<table>_fin`` on
-    ``(queue, finished_at)``. Safe to run again after an interruption: MySQL commits each
-    ALTER on its own, so the version row may lag behind the table."""
+    """Schema 1 -> 2: binary collation (MySQL/MariaDB), ``ix_<table>_fin`` on
+    ``(queue, finished_at)``, no ``ix_<table>_owner``. Safe to run again after an
+    interruption: MySQL commits each ALTER on its own, so the version row may lag behind
+    the table."""
     prep = conn.dialect.identifier_preparer
     table = prep.quote(jobs.name)
-    fin = f"ix_{jobs.name}_fin"
-    done = any(
-        ix["name"] == fin and list(ix["column_names"]) == ["queue", "finished_at"]
-        for ix in sa.inspect(conn).get_indexes(jobs.name)
-    )
+    fin, owner = prep.quote(f"ix_{jobs.name}_fin"), prep.quote(f"ix_{jobs.name}_owner")
+    indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(conn).get_indexes(jobs.name)}
+    fin_done = indexes.get(f"ix_{jobs.name}_fin") == ["queue", "finished_at"]
+    owner_done = f"ix_{jobs.name}_owner" not in indexes
     if conn.dialect.name == "sqlite":
-        if not done:
-            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(fin)}")
-            conn.exec_driver_sql(f"CREATE INDEX {prep.quote(fin)} ON {table} (queue, finished_at)")
+        if not fin_done:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {fin}")
+            conn.exec_driver_sql(f"CREATE INDEX {fin} ON {table} (queue, finished_at)")
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {owner}")
         return
-    alter = f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-    if not done:
-        alter += f", DROP INDEX {prep.quote(fin)}, ADD INDEX {prep.quote(fin)} (queue, finished_at)"
-    conn.exec_driver_sql(alter)
+    alter = [f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"]
+    if not fin_done:
+        alter.append(f"DROP INDEX {fin}, ADD INDEX {fin} (queue, finished_at)")
+    if not owner_done:
+        alter.append(f"DROP INDEX {owner}")
+    conn.exec_driver_sql(", ".join(alter))
 
 
 #: Migrations from version N to N+1, run by ``python -m aqueue db upgrade``.

@@ -532,7 +532,7 @@ class Store:
         sql = (
             f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
             f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
-            f"WHERE lease_owner = {p} AND status = 'running'"
+            f"WHERE status = 'running' AND lease_owner = {p}"
         )
         return await self._run("releasing jobs", lambda: self._exec(sql, (now, owner)))
 
