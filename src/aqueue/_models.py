@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ SUPPORTED_MESSAGE_VERSIONS = frozenset({1})
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+# json.dumps of a str without its per-call setup: the C encoder json.dumps ends in.
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 class JobStatus(enum.StrEnum):
@@ -75,6 +78,64 @@ def new_job_id() -> str:
     value |= rand & ((1 << 62) - 1)  # rand_b (62 bits)
     h = f"{value:032x}"
     return f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def new_job_ids(n: int) -> list[str]:
+    """``n`` UUIDv7 strings for one batch (``enqueue_many``). Up to 65,536 of them share
+    one millisecond and 58 random bits, and count up in their last four hex digits, so
+    the batch is one contiguous range of ids: it is marked dispatched with a range
+    instead of a list (``id_runs``)."""
+    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    out: list[str] = []
+    chunks = range(0, n, 1 << 16)
+    rands = sorted(int.from_bytes(secrets.token_bytes(8), "big") >> 6 for _ in chunks)
+    for start, rand in zip(chunks, rands, strict=True):  # sorted: the batch ascends
+        value = ms << 80 | 0x7 << 76 | (rand >> 46) << 64 | 0b10 << 62
+        value |= (rand & ((1 << 46) - 1)) << 16  # rand_b: 46 random bits, then the counter
+        h = f"{value:032x}"
+        prefix = f"{h[0:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:28]}"
+        out.extend([f"{prefix}{i:04x}" for i in range(min(1 << 16, n - start))])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class IdRun:
+    """Ids ``first`` … ``last`` of one ``new_job_ids`` batch, all created at
+    ``created_at``: every id of the range is this batch's (the other strings that sort
+    inside it are not UUIDs, and only an explicit ``job_id`` created in the same
+    microsecond could be one)."""
+
+    first: str
+    last: str
+    created_at: int
+
+
+def id_runs(jobs: Sequence[NewJob]) -> tuple[list[str], list[IdRun]]:
+    """Split jobs (in submission order) into lone ids and runs of consecutive batch ids."""
+    singles: list[str] = []
+    runs: list[IdRun] = []
+    i, n = 0, len(jobs)
+    while i < n:
+        j = jobs[i]
+        k = i + 1
+        if not j.explicit_id and len(j.id) == 36:
+            prefix, count = j.id[:32], int(j.id[32:], 16)
+            while k < n:
+                nxt = jobs[k]
+                if (
+                    nxt.explicit_id
+                    or nxt.created_at != j.created_at
+                    or nxt.id[:32] != prefix
+                    or nxt.id[32:] != f"{count + k - i:04x}"
+                ):
+                    break
+                k += 1
+        if k - i > 1:
+            runs.append(IdRun(j.id, jobs[k - 1].id, j.created_at))
+        else:
+            singles.append(j.id)
+        i = k
+    return singles, runs
 
 
 def new_token() -> str:
@@ -238,7 +299,7 @@ def encode_message(
     r = f'"r":{priority},' if priority else ""
     s = f'"s":{stalls},' if stalls else ""
     return (
-        f'{{"v":{MESSAGE_VERSION},"id":{json.dumps(job_id)},"t":{json.dumps(task)},{r}{s}'
+        f'{{"v":{MESSAGE_VERSION},"id":{_quote(job_id)},"t":{_quote(task)},{r}{s}'
         f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
     )
 

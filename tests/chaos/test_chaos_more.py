@@ -726,17 +726,29 @@ async def test_l_lock_wait_timeouts_on_claim_and_finish_are_retried(
     await started(runner)
     hold = 3.0
 
-    # Claim: the rows are locked before the messages become due.
+    # Claim: the rows are locked before the messages become due (after the producer's
+    # dispatch marks, which linger up to a second).
+    delay = 3.0
+    due = time.monotonic() + delay
     ids = [
         j.id
-        for j in await env.queue.options(delay=1.0).enqueue_many(
+        for j in await env.queue.options(delay=delay).enqueue_many(
             [("work", (i, 0.01), {}) for i in range(40)]
         )
     ]
-    await asyncio.sleep(0.3)  # let the producer mark them dispatched first
+
+    async def all_marked() -> bool:  # the producer marks them dispatched first
+        rows = await env.sql(
+            "SELECT COUNT(*) FROM {t} WHERE queue = :q AND dispatched_at IS NOT NULL",
+            q=env.queue_name,
+        )
+        return int(rows[0][0]) == len(ids)
+
+    await until(all_marked, 10, "the 40 jobs marked dispatched", runner)
     async with RowLock(env, ids[::2]) as lock:
         t_locked = time.monotonic()
-        await asyncio.sleep(1.0 + hold)
+        assert t_locked < due, "the marks came too late for this test"
+        await asyncio.sleep(due - t_locked + hold)
         assert not events(env, ids[0]), "a locked job ran"
         await lock.release()
         t_claim_release = time.monotonic()

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from aqueue._store.batcher import Batcher
 
 
@@ -51,3 +53,49 @@ async def test_byte_cap_splits_batches() -> None:
     await asyncio.gather(*(b.submit(b"x" * 300) for _ in range(10)))
     assert max(seen) <= 3
     await b.close()
+
+
+async def test_submit_many_shares_batches_and_survives_its_callers_cancellation() -> None:
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        await gate.wait()
+        return [ValueError(i) if i == 7 else i * 10 for i in items]
+
+    b: Batcher[int, int] = Batcher("t", flush, max_items=4, parallel=2)
+    assert await b.submit_many([]) == []
+    many = asyncio.create_task(b.submit_many(list(range(10))))
+    while len(batches) < 2:
+        await asyncio.sleep(0)
+    many.cancel()  # taken items are stored anyway: the caller only stops waiting
+    gate.set()
+    again = await b.submit_many([1, 7])
+    assert again[0] == 10 and isinstance(again[1], ValueError)
+    assert sorted(i for batch in batches for i in batch) == sorted([*range(10), 1, 7])
+    assert many.cancelled()
+    await b.close()
+
+
+async def test_submit_many_returns_results_in_order_and_close_fails_the_rest() -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        started.set()
+        await release.wait()
+        return [i + 1 for i in items]
+
+    b: Batcher[int, int] = Batcher("t", flush, max_items=3)
+    first = asyncio.create_task(b.submit_many([1, 2, 3, 4, 5]))
+    await started.wait()
+    closing = asyncio.create_task(b.close())
+    await asyncio.sleep(0)
+    release.set()
+    await closing
+    assert await first == [2, 3, 4, 5, 6]  # close flushes what is pending
+    closed = Batcher[int, int]("t", flush)
+    await closed.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await closed.submit_many([1])

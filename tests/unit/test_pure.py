@@ -18,10 +18,14 @@ from aqueue._decisions import (
     suspect_lane,
 )
 from aqueue._models import (
+    IdRun,
+    NewJob,
     decode_message,
     encode_message,
+    id_runs,
     message_job_id,
     new_job_id,
+    new_job_ids,
     validate_identifier,
 )
 from aqueue._serde import decode_error, encode_error, encode_payload
@@ -133,6 +137,47 @@ def test_job_ids_are_uuid7_unique_and_time_ordered() -> None:
     assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
     stamps = [i[:13] for i in ids]
     assert stamps == sorted(stamps)
+
+
+def test_batch_ids_are_uuid7_and_one_contiguous_range_per_65536() -> None:
+    ids = new_job_ids(70_000)
+    assert len(set(ids)) == 70_000 and ids == sorted(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(
+        p.version == 7 and p.variant == uuid.RFC_4122 and str(p) == i
+        for p, i in zip(parsed, ids, strict=True)
+    )
+    first, second = parsed[:65_536], parsed[65_536:]
+    assert [p.int - first[0].int for p in first] == list(range(65_536))
+    assert [p.int - second[0].int for p in second] == list(range(70_000 - 65_536))
+    assert ids[0][:32] != ids[65_536][:32]  # a fresh random prefix for the next range
+    assert new_job_ids(3)[0][:32] != new_job_ids(3)[0][:32]  # and for every batch
+    assert new_job_ids(0) == []
+
+
+def _jobs(ids: list[str], created_at: int = 1, explicit: bool = False) -> list[NewJob]:
+    return [NewJob(i, "q", "t", "{}", 0, 1, 0, created_at, None, explicit) for i in ids]
+
+
+def test_id_runs_name_only_consecutive_batch_ids_of_one_instant() -> None:
+    a, b = new_job_ids(5), new_job_ids(3)
+    lone = new_job_id()
+    jobs = [
+        *_jobs(a[:3]),
+        *_jobs([lone]),
+        *_jobs(a[3:]),  # the same batch after a gap: a run of its own
+        *_jobs(b[:1], created_at=2),
+        *_jobs(b[1:], created_at=3),  # another instant: not the same run
+        *_jobs(["explicit-1", "explicit-2"], explicit=True),
+        *_jobs([a[0]], explicit=True),  # an explicit id is never part of a run
+    ]
+    singles, runs = id_runs(jobs)
+    assert runs == [IdRun(a[0], a[2], 1), IdRun(a[3], a[4], 1), IdRun(b[1], b[2], 3)]
+    assert singles == [lone, b[0], "explicit-1", "explicit-2", a[0]]
+    # Not consecutive (one missing): two runs, never one range over a foreign id.
+    singles, runs = id_runs(_jobs([a[0], a[1], a[3], a[4]]))
+    assert (singles, runs) == ([], [IdRun(a[0], a[1], 1), IdRun(a[3], a[4], 1)])
+    assert id_runs([]) == ([], [])
 
 
 def test_identifiers_are_validated() -> None:

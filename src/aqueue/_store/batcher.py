@@ -22,6 +22,40 @@ R = TypeVar("R")
 Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
+class _Group(Generic[R]):
+    """The requests of one ``submit_many``: one future for all of them instead of one
+    each (and a gather over a thousand)."""
+
+    __slots__ = ("done", "left", "results")
+
+    def __init__(self, n: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.results: list[R | BaseException | None] = [None] * n
+        self.left = n
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def settle(self, i: int, result: R | BaseException) -> None:
+        self.results[i] = result
+        self.left -= 1
+        if not self.left and not self.done.done():
+            self.done.set_result(None)
+
+
+# A request waiting in the batcher: (item, its caller's future or group, index in group).
+_Entry = tuple[T, "asyncio.Future[R] | _Group[R]", int]
+
+
+def _settle(entry: _Entry[T, R], result: R | BaseException) -> None:
+    _, sink, i = entry
+    if isinstance(sink, _Group):
+        sink.settle(i, result)
+    elif sink.done():
+        pass  # its caller was cancelled
+    elif isinstance(result, BaseException):
+        sink.set_exception(result)
+    else:
+        sink.set_result(result)
+
+
 class Batcher(Generic[T, R]):
     def __init__(
         self,
@@ -39,7 +73,7 @@ class Batcher(Generic[T, R]):
         self._max_bytes = max_bytes
         self._size_of = size_of
         self._parallel = parallel
-        self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._pending: deque[_Entry[T, R]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0  # workers not finished: restarted when none is left
@@ -67,7 +101,7 @@ class Batcher(Generic[T, R]):
             raise RuntimeError(f"{self.name} batcher is closed")
         self._ensure_started()
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        entry = (item, fut)
+        entry: _Entry[T, R] = (item, fut, 0)
         self._pending.append(entry)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -85,19 +119,18 @@ class Batcher(Generic[T, R]):
         if self._closed:
             raise RuntimeError(f"{self.name} batcher is closed")
         self._ensure_started()
-        loop = asyncio.get_running_loop()
-        futs: list[asyncio.Future[R]] = []
-        for item in items:
-            fut: asyncio.Future[R] = loop.create_future()
-            self._pending.append((item, fut))
-            futs.append(fut)
+        group: _Group[R] = _Group(len(items), asyncio.get_running_loop())
+        self._pending.extend([(item, group, i) for i, item in enumerate(items)])
+        if not items:
+            return []
         assert self._wakeup is not None
         self._wakeup.set()
-        done = await asyncio.shield(asyncio.gather(*futs, return_exceptions=True))
-        return list(done)
+        # Once submitted, the items are stored even if this caller is cancelled.
+        await asyncio.shield(group.done)
+        return group.results  # type: ignore[return-value]  # every slot is settled
 
-    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
+    def _take(self) -> list[_Entry[T, R]]:
+        batch: list[_Entry[T, R]] = []
         size = 0
         while self._pending and len(batch) < self._max_items:
             if self._size_of is not None:
@@ -124,22 +157,19 @@ class Batcher(Generic[T, R]):
             items = [b[0] for b in batch]
             try:
                 results = await self._flush(items)
-            except asyncio.CancelledError:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.cancel()
+            except asyncio.CancelledError as exc:
+                for entry in batch:
+                    if isinstance(entry[1], _Group):
+                        entry[1].settle(entry[2], exc)
+                    else:
+                        entry[1].cancel()
                 raise
             except BaseException as exc:  # handed to every waiter of the batch
                 results = [exc] * len(batch)
             self.flushes += 1
             self.items += len(batch)
-            for (_, fut), res in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(res, BaseException):
-                    fut.set_exception(res)
-                else:
-                    fut.set_result(res)
+            for entry, res in zip(batch, results, strict=True):
+                _settle(entry, res)
 
     async def close(self) -> None:
         """Flush what is pending, then stop the workers."""
@@ -155,7 +185,6 @@ class Batcher(Generic[T, R]):
             if stuck:
                 await asyncio.wait(stuck, timeout=5)
         self._workers = []
-        for _, fut in self._pending:
-            if not fut.done():
-                fut.set_exception(RuntimeError(f"{self.name} batcher closed"))
+        for entry in self._pending:
+            _settle(entry, RuntimeError(f"{self.name} batcher closed"))
         self._pending.clear()

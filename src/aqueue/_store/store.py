@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
-from .._models import JobRecord, JobStatus, NewJob, validate_identifier
+from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
 from .schema import MIGRATIONS, SCHEMA_VERSION, build_tables
 
 log = logging.getLogger("aqueue.store")
@@ -369,7 +369,9 @@ class Store:
             "id, queue, task, payload, status, priority, attempts, stalls, max_attempts, "
             "run_at, unique_key, created_at, updated_at"
         )
-        row = "(" + self._in(13) + ")"
+        # The values every new row shares are literals: fewer parameters to escape.
+        p = self._ph
+        row = f"({p}, {p}, {p}, {p}, 'todo', {p}, 0, 0, {p}, {p}, {p}, {p}, {int(now)})"
         params: list[Any] = []
         for j in jobs:
             params.extend(
@@ -378,15 +380,11 @@ class Store:
                     j.queue,
                     j.task,
                     j.payload,
-                    "todo",
                     j.priority,
-                    0,
-                    0,
                     j.max_attempts,
                     j.run_at,
                     j.unique_key,
                     j.created_at,
-                    now,
                 )
             )
         careful = any(j.explicit_id or j.unique_key for j in jobs)
@@ -613,16 +611,38 @@ class Store:
         )
         return [_record(r) for r in rows]
 
-    async def mark_dispatched(self, ids: Sequence[str], epoch: str, now: int) -> None:
-        if not ids:
+    async def mark_dispatched(
+        self,
+        ids: Sequence[str],
+        epoch: str,
+        now: int,
+        runs: Sequence[IdRun] = (),
+        *,
+        unmarked_only: bool = False,
+    ) -> None:
+        """Record that these jobs' messages are in Redis under ``epoch``: lone ``ids``,
+        and ``runs`` of batch ids as primary-key ranges (three values instead of a
+        thousand). ``unmarked_only`` leaves alone the rows that already carry a mark,
+        such as those a runner claimed meanwhile (a claim marks the row itself): they
+        are read, not written."""
+        if not ids and not runs:
             return
         p = self._ph
-        ordered = sorted(ids)
+        where: list[str] = []
+        params: list[Any] = [now, epoch]
+        if ids:
+            where.append(f"id IN ({self._in(len(ids))})")
+            params.extend(sorted(ids))
+        for r in runs:
+            where.append(f"(id BETWEEN {p} AND {p} AND created_at = {p})")
+            params.extend((r.first, r.last, r.created_at))
         sql = (
             f"UPDATE {self._t} SET dispatched_at = {p}, dispatch_epoch = {p} "
-            f"WHERE id IN ({self._in(len(ordered))})"
+            f"WHERE ({' OR '.join(where)})"
         )
-        await self._run("marking jobs dispatched", lambda: self._exec(sql, [now, epoch, *ordered]))
+        if unmarked_only:
+            sql += " AND dispatched_at IS NULL"
+        await self._run("marking jobs dispatched", lambda: self._exec(sql, params))
 
     async def unfinished_count(self, queue: str, now: int) -> int:
         p = self._ph
