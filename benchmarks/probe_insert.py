@@ -68,11 +68,14 @@ async def marks(store: Store, jobs: list[NewJob], batch: int) -> None:
         cpu0, t0 = _server_cpu(), time.perf_counter()
         for i in range(0, len(part), batch):
             chunk = part[i : i + batch]
+            written = chunk[0].created_at  # the probe's rows: updated_at = created_at
             if how == "by id list":
-                await store.mark_dispatched([j.id for j in chunk], "probe", now_us())
+                await store.mark_dispatched([(j.id, written) for j in chunk], "probe", now_us())
             else:
                 singles, runs = id_runs(chunk)
-                await store.mark_dispatched(singles, "probe", now_us(), runs)
+                await store.mark_dispatched(
+                    [(i, written) for i in singles], "probe", now_us(), [(r, written) for r in runs]
+                )
         cpu1, wall = _server_cpu(), time.perf_counter() - t0
         server = (
             ""

@@ -446,7 +446,8 @@ class Queue:
         options: Options | None = None,
     ) -> list[Job]:
         """Queue many jobs at once: ``calls`` yields ``(task, args, kwargs)``. Every job is
-        checked before any is stored; returns once all are durable."""
+        checked before any is stored; returns once all are durable. The jobs' ids count up
+        from one random prefix (see ``new_job_ids``): unique, not secret."""
         opts = options or Options()
         if opts.job_id is not None or opts.unique_key is not None:
             raise ConfigurationError("enqueue_many takes no job_id/unique_key option")
@@ -501,7 +502,7 @@ class Queue:
             # The jobs are durable; the sweeper puts them in Redis once it is back.
             log.warning("jobs stored but not dispatched (%s); the sweeper will", exc)
         else:
-            marker.add_jobs([j for j, r in zip(jobs, results, strict=True) if r == j.id])
+            marker.add_jobs([j for j, r in zip(jobs, results, strict=True) if r == j.id], now)
         return results
 
     # -- reading ----------------------------------------------------------------------
@@ -547,7 +548,7 @@ class Queue:
             rec = await be.store.get_job(job_id)
             if rec is not None:
                 await dispatch_records(be, [rec], now)
-                be.marker.add([job_id])
+                be.marker.add([job_id], rec.updated_at)
 
     async def repush(self, job_id: str, *, force: bool = False) -> Job:
         """Force a job back to ``todo`` with fresh attempts and into Redis (Meepo's
@@ -563,7 +564,7 @@ class Queue:
         if rec.status is JobStatus.RUNNING:
             raise JobError(job_id, f"job {job_id} is running: pass force=True to repush it")
         await dispatch_records(be, [rec], now)
-        be.marker.add([job_id])
+        be.marker.add([job_id], rec.updated_at)
         return Job(self, job_id)
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:

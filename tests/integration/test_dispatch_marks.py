@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from aqueue import ConfigurationError, Queue
-from aqueue._models import IdRun, NewJob, id_runs, new_job_ids, now_us
+from aqueue import ConfigurationError, JobStatus, Queue, Retry, Runner, RunnerConfig
+from aqueue._models import IdRun, NewJob, id_runs, new_job_id, new_job_ids, now_us
 from aqueue._store.store import Store
 
 from ..conftest import QueueFactory
@@ -53,23 +53,78 @@ async def test_a_range_mark_reaches_only_its_batch(make_queue: QueueFactory) -> 
     assert await store.insert_jobs([*batch, *others], now) == [*ids, inside, others[1].id]
     singles, runs = id_runs(batch)
     assert singles == [] and runs == [IdRun(ids[0], ids[-1], now)]
-    await store.mark_dispatched(singles, "e1", now, runs, unmarked_only=True)
+    await store.mark_dispatched([], "e1", now, [(runs[0], now)], unmarked_only=True)
     marks = await _marks(store)
     assert all(marks[i] == (now, "e1") for i in ids)
     assert marks[inside] == (None, None)  # inside the range, not of the batch
     assert marks[others[1].id] == (None, None)  # same prefix and instant, outside it
 
     # unmarked_only leaves a row that already carries a mark (a claim's) alone ...
-    await store.mark_dispatched([inside, ids[5]], "e2", now + 5, unmarked_only=True)
+    await store.mark_dispatched([(inside, now), (ids[5], now)], "e2", now + 5, unmarked_only=True)
     marks = await _marks(store)
     assert marks[inside] == (now + 5, "e2") and marks[ids[5]] == (now, "e1")
     # ... and the sweeper's marks overwrite (a message pushed again under a new epoch).
-    await store.mark_dispatched([ids[5]], "e3", now + 9, runs[:1])
+    await store.mark_dispatched([(ids[5], now)], "e3", now + 9, [(runs[0], now)])
     marks = await _marks(store)
     assert all(marks[i] == (now + 9, "e3") for i in ids)
+
+
+async def test_a_late_mark_never_covers_a_later_write(make_queue: QueueFactory) -> None:
+    """A job pushed, then written again (say retried by a runner whose push of the
+    follow-up failed: ``dispatched_at`` reset) before the first push's mark lands: the
+    mark must not make the row look dispatched, or no sweeper would ever send it."""
+    q = make_queue()
+    store = (await q._backend()).store
+    now = now_us()
+    ids = new_job_ids(3)
+    lone = NewJob(new_job_id(), "q", "t", "{}", 0, 1, now, now)
+    batch = [NewJob(i, "q", "t", "{}", 0, 1, now, now) for i in ids]
+    await store.insert_jobs([lone, *batch], now)
+    p = store._ph
+    retried = (lone.id, ids[1])
+    await store._exec(
+        f"UPDATE {store._t} SET dispatched_at = NULL, updated_at = {p} WHERE id IN ({p}, {p})",
+        [now + 1, *retried],
+    )
+    _, runs = id_runs(batch)
+    await store.mark_dispatched(
+        [(lone.id, now)], "e1", now + 2, [(runs[0], now)], unmarked_only=True
+    )
+    marks = await _marks(store)
+    assert marks[ids[0]] == marks[ids[2]] == (now + 2, "e1")
+    assert marks[lone.id] == marks[ids[1]] == (None, None)
+    # The sweeper's marks are fenced the same way, by the updated_at it read.
+    await store.mark_dispatched([(lone.id, now), (ids[1], now + 1)], "e2", now + 3)
+    marks = await _marks(store)
+    assert marks[lone.id] == (None, None) and marks[ids[1]] == (now + 3, "e2")
 
 
 def test_enqueue_batch_is_checked() -> None:
     for bad in (0, 3001, "10", 2.5):
         with pytest.raises(ConfigurationError, match="enqueue_batch"):
             Queue("q", enqueue_batch=bad)  # type: ignore[arg-type]
+
+
+async def test_a_retried_job_is_marked_after_its_follow_up_push(make_queue: QueueFactory) -> None:
+    """The runner's marks carry the retry's own write: the row waiting for its retry is
+    marked dispatched, so the sweeper leaves it alone."""
+    q = make_queue()
+
+    @q.task
+    async def later() -> None:
+        raise Retry(delay=3600)
+
+    job = await later.enqueue()
+    await Runner(q, RunnerConfig(burst=True, handle_signals=False)).run()
+    be = await q._backend()
+    await be.marker.close()
+    info = await job.info()
+    assert info.status is JobStatus.TODO and info.attempts == 1
+    rows = await be.store._fetch(
+        f"SELECT dispatched_at, dispatch_epoch, updated_at FROM {be.store._t} "
+        f"WHERE id = {be.store._ph}",
+        (job.id,),
+    )
+    dispatched_at, epoch, updated_at = rows[0]
+    assert dispatched_at is not None and dispatched_at >= updated_at
+    assert epoch == await be.broker.epoch()

@@ -142,7 +142,7 @@ class Recorder:
             if ok is True and i.finish.status is JobStatus.TODO
         ]
         if retried:  # their follow-up messages are in Redis: the sweeper can skip them
-            be.marker.add(retried)
+            be.marker.add(retried, now)
         return out
 
     async def _settle_retrying(

@@ -84,7 +84,7 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
             if r.id in changed and d.status is JobStatus.TODO
         ]
         await dispatch_records(be, revived, now, max_stalls=cfg.max_stalls)
-        be.marker.add(r.id for r in revived)
+        be.marker.add((r.id for r in revived), now)
         for r, d in zip(rows, decisions, strict=True):
             if r.id in changed:
                 log.warning("reclaimed job %s from %s -> %s", r.id, r.lease_owner, d.status.value)
@@ -145,7 +145,7 @@ async def sweep_pass(
                 cursor.after = ""
                 break
             await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
-            await store.mark_dispatched([r.id for r in rows], epoch, now)
+            await store.mark_dispatched([(r.id, r.updated_at) for r in rows], epoch, now)
             total += len(rows)
             cursor.after = rows[-1].id
         return total
@@ -171,7 +171,7 @@ async def resync_all(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig) 
             after = page[-1].id
             rows = [r for r in page if r.status is JobStatus.TODO]
             await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
-            await store.mark_dispatched([r.id for r in rows], epoch, now)
+            await store.mark_dispatched([(r.id, r.updated_at) for r in rows], epoch, now)
             total += len(rows)
     except BackendError as exc:
         log.warning("resync interrupted (%s); the sweeper will finish it", exc)

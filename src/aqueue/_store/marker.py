@@ -2,10 +2,13 @@
 
 The sweeper re-dispatches ``todo`` rows never marked dispatched (a producer that crashed
 between its INSERT and its push) once a grace period has passed (``sweep_grace``, 30 s by
-default; at least 5 s at a runner's start). Marking costs one UPDATE per ``linger``
-period however many jobs were enqueued, and nobody waits for it.
+default; 5 s, or less if the grace is, at a runner's start). Marking costs one UPDATE per
+``linger`` period however many jobs were enqueued, and nobody waits for it.
 
 - The jobs of an ``enqueue_many`` batch are named by their id range, not one by one.
+- A mark names the write its push followed (the row's ``updated_at``): a row written
+  again since (retried by a runner whose push failed, say) is left unmarked for the
+  sweeper.
 - The linger is a second, far inside the grace: a job claimed within it already carries
   the claim's mark, and the UPDATE only reads its row. A producer that dies with marks
   pending costs a second copy of those messages after the grace, never a lost job.
@@ -32,22 +35,24 @@ class DispatchMarker:
         self._store = store
         self._epoch = epoch
         self._linger = linger
-        self._pending: list[str] = []
-        self._runs: list[IdRun] = []
+        self._pending: list[tuple[str, int]] = []  # (job id, updated_at of its write)
+        self._runs: list[tuple[IdRun, int]] = []
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def add(self, ids: Iterable[str]) -> None:
-        self._pending.extend(ids)
+    def add(self, ids: Iterable[str], written_at: int) -> None:
+        """Jobs whose messages were pushed after a write that set ``updated_at`` to
+        ``written_at``."""
+        self._pending.extend((i, written_at) for i in ids)
         self._start()
 
-    def add_jobs(self, jobs: Sequence[NewJob]) -> None:
-        """Jobs just pushed: runs of batch ids are marked as ranges."""
+    def add_jobs(self, jobs: Sequence[NewJob], written_at: int) -> None:
+        """Jobs just inserted and pushed: runs of batch ids are marked as ranges."""
         singles, runs = id_runs(jobs)
-        self._pending.extend(singles)
-        self._runs.extend(runs)
+        self._pending.extend((i, written_at) for i in singles)
+        self._runs.extend((r, written_at) for r in runs)
         self._start()
 
     def _start(self) -> None:
@@ -70,14 +75,14 @@ class DispatchMarker:
 
     async def _flush(self) -> None:
         while self._pending or self._runs:
-            ids, self._pending = self._pending[:5000], self._pending[5000:]
+            marks, self._pending = self._pending[:2000], self._pending[2000:]
             runs, self._runs = self._runs[:200], self._runs[200:]
             try:
                 await self._store.mark_dispatched(
-                    ids, await self._epoch(), now_us(), runs, unmarked_only=True
+                    marks, await self._epoch(), now_us(), runs, unmarked_only=True
                 )
             except BackendError as exc:  # the sweeper copes: it only re-dispatches once
-                log.debug("could not mark %d job(s) dispatched: %s", len(ids), exc)
+                log.debug("could not mark %d job(s) dispatched: %s", len(marks), exc)
 
     async def close(self) -> None:
         self._closed = True

@@ -613,29 +613,35 @@ class Store:
 
     async def mark_dispatched(
         self,
-        ids: Sequence[str],
+        marks: Sequence[tuple[str, int]],
         epoch: str,
         now: int,
-        runs: Sequence[IdRun] = (),
+        runs: Sequence[tuple[IdRun, int]] = (),
         *,
         unmarked_only: bool = False,
     ) -> None:
-        """Record that these jobs' messages are in Redis under ``epoch``: lone ``ids``,
-        and ``runs`` of batch ids as primary-key ranges (three values instead of a
-        thousand). ``unmarked_only`` leaves alone the rows that already carry a mark,
-        such as those a runner claimed meanwhile (a claim marks the row itself): they
-        are read, not written."""
-        if not ids and not runs:
+        """Record that these jobs' messages are in Redis under ``epoch``. Each job comes
+        with the ``updated_at`` of the write its message was pushed after, and is marked
+        only if no other write came since (a mark arriving late must not cover a later
+        write's message that never reached Redis): ``marks`` are ``(id, written_at)``,
+        ``runs`` ranges of batch ids (three values instead of a thousand) with theirs.
+        ``unmarked_only`` leaves alone the rows that already carry a mark, such as those a
+        runner claimed meanwhile (a claim marks the row itself): they are read, not
+        written."""
+        if not marks and not runs:
             return
         p = self._ph
+        by_write: dict[int, list[str]] = {}
+        for job_id, written_at in marks:
+            by_write.setdefault(written_at, []).append(job_id)
         where: list[str] = []
         params: list[Any] = [now, epoch]
-        if ids:
-            where.append(f"id IN ({self._in(len(ids))})")
-            params.extend(sorted(ids))
-        for r in runs:
-            where.append(f"(id BETWEEN {p} AND {p} AND created_at = {p})")
-            params.extend((r.first, r.last, r.created_at))
+        for written_at, ids in by_write.items():
+            where.append(f"(updated_at = {p} AND id IN ({self._in(len(ids))}))")
+            params.extend((written_at, *sorted(ids)))
+        for r, written_at in runs:
+            where.append(f"(id BETWEEN {p} AND {p} AND created_at = {p} AND updated_at = {p})")
+            params.extend((r.first, r.last, r.created_at, written_at))
         sql = (
             f"UPDATE {self._t} SET dispatched_at = {p}, dispatch_epoch = {p} "
             f"WHERE ({' OR '.join(where)})"
