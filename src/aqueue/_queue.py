@@ -417,13 +417,20 @@ class Queue:
         limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
         resolved: dict[str, tuple[str, int]] = {}
         jobs: list[NewJob] = []
-        for (task, args, kwargs), job_id in zip(calls, new_job_ids(len(calls)), strict=True):
+        for call, job_id in zip(calls, new_job_ids(len(calls)), strict=True):
+            try:
+                task, args, kwargs = call
+                args, kwargs = tuple(args), dict(kwargs)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"enqueue_many takes (task, args, kwargs) tuples, got {call!r}: {exc}"
+                ) from None
             name = task.name if isinstance(task, Task) else task
             known = resolved.get(name) if isinstance(name, str) else None
             if known is None:
                 known = self._resolve_task(task, opts)
                 resolved[known[0]] = known
-            payload = encode_payload(tuple(args), dict(kwargs), limit, run_options)
+            payload = encode_payload(args, kwargs, limit, run_options)
             jobs.append(NewJob(job_id, queue, known[0], payload, priority, known[1], run_at, now))
         return jobs
 

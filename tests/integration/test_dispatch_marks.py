@@ -3,6 +3,8 @@ never reaches a row outside the batch, on MariaDB and SQLite."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aqueue import ConfigurationError, JobStatus, Queue, Retry, Runner, RunnerConfig
@@ -128,3 +130,20 @@ async def test_a_retried_job_is_marked_after_its_follow_up_push(make_queue: Queu
     dispatched_at, epoch, updated_at = rows[0]
     assert dispatched_at is not None and dispatched_at >= updated_at
     assert epoch == await be.broker.epoch()
+
+
+async def test_enqueue_many_refuses_malformed_calls_and_stores_nothing(
+    make_queue: QueueFactory,
+) -> None:
+    q = make_queue()
+
+    @q.task
+    async def t(n: int) -> None:
+        return None
+
+    bad: Any
+    for bad in ((t, (1,)), (t, 1, {}), (t, (1,), [("a", 1, 2)]), "t"):
+        with pytest.raises(ConfigurationError, match=r"\(task, args, kwargs\)"):
+            await q.enqueue_many([(t, (1,), {}), bad])
+    be = await q._backend()
+    assert (await be.store._fetch(f"SELECT COUNT(*) FROM {be.store._t}"))[0][0] == 0
