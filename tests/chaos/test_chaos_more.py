@@ -727,7 +727,7 @@ async def test_l_lock_wait_timeouts_on_claim_and_finish_are_retried(
     hold = 3.0
 
     # Claim: the rows are locked before the messages become due (after the producer's
-    # dispatch marks, which linger up to a second).
+    # dispatch marks).
     delay = 3.0
     due = time.monotonic() + delay
     ids = [

@@ -9,9 +9,13 @@ default; 5 s, or less if the grace is, at a runner's start). Marking costs one U
 - A mark names the write its push followed (the row's ``updated_at``): a row written
   again since (retried by a runner whose push failed, say) is left unmarked for the
   sweeper.
-- The linger is a second, far inside the grace: a job claimed within it already carries
-  the claim's mark, and the UPDATE only reads its row. A producer that dies with marks
-  pending costs a second copy of those messages after the grace, never a lost job.
+- A job claimed before its mark already carries the claim's mark: the UPDATE only reads
+  its row. A producer that dies with marks pending costs a second copy of those messages
+  after the grace, never a lost job.
+- The linger stays short (50 ms): a second copy is not free. A copy of a job's first
+  message that outlives the job's retry can claim the retry's turn, and its handler then
+  sees the attempt number the copy carries (the claim fences copies by stall count, not
+  by attempt). A linger of a second made such copies common under a short grace.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ log = logging.getLogger("aqueue.marker")
 
 class DispatchMarker:
     def __init__(
-        self, store: Store, epoch: Callable[[], Awaitable[str]], *, linger: float = 1.0
+        self, store: Store, epoch: Callable[[], Awaitable[str]], *, linger: float = 0.05
     ) -> None:
         self._store = store
         self._epoch = epoch
