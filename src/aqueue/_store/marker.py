@@ -21,7 +21,6 @@ default; 5 s, or less if the grace is, at a runner's start). Marking costs one U
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -42,7 +41,6 @@ class DispatchMarker:
         self._pending: list[tuple[str, int]] = []  # (job id, updated_at of its write)
         self._runs: list[tuple[IdRun, int]] = []
         self._wakeup = asyncio.Event()
-        self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -72,9 +70,8 @@ class DispatchMarker:
         while not self._closed:
             await self._wakeup.wait()
             self._wakeup.clear()
-            if not self._closed:  # linger, unless closing
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), self._linger)
+            if not self._closed:
+                await asyncio.sleep(self._linger)
             await self._flush()
 
     async def _flush(self) -> None:
@@ -90,7 +87,6 @@ class DispatchMarker:
 
     async def close(self) -> None:
         self._closed = True
-        self._closing.set()
         self._wakeup.set()
         if self._task is not None:
             _, pending = await asyncio.wait({self._task}, timeout=10)
