@@ -83,15 +83,19 @@ def decide_claim_loss(
     now: int,
     stalls: int = 0,
     message_stalls: int = 0,
+    attempts: int = 0,
+    message_attempts: int = 0,
 ) -> ClaimLoss:
     """A claim lost. Drop the message when this copy cannot be the one that runs the job:
     the job is finished, or running (if its runner dies, the reclaimer decides in SQL and
-    sends a fresh copy), or was reclaimed since this copy was made (stall counts differ:
-    the fresh copy exists). Keep it, delayed until SQL's ``run_at``, when the job is merely
-    not due yet: never drop the only copy of a job that can still run."""
+    sends a fresh copy), or was written since this copy was made (stall or attempt counts
+    differ: a reclaim, retry or repush happened, and whoever wrote it sent a fresh copy,
+    or left ``dispatched_at`` unset for the sweeper). Keep it, delayed until SQL's
+    ``run_at``, when the job is merely not due yet: never drop the only copy of a job that
+    can still run."""
     if status is None or status.is_final or status is JobStatus.RUNNING:
         return ClaimLoss("drop")
-    if stalls != message_stalls:
+    if stalls != message_stalls or attempts != message_attempts:
         return ClaimLoss("drop")
     return ClaimLoss("delay", max(run_at, now))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from aqueue import Job, JobStatus
+from aqueue import Job, JobStatus, Retry, Runner, RunnerConfig, current_job
 from aqueue._models import now_us
 from aqueue._store import claims
 from aqueue._store.store import Finish, Store
@@ -27,9 +28,9 @@ async def _one_job(make_queue: QueueFactory) -> tuple[Store, Job]:
     return (await q._backend()).store, job
 
 
-def _claim(job_ids: list[str], owner: str, token: str) -> claims.Claim:
+def _claim(job_ids: list[str], owner: str, token: str, *, attempts: int = 0) -> claims.Claim:
     now = now_us()
-    return claims.Claim([(i, 0) for i in job_ids], owner, token, now + LEASE, now)
+    return claims.Claim([(i, 0, attempts) for i in job_ids], owner, token, now + LEASE, now)
 
 
 async def _statements_running(store: Store, marker: str) -> int:
@@ -118,3 +119,75 @@ async def test_batch_renew_and_finish_fence_each_job_by_its_own_token(
         c: JobStatus.DONE,
         d: JobStatus.RUNNING,
     }
+
+
+async def test_a_copy_older_than_the_last_attempt_cannot_claim(make_queue: QueueFactory) -> None:
+    store, job = await _one_job(make_queue)
+    assert await claims.claim(store, _claim([job.id], "r1", "tok1")) == {job.id}
+    retry = Finish(job.id, "tok1", JobStatus.TODO, run_at=now_us())
+    assert await store.finish([retry], now_us()) == {job.id}
+    # The job's first message (0 attempts made) is stale now: the retry's carries 1.
+    assert await claims.claim(store, _claim([job.id], "r2", "tok2")) == set()
+    assert (await claims.claim_states(store, [job.id]))[job.id].attempts == 1
+    assert await claims.claim(store, _claim([job.id], "r3", "tok3", attempts=1)) == {job.id}
+    info = await job.info()
+    assert (info.lease_token, info.attempts) == ("tok3", 2)
+
+
+async def _wait_for(what: str, cond: Any) -> None:
+    deadline = time.monotonic() + 20
+    while not await cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_stale_copy_never_takes_a_retry_turn(make_queue: QueueFactory) -> None:
+    """A duplicate of a job's first message (the sweeper re-sent it, say) that arrives
+    once the job is waiting for its retry is dropped: the handler never sees attempt 1
+    twice, and the retry runs as attempt 2."""
+    q = make_queue()
+    seen: list[int] = []
+
+    @q.task(retries=3)
+    async def flaky() -> str:
+        seen.append(current_job().attempt)
+        if len(seen) == 1:
+            raise Retry(delay=3600)
+        return "ok"
+
+    job = await flaky.enqueue()
+    be = await q._backend()
+    first = await be.store.get_job(job.id)
+    assert first is not None
+    runner = Runner(q, RunnerConfig(concurrency=4, handle_signals=False))
+    task = asyncio.ensure_future(runner.run())
+    try:
+
+        async def retry_recorded() -> bool:
+            info = await job.info()
+            return info.status is JobStatus.TODO and info.attempts == 1
+
+        await _wait_for("the retry to be recorded", retry_recorded)
+        # The retry is due now, and the stale first message reaches the ready list.
+        p = be.store._ph
+        await be.store._exec(
+            f"UPDATE {be.store._t} SET run_at = {p} WHERE id = {p}", (now_us(), job.id)
+        )
+        lost = runner.stats.claims_lost
+        await be.broker.dispatch([first.message()], [])
+
+        async def stale_handled() -> bool:
+            assert seen == [1], f"the stale copy ran: attempts seen {seen}"
+            return runner.stats.claims_lost > lost
+
+        await _wait_for("the stale copy's claim to lose", stale_handled)
+        assert (await job.info()).status is JobStatus.TODO
+        current = await be.store.get_job(job.id)
+        assert current is not None
+        await be.broker.dispatch([current.message()], [])  # as the sweeper would
+        assert await job.result(timeout=20) == "ok"
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 20)
+    assert seen == [1, 2]
+    assert (await job.info()).attempts == 2

@@ -87,6 +87,27 @@ def test_claim_loss_never_drops_an_unfinished_job() -> None:
         status=JobStatus.TODO, run_at=0, leased_until=None, now=now, stalls=1, message_stalls=0
     )
     assert stale.action == "drop"
+    # a copy made before a retry or a repush (attempt counts differ): the same
+    older = decide_claim_loss(
+        status=JobStatus.TODO, run_at=0, leased_until=None, now=now, attempts=2, message_attempts=1
+    )
+    assert older.action == "drop"
+    current = decide_claim_loss(
+        status=JobStatus.TODO,
+        run_at=now + S,
+        leased_until=None,
+        now=now,
+        attempts=2,
+        message_attempts=2,
+    )
+    assert (current.action, current.until) == ("delay", now + S)
+
+
+def test_claim_fences_take_the_later_of_two_copies() -> None:
+    from aqueue._store.claims import fences
+
+    got = fences([("a", 0, 0), ("b", 0, 0), ("a", 0, 1), ("a", 1, 0), ("b", 0, 0)])
+    assert got == {"a": (1, 0), "b": (0, 0)}
 
 
 def test_lease_helpers() -> None:

@@ -89,7 +89,8 @@ class Claimer:
         r = self._r
         now, lease = r.clock(), int(r.config.lease * 1e6)
         try:
-            again = claims.Claim([(c.msg.id, c.msg.stalls)], r.id, c.token, now + lease, now)
+            m = c.msg
+            again = claims.Claim([(m.id, m.stalls, m.attempts)], r.id, c.token, now + lease, now)
             won = await claims.claim(self._be.store, again, again=True)
         except BackendError as exc:
             log.warning("claiming job %s again failed (%s)", c.msg.id, exc)
@@ -110,9 +111,8 @@ class Claimer:
         r, cfg, store = self._r, self._r.config, self._be.store
         token = new_token()
         now = r.clock()
-        request = claims.Claim(
-            [(m.id, m.stalls) for m in msgs], r.id, token, now + int(cfg.lease * 1e6), now
-        )
+        items = [(m.id, m.stalls, m.attempts) for m in msgs]
+        request = claims.Claim(items, r.id, token, now + int(cfg.lease * 1e6), now)
         commit: asyncio.Future[None] | None = None
         if len(msgs) <= OPEN_AT_MOST:
             won, pending = await claims.claim_open(store, request)
@@ -122,11 +122,14 @@ class Claimer:
         else:
             won = await claims.claim(store, request)
         out: list[Claimed] = []
+        fenced = claims.fences(items)
         seen: set[str] = set()
         lost: list[Message] = []
         for m in msgs:
-            ok = m.id in won and m.id not in seen
-            seen.add(m.id)
+            # The copy the claim was fenced by runs (a stale twin in the batch does not).
+            ok = m.id in won and m.id not in seen and fenced[m.id] == (m.stalls, m.attempts)
+            if ok:
+                seen.add(m.id)
             out.append(Claimed(m, token, ok, commit if ok else None))
             if not ok:
                 lost.append(m)
@@ -154,6 +157,8 @@ class Claimer:
                 now=now,
                 stalls=st.stalls if st else 0,
                 message_stalls=m.stalls,
+                attempts=st.attempts if st else 0,
+                message_attempts=m.attempts,
             )
             if decision.action == "delay" and decision.until is not None:
                 delayed.append((decision.until // 1000 + 1, m.raw))

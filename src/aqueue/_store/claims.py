@@ -29,32 +29,44 @@ class ClaimState:
     run_at: int
     leased_until: int | None
     stalls: int = 0
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Claim ``items``, ``(job id, stalls the message carries)``, for ``owner`` under one
-    lease ``token`` until ``leased_until`` (µs, like ``now``)."""
+    """Claim ``items``, ``(job id, stalls, attempts)`` as the messages carry them, for
+    ``owner`` under one lease ``token`` until ``leased_until`` (µs, like ``now``)."""
 
-    items: Sequence[tuple[str, int]]
+    items: Sequence[tuple[str, int, int]]
     owner: str
     token: str
     leased_until: int
     now: int
 
 
+def fences(items: Sequence[tuple[str, int, int]]) -> dict[str, tuple[int, int]]:
+    """The ``(stalls, attempts)`` each job's claim is fenced by. Two copies of one job in
+    a batch: the later one (as SQL moves them, both only grow, until a repush); the copy
+    that matches SQL is never dropped when the claim loses (``decide_claim_loss``)."""
+    out: dict[str, tuple[int, int]] = {}
+    for job_id, stalls, attempts in items:
+        prev = out.get(job_id)
+        out[job_id] = (stalls, attempts) if prev is None else max(prev, (stalls, attempts))
+    return out
+
+
 def _claim_sql(store: Store, c: Claim) -> tuple[str, list[Any], list[str]]:
     p = store._ph
-    stalls: dict[str, int] = {}
-    for job_id, s in c.items:
-        stalls[job_id] = max(s, stalls.get(job_id, s))
-    ordered = sorted(stalls)
+    fenced = fences(c.items)
+    ordered = sorted(fenced)
     params: list[Any] = [c.owner, c.token, c.leased_until, c.now, c.now, *ordered, c.now]
     where = f"id IN ({store._in(len(ordered))}) AND status = 'todo' AND run_at <= {p}"
-    if any(stalls.values()):
-        where += " AND stalls = " + store._case([(i, stalls[i]) for i in ordered], params)
-    else:
-        where += " AND stalls = 0"
+    for col, k in (("stalls", 0), ("attempts", 1)):
+        values = {v[k] for v in fenced.values()}
+        if len(values) == 1:  # the usual case: one literal, no CASE
+            where += f" AND {col} = {int(values.pop())}"
+        else:
+            where += f" AND {col} = " + store._case([(i, fenced[i][k]) for i in ordered], params)
     sql = (
         f"UPDATE {store._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
         f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
@@ -68,9 +80,10 @@ def _won_sql(store: Store, n: int) -> str:
 
 
 async def claim(store: Store, c: Claim, *, again: bool = False) -> set[str]:
-    """Claim the jobs that are ``todo``, due, and have the stall count their message
-    carries (a copy made before a reclaim cannot claim: only the reclaimer turns an
-    expired lease back into ``todo``); returns the ids won. ``again``: the token was used
+    """Claim the jobs that are ``todo``, due, and have the stall and attempt counts their
+    message carries: a stale copy cannot claim (one made before a reclaim, a retry or a
+    repush; the copy made by whoever wrote the job last carries SQL's counts); returns
+    the ids won. ``again``: the token was used
     before (a claim whose commit failed, taken again): jobs held under it count as won."""
     if not c.items:
         return set()
@@ -142,9 +155,9 @@ async def claim_states(store: Store, ids: Sequence[str]) -> dict[str, ClaimState
     rows = await store._run(
         "reading job states",
         lambda: store._fetch(
-            f"SELECT id, status, run_at, leased_until, stalls FROM {store._t} "
+            f"SELECT id, status, run_at, leased_until, stalls, attempts FROM {store._t} "
             f"WHERE id IN ({store._in(len(ids))})",
             list(ids),
         ),
     )
-    return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4])) for r in rows}
+    return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4]), int(r[5])) for r in rows}
