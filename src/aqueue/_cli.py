@@ -142,6 +142,14 @@ def cli() -> None:
     help="Jobs claimed ahead of a free slot [default: concurrency, at most 100].",
 )
 @click.option(
+    "--gc-threshold",
+    type=click.IntRange(min=0),
+    default=7000,
+    show_default=True,
+    help="Young-generation GC threshold while running, startup objects frozen (0: leave "
+    "Python's collector alone).",
+)
+@click.option(
     "--keep-results",
     default="7d",
     callback=_duration_or_forever,
@@ -165,6 +173,7 @@ def run(
     watchdog: float,
     prefetch: int | None,
     keep_results: float | None,
+    gc_threshold: int,
 ) -> None:
     """Run a runner for APP (module:queue)."""
     _setup_logging(log_level)
@@ -184,6 +193,7 @@ def run(
             watchdog=watchdog or None,
             prefetch=prefetch,
             keep_results=keep_results,
+            gc_threshold=gc_threshold or None,
         )
     except AqueueError as exc:
         _fail(str(exc))

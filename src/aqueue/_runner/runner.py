@@ -33,6 +33,7 @@ from .._models import (
     now_us,
 )
 from .._serde import dumps, encode_reason
+from . import gctune
 from . import side as side_tasks
 from .claim import Claimed, Claimer
 from .config import RunnerConfig
@@ -177,6 +178,7 @@ class Runner:
             cfg.concurrency,
             ", burst" if cfg.burst else "",
         )
+        tuned = gctune.tune(cfg.gc_threshold)
         self.started.set()
         crashed: BaseException | None = None
         stop_wait = loop.create_task(self._stop.wait(), name="aqueue-stop-wait")
@@ -190,7 +192,11 @@ class Runner:
             stop_wait.cancel()
             if watchdog is not None:
                 watchdog.stop()
-            await self._shutdown(side)
+            try:
+                await self._shutdown(side)
+            finally:
+                if tuned:
+                    gctune.restore()
             for signum, previous in saved.items():
                 # put back what was there (e.g. asyncio.run's own SIGINT handler)
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
