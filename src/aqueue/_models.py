@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import ConfigurationError, SerializationError
 
@@ -26,6 +26,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 # json.dumps of a str without its per-call setup: the C encoder json.dumps ends in.
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 class JobStatus(enum.StrEnum):
@@ -209,9 +210,10 @@ class Options:
         return now
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job about to be inserted (the row and its Redis message)."""
+class NewJob(NamedTuple):
+    """A job about to be inserted (the row and its Redis message). A named tuple, not a
+    frozen dataclass: ``enqueue_many`` makes a thousand at a time, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost 1.7 µs each."""
 
     id: str
     queue: str
@@ -222,6 +224,7 @@ class NewJob:
     run_at: int
     created_at: int
     unique_key: str | None = None
+    # The fields above, in this order, are the row's parameters (``Store.insert_jobs``).
     explicit_id: bool = False
 
     def message(self, attempts: int = 0) -> str:
@@ -317,10 +320,22 @@ class UnsupportedMessageError(SerializationError):
         self.job_id = job_id
 
 
+def _loads(raw: bytes) -> Any:
+    """``json.loads`` for the compact UTF-8 JSON aqueue writes, through the C scanner
+    directly (half the cost: no encoding detection, no whitespace matching). Anything
+    else (whitespace around it, not JSON at all) goes to ``json.loads``, which decides."""
+    try:
+        text = raw.decode()
+        value, end = _scan(text, 0)
+    except (ValueError, StopIteration):  # UnicodeDecodeError and JSONDecodeError too
+        return json.loads(raw)
+    return value if end == len(text) else json.loads(raw)
+
+
 def decode_message(raw: bytes) -> Message:
     """Decode a Redis message; raise :class:`SerializationError` when it is malformed."""
     try:
-        data = json.loads(raw)
+        data = _loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SerializationError(f"malformed message (not JSON): {raw[:80]!r}") from exc
     if not isinstance(data, dict):

@@ -4,16 +4,46 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._errors import PayloadTooLargeError, SerializationError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_encode_str = json.encoder.encode_basestring
+
+
+def _unsupported(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# ``JSONEncoder.encode`` builds a C encoder on every call (most of its cost for a small
+# value); this is the same encoder, built once. It keeps no record of the containers it is
+# in (a shared one would be left dirty by a failed call), so a cycle ends in RecursionError.
+_c_make: Any = getattr(json.encoder, "c_make_encoder", None)
+_c_encode: Callable[[Any, int], Sequence[str]] | None = (
+    None
+    if _c_make is None
+    else _c_make(None, _unsupported, _encode_str, None, ":", ",", False, False, False)
+)
 
 
 def dumps(value: Any, what: str) -> str:
+    # The usual results, without building an encoder per call (as JSONEncoder.encode does)
+    if value is None:
+        return "null"
+    if type(value) is int:  # not bool (a subclass): "true", not "1"
+        return int.__repr__(value)
+    if type(value) is str:
+        return _encode_str(value)
     try:
+        if _c_encode is not None:
+            return "".join(_c_encode(value, 0))
         return _encoder.encode(value)
+    except RecursionError as exc:
+        raise SerializationError(
+            f"{what} cannot be encoded as JSON: it contains itself or is nested too deeply"
+        ) from exc
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"{what} cannot be encoded as JSON: {exc}") from exc
 
@@ -26,11 +56,17 @@ def encode_payload(
 ) -> str:
     """The job's arguments (and its per-job run options, ``o``) as stored in SQL and
     spliced into the Redis message."""
-    data: dict[str, Any] = {"a": list(args), "k": kwargs}
+    data: dict[str, Any] = {"a": args, "k": kwargs}  # a tuple encodes as an array
     if options:
         data["o"] = options
     text = dumps(data, "the job's arguments")
-    size = len(text.encode("utf-8"))
+    if text.isascii():  # known without a scan: one byte a character
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:  # a lone surrogate: no database could store it
+            raise SerializationError(f"the job's arguments are not valid Unicode: {exc}") from exc
     if size > limit:
         raise PayloadTooLargeError(
             f"the job's arguments encode to {size} bytes, over max_payload_bytes={limit}"

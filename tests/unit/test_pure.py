@@ -28,7 +28,7 @@ from aqueue._models import (
     new_job_ids,
     validate_identifier,
 )
-from aqueue._serde import decode_error, encode_error, encode_payload
+from aqueue._serde import decode_error, dumps, encode_error, encode_payload
 
 S = 1_000_000
 
@@ -139,11 +139,46 @@ def test_message_round_trip_and_version() -> None:
         b'{"v":99,"id":"x","t":"t","n":0,"m":1,"p":{"a":[],"k":{}}}',
         b'{"v":1,"id":"x","t":"t","n":0,"m":1,"p":{"a":{},"k":{}}}',
         b"\xff\xfe",
+        b"",
+        b'{"v":1,"id":"x","t":"t","n":0,"m":1,"p":{"a":[],"k":{}}} trailing',
     ],
 )
 def test_malformed_messages_are_rejected(raw: bytes) -> None:
     with pytest.raises(SerializationError):
         decode_message(raw)
+
+
+def test_message_decoding_tolerates_whitespace_as_json_does() -> None:
+    raw = encode_message("id-1", "task", encode_payload((), {}, 1000), 0, 1).encode()
+    for padded in (b" " + raw, raw + b"\n", b"\t" + raw + b" \r\n"):
+        assert decode_message(padded).id == "id-1"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 0, -7, 10**40, True, False, "", 'é"\\\n\u2028', 1.5, [None], {"a": 1}],
+)
+def test_result_encoding_matches_json(value: object) -> None:
+    assert dumps(value, "result") == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_result_encoding_rejects_what_json_cannot() -> None:
+    with pytest.raises(SerializationError):
+        dumps(float("nan"), "result")
+    with pytest.raises(SerializationError):
+        dumps(object(), "result")
+    looped: list[object] = []
+    looped.append(looped)
+    with pytest.raises(SerializationError, match="contains itself"):
+        dumps({"a": looped}, "result")
+    with pytest.raises(SerializationError):
+        encode_payload((looped,), {}, 1000)
+    assert dumps([1], "result") == "[1]"  # a failed call leaves the encoder clean
+    with pytest.raises(SerializationError, match="not valid Unicode"):
+        encode_payload(("\ud800",), {}, 1000)
+    assert encode_payload(("é",), {}, 19) == '{"a":["é"],"k":{}}'  # 18 characters, 19 bytes
+    with pytest.raises(SerializationError, match="19 bytes"):
+        encode_payload(("é",), {}, 18)
 
 
 def test_message_job_id_best_effort() -> None:

@@ -66,15 +66,19 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
         for hook in queue.before_hooks:
             await hook(ctx)
 
-        async def call() -> Any:
-            return await task.fn(*msg.args, **msg.kwargs)
-
-        chained = _chain(queue, ctx, call)
         timeout = msg.options.get("timeout") or task.config.timeout
-        if timeout is None:
-            value = await chained()
+        if timeout is None and not queue.middlewares:
+            value = await task.fn(*msg.args, **msg.kwargs)  # the usual case, one frame less
         else:
-            value = await _with_timeout(chained, timeout, msg.task)
+
+            async def call() -> Any:
+                return await task.fn(*msg.args, **msg.kwargs)
+
+            chained = _chain(queue, ctx, call)
+            if timeout is None:
+                value = await chained()
+            else:
+                value = await _with_timeout(chained, timeout, msg.task)
         if not task.config.auto_commit:
             return Outcome(None)
         try:

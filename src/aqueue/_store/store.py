@@ -365,28 +365,17 @@ class Store:
             return left + right
 
     async def _insert_batch(self, jobs: Sequence[NewJob], now: int) -> list[str | BaseException]:
+        # The columns in NewJob's field order: a row's parameters are its first nine.
         cols = (
-            "id, queue, task, payload, status, priority, attempts, stalls, max_attempts, "
-            "run_at, unique_key, created_at, updated_at"
+            "id, queue, task, payload, priority, max_attempts, run_at, created_at, unique_key, "
+            "status, attempts, stalls, updated_at"
         )
         # The values every new row shares are literals: fewer parameters to escape.
         p = self._ph
-        row = f"({p}, {p}, {p}, {p}, 'todo', {p}, 0, 0, {p}, {p}, {p}, {p}, {int(now)})"
+        row = f"({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 'todo', 0, 0, {int(now)})"
         params: list[Any] = []
         for j in jobs:
-            params.extend(
-                (
-                    j.id,
-                    j.queue,
-                    j.task,
-                    j.payload,
-                    j.priority,
-                    j.max_attempts,
-                    j.run_at,
-                    j.unique_key,
-                    j.created_at,
-                )
-            )
+            params += j[:9]
         careful = any(j.explicit_id or j.unique_key for j in jobs)
         sql = f"INSERT INTO {self._t} ({cols}) VALUES " + ", ".join([row] * len(jobs))
         if careful:
