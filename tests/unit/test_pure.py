@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 
@@ -193,6 +194,23 @@ def test_job_ids_are_uuid7_unique_and_time_ordered() -> None:
     assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
     stamps = [i[:13] for i in ids]
     assert stamps == sorted(stamps)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_draws_other_job_ids_than_its_parent() -> None:
+    new_job_id()  # the parent has random bytes buffered
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then out without pytest's cleanup
+        os.write(w, " ".join(new_job_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        child = f.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_job_id() for _ in range(50)]
+    assert len(child) == 50
+    assert not {c[14:] for c in child} & {p[14:] for p in parent}  # the random parts
 
 
 def test_batch_ids_are_uuid7_and_one_contiguous_range_per_65536() -> None:

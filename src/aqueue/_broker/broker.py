@@ -28,6 +28,26 @@ def _lua(name: str) -> str:
     return (resources.files("aqueue._broker.lua") / f"{name}.lua").read_text("utf-8")
 
 
+def _joined(messages: Sequence[str | bytes]) -> str | bytes | None:
+    """The messages as one newline-separated string (``push.lua`` splits it), or None
+    when that cannot be split back: a message that holds a newline itself (aqueue's
+    never do), or str and bytes mixed."""
+    if not messages:
+        return ""
+    if len(messages) == 1 and not messages[0]:
+        return None  # "" means no messages to push.lua
+    joined: str | bytes
+    try:
+        joined = "\n".join(messages)  # type: ignore[arg-type]  # all str, or TypeError
+    except TypeError:
+        try:
+            joined = b"\n".join(messages)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+        return joined if joined.count(b"\n") == len(messages) - 1 else None
+    return joined if joined.count("\n") == len(messages) - 1 else None
+
+
 @asynccontextmanager
 async def map_exceptions(what: str) -> AsyncIterator[None]:
     """Map redis-py and socket errors to :class:`BrokerError` at the Redis boundary."""
@@ -82,6 +102,7 @@ class Broker:
         self._promote: AsyncScript = self.redis.register_script(_lua("promote"))
         self._settle: AsyncScript = self.redis.register_script(_lua("settle"))
         self._requeue_all: AsyncScript = self.redis.register_script(_lua("requeue_all"))
+        self._push: AsyncScript = self.redis.register_script(_lua("push"))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -117,8 +138,19 @@ class Broker:
     ) -> None:
         """Push new messages: ready ones to the ready list of their priority level
         (``high``/``low``, plus a wake-up token on the normal list that idle runners
-        block on), future ones to the delayed set (score = due time in ms). One
-        pipelined round trip."""
+        block on), future ones to the delayed set (score = due time in ms). One round
+        trip: ready messages only go through ``push.lua``, a level's messages joined
+        into one argument (packing a thousand arguments cost redis-py ~1 ms, more than
+        Redis takes to split them); else a pipeline."""
+        if not (ready or delayed or high or low):
+            return
+        if not delayed:
+            n, h, lo = _joined(ready), _joined(high), _joined(low)
+            if n is not None and h is not None and lo is not None:
+                keys = [self.keys.ready, self.keys.ready_high, self.keys.ready_low]
+                async with map_exceptions("dispatch"):
+                    await self._push(keys=keys, args=[n, h, lo, WAKE])
+                return
         async with map_exceptions("dispatch"):
             pipe = self.redis.pipeline(transaction=False)
             for key, msgs in ((self.keys.ready_high, high), (self.keys.ready_low, low)):
