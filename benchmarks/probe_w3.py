@@ -59,6 +59,7 @@ async def main(a: argparse.Namespace) -> None:
     runner = Runner(q, cfg)
     busy: list[int] = []
     waiting: list[int] = []
+    free: list[int] = []
     lag: list[float] = []
 
     async def sample() -> None:
@@ -70,6 +71,7 @@ async def main(a: argparse.Namespace) -> None:
             gate = runner._handler_gate
             busy.append(CONCURRENCY - gate._free)
             waiting.append(len(gate._waiters))
+            free.append(runner._free)
 
     sampler = asyncio.create_task(sample())
     t0 = time.perf_counter()
@@ -86,6 +88,12 @@ async def main(a: argparse.Namespace) -> None:
         f"handler slots busy: mean {statistics.mean(busy):.1f} of {CONCURRENCY}; claimed jobs "
         f"waiting for one: mean {statistics.mean(waiting):.1f}, none in "
         f"{sum(1 for w in waiting if w == 0) / len(waiting):.0%} of the samples"
+    )
+    # A runner slot is held from the take until the handler (and its hooks) is done.
+    held = [runner._slots - f - b - w for f, b, w in zip(free, busy, waiting, strict=True)]
+    print(
+        f"runner slots ({runner._slots}): free mean {statistics.mean(free):.1f}; taken and "
+        f"being claimed mean {statistics.mean(held):.1f}"
     )
     print(
         f"sleep(0.01) woke late by p50/p90/p99 {pct(late, 50):.1f}/{pct(late, 90):.1f}/"
