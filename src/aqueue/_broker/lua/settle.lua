@@ -11,7 +11,10 @@ local i = 1
 local removed = 0
 local a = tonumber(ARGV[i]); i = i + 1
 for _ = 1, a do
-  removed = removed + redis.call('LREM', KEYS[1], 1, ARGV[i]); i = i + 1
+  -- From the tail: takes push to the head, and jobs finish about in the order they were
+  -- taken, so the oldest entries are the ones settled (a scan from the head crossed the
+  -- whole list: ~8 us of Redis CPU a job with 300 in flight, against ~1 from the tail).
+  removed = removed + redis.call('LREM', KEYS[1], -1, ARGV[i]); i = i + 1
 end
 local r = tonumber(ARGV[i]); i = i + 1
 for _ = 1, r do
