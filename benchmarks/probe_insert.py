@@ -16,7 +16,7 @@ dispatch marks (``Queue.close``) is printed beside it.
 
 ``--parallel K`` inserts each ``--batch`` of rows as K statements at once (on K
 connections), as ``Queue.enqueue_many`` does when the call holds more jobs than
-``enqueue_batch`` (``--enqueue-batch``, default ``--batch``).
+``enqueue_batch`` (``--enqueue-batch``, default the ``Queue``'s: 500).
 
 ``--marks`` compares, on the jobs of each round, marking them dispatched by id list (a
 thousand ids per statement) and by id range (what an ``enqueue_many`` batch gets):
@@ -97,13 +97,9 @@ async def marks(store: Store, jobs: list[NewJob], batch: int) -> None:
 
 async def enqueue_many_round(a: argparse.Namespace) -> tuple[float, float]:
     name = "probe_" + uuid.uuid4().hex[:8]
+    extra: dict[str, Any] = {} if a.enqueue_batch is None else {"enqueue_batch": a.enqueue_batch}
     q = Queue(
-        name,
-        redis_url=a.redis,
-        database_url=a.database,
-        table=name,
-        key_prefix=name,
-        enqueue_batch=a.enqueue_batch or a.batch,
+        name, redis_url=a.redis, database_url=a.database, table=name, key_prefix=name, **extra
     )
 
     @q.task
