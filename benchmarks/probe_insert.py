@@ -16,7 +16,7 @@ dispatch marks (``Queue.close``) is printed beside it.
 
 ``--parallel K`` inserts each ``--batch`` of rows as K statements at once (on K
 connections), as ``Queue.enqueue_many`` does when the call holds more jobs than
-``enqueue_batch`` (``--enqueue-batch``, default the ``Queue``'s: 500).
+``enqueue_batch`` (``--enqueue-batch``, default the ``Queue``'s: 500 on MariaDB).
 
 ``--marks`` compares, on the jobs of each round, marking them dispatched by id list (a
 thousand ids per statement) and by id range (what an ``enqueue_many`` batch gets):
