@@ -1,5 +1,5 @@
 """The jobs table's schema: identifiers compare as SQLite, Redis and Python compare them
-(byte by byte), and `db upgrade` takes a schema-1 table to schema 2 without losing a job."""
+(byte by byte), and `db upgrade` takes a schema-1 table to schema 3 without losing a job."""
 
 from __future__ import annotations
 
@@ -25,11 +25,7 @@ async def _indexes(store: Store) -> dict[str, list[str]]:
     }
 
 
-SCHEMA_2_INDEXES = {
-    "qsr": ["queue", "status", "run_at"],
-    "lease": ["status", "leased_until"],
-    "fin": ["queue", "finished_at"],
-}
+SCHEMA_3_INDEXES = {"qsr": ["queue", "status", "run_at"]}
 
 
 async def _collations(store: Store) -> set[str]:
@@ -42,17 +38,18 @@ async def _collations(store: Store) -> set[str]:
 
 
 async def _downgrade_to_1(store: Store) -> None:
-    """Turn a fresh schema-2 table into what schema 1 created."""
-    t, fin, owner = store._t, f"ix_{store.table_name}_fin", f"ix_{store.table_name}_owner"
+    """Turn a fresh schema-3 table into what schema 1 created."""
+    t = store._t
+    fin, owner, lease = (f"ix_{store.table_name}_{n}" for n in ("fin", "owner", "lease"))
     if store.is_sqlite:
-        await store._exec(f"DROP INDEX {fin}")
         await store._exec(f"CREATE INDEX {fin} ON {t} (status, finished_at)")
         await store._exec(f"CREATE INDEX {owner} ON {t} (lease_owner, status)")
+        await store._exec(f"CREATE INDEX {lease} ON {t} (status, leased_until)")
     else:
         await store._exec(
             f"ALTER TABLE {t} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, "
-            f"DROP INDEX {fin}, ADD INDEX {fin} (status, finished_at), "
-            f"ADD INDEX {owner} (lease_owner, status)"
+            f"ADD INDEX {fin} (status, finished_at), ADD INDEX {owner} (lease_owner, status), "
+            f"ADD INDEX {lease} (status, leased_until)"
         )
     await store._exec(
         f"UPDATE {store.table_name}_meta SET value = '1' WHERE name = 'schema_version'"
@@ -89,19 +86,20 @@ async def test_db_upgrade_from_schema_1(make_queue: QueueFactory, backend: str) 
 
     job = await t.options(job_id="kept").enqueue(1)
     store = (await q._backend()).store
-    assert await _indexes(store) == SCHEMA_2_INDEXES
+    assert await _indexes(store) == SCHEMA_3_INDEXES
     if backend == "mysql":
         assert await _collations(store) == {"utf8mb4_bin"}
 
     await _downgrade_to_1(store)
     assert (await _indexes(store))["owner"] == ["lease_owner", "status"]
+    assert (await _indexes(store))["lease"] == ["status", "leased_until"]
     fresh = Store(str(store.url), table=store.table_name)
     try:
         with pytest.raises(ConfigurationError, match="db upgrade"):
             await fresh.init_schema()
         assert await fresh.upgrade_schema() == (1, SCHEMA_VERSION)
         assert await fresh.init_schema() == SCHEMA_VERSION
-        assert await _indexes(fresh) == SCHEMA_2_INDEXES
+        assert await _indexes(fresh) == SCHEMA_3_INDEXES
         if backend == "mysql":
             assert await _collations(fresh) == {"utf8mb4_bin"}
         assert await fresh.upgrade_schema() == (SCHEMA_VERSION, SCHEMA_VERSION)

@@ -100,7 +100,7 @@ async def _forget_dead_runners(be: _Backend, me: str) -> None:
     for rid, alive in (await be.broker.runners()).items():
         if alive or rid == me:
             continue
-        if await q.owner_running(be.store, rid) == 0:
+        if await q.owner_running(be.store, be.queue_name, rid) == 0:
             moved = await be.broker.requeue_all(rid)
             await be.broker.forget_runner(rid)
             if moved:

@@ -284,7 +284,7 @@ class Runner:
         try:
             # Every handler has stopped and every finish is recorded: whatever still runs
             # under this runner in SQL is unfinished. Put it back, attempt not used up.
-            released = await be.store.release_owner(self.id, self.clock())
+            released = await be.store.release_owner(be.queue_name, self.id, self.clock())
             self.stats.released += released
             if released:
                 log.info("put back %d unfinished job(s)", released)

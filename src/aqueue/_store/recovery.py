@@ -80,13 +80,15 @@ async def reclaim(store: Store, items: Sequence[Reclaim], before: int, now: int)
     return done
 
 
-async def owner_running(store: Store, owner: str) -> int:
+async def owner_running(store: Store, queue: str, owner: str) -> int:
+    """How many jobs of ``queue`` run under ``owner`` (a runner serves one queue)."""
     p = store._ph
     rows = await store._run(
         "counting a runner's jobs",
         lambda: store._fetch(
-            f"SELECT COUNT(*) FROM {store._t} WHERE status = 'running' AND lease_owner = {p}",
-            (owner,),
+            f"SELECT COUNT(*) FROM {store._t} WHERE queue = {p} AND status = 'running' "
+            f"AND lease_owner = {p}",
+            (queue, owner),
         ),
     )
     return int(rows[0][0])
@@ -143,27 +145,35 @@ async def cancel(store: Store, job_id: str, reason: str, now: int) -> bool:
     """``todo``/``running`` -> ``cancelled`` (final). A running job's token is revoked:
     its runner cancels the handler at its next lease renewal, and its finish is refused."""
     p = store._ph
+    # A delayed job cancelled before it was due: run_at becomes the cancel time, as a
+    # finished job's run_at is never after its finished_at (the purge relies on it).
     sql = (
         f"UPDATE {store._t} SET status = 'cancelled', error = {p}, finished_at = {p}, "
-        f"updated_at = {p}, lease_token = NULL, leased_until = NULL, unique_key = NULL "
-        f"WHERE id = {p} AND status IN ('todo', 'running')"
+        f"run_at = {store.earlier('run_at')}, updated_at = {p}, lease_token = NULL, "
+        f"leased_until = NULL, unique_key = NULL WHERE id = {p} AND status IN ('todo', 'running')"
     )
-    params = (reason, now, now, job_id)
+    params = (reason, now, now, now, now, job_id)
     return await store._run("cancelling a job", lambda: store._exec(sql, params)) > 0
 
 
 async def purge_finished(store: Store, queue: str, before: int, limit: int = 5000) -> int:
     """Delete finished jobs (done/failed/cancelled) of ``queue`` that finished before
-    ``before``, in pages. Returns how many were deleted."""
+    ``before``, in pages. Returns how many were deleted.
+
+    No index holds ``finished_at`` (every finish would move it): a finished job's
+    ``run_at`` is never after its ``finished_at`` (it ran when due, or was cancelled with
+    ``run_at`` brought forward), so ``run_at < before`` bounds the index range to read
+    without missing any, and ``finished_at`` is checked on those rows only."""
     p = store._ph
     total = 0
     while True:
         rows = await store._run(
             "listing finished jobs",
             lambda: store._fetch(
-                f"SELECT id FROM {store._t} WHERE status IN ('done', 'failed', 'cancelled') "
-                f"AND finished_at < {p} AND queue = {p} ORDER BY finished_at LIMIT {int(limit)}",
-                (before, queue),
+                f"SELECT id FROM {store._t} WHERE queue = {p} AND "
+                f"status IN ('done', 'failed', 'cancelled') AND run_at < {p} "
+                f"AND finished_at < {p} LIMIT {int(limit)}",
+                (queue, before, before),
             ),
         )
         if not rows:

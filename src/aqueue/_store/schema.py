@@ -16,7 +16,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
@@ -48,14 +48,14 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("finished_at", sa.BigInteger),
+        # The one secondary index a job's life moves: every claim and every finish
+        # changes ``status``, and each index holding a changed column costs MariaDB an
+        # entry moved per job, most of its CPU per job. It also serves what schema 2 had
+        # two more indexes for (both moved by every finish): expired leases and a
+        # runner's running jobs are read among the running jobs of one queue (at most its
+        # runners' concurrency), and old finished jobs by ``run_at``, which is never
+        # after ``finished_at`` (see ``purge_finished``).
         sa.Index(f"ix_{table_name}_qsr", "queue", "status", "run_at"),
-        # Also how a runner's running jobs are found (shutdown, a dead runner's check):
-        # among the running ones, i.e. what is in flight. Schema 1 had an index on
-        # (lease_owner, status) for that, which every claim and every finish moved.
-        sa.Index(f"ix_{table_name}_lease", "status", "leased_until"),
-        # Purging old results reads (queue, finished_at); a claim changes neither, so it
-        # leaves this index alone (schema 1 had (status, finished_at)).
-        sa.Index(f"ix_{table_name}_fin", "queue", "finished_at"),
         # Inline in CREATE TABLE (not a later CREATE INDEX): a second process must never
         # write into the table before uniqueness is enforced.
         sa.UniqueConstraint("queue", "unique_key", name=f"ux_{table_name}_unique"),
@@ -98,5 +98,24 @@ def _to_2(conn: sa.Connection, jobs: sa.Table) -> None:
     conn.exec_driver_sql(", ".join(alter))
 
 
+def _to_3(conn: sa.Connection, jobs: sa.Table) -> None:
+    """Schema 2 -> 3: no ``ix_<table>_lease`` and no ``ix_<table>_fin`` (``ix_<table>_qsr``
+    serves their queries). Safe to run again after an interruption."""
+    prep = conn.dialect.identifier_preparer
+    names = {ix["name"] for ix in sa.inspect(conn).get_indexes(jobs.name)}
+    gone = [f"ix_{jobs.name}_{suffix}" for suffix in ("lease", "fin")]
+    gone = [name for name in gone if name in names]
+    if not gone:
+        return
+    if conn.dialect.name == "sqlite":
+        for name in gone:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(name)}")
+        return
+    table = prep.quote(jobs.name)
+    conn.exec_driver_sql(
+        f"ALTER TABLE {table} " + ", ".join(f"DROP INDEX {prep.quote(n)}" for n in gone)
+    )
+
+
 #: Migrations from version N to N+1, run by ``python -m aqueue db upgrade``.
-MIGRATIONS: dict[int, Callable[[sa.Connection, sa.Table], None]] = {1: _to_2}
+MIGRATIONS: dict[int, Callable[[sa.Connection, sa.Table], None]] = {1: _to_2, 2: _to_3}

@@ -181,6 +181,11 @@ class Store:
                 cur.execute(f"SET SESSION innodb_lock_wait_timeout = {wait}")
                 cur.close()
 
+    def earlier(self, column: str) -> str:
+        """SQL for the earlier of ``column`` and two parameters holding one time (SQLite
+        has no ``LEAST``)."""
+        return f"CASE WHEN {column} > {self._ph} THEN {self._ph} ELSE {column} END"
+
     def _in(self, n: int) -> str:
         return ", ".join([self._ph] * n)
 
@@ -512,16 +517,17 @@ class Store:
         )
         return {r[0] for r in rows}
 
-    async def release_owner(self, owner: str, now: int) -> int:
-        """Put back every job still ``running`` under ``owner`` (graceful shutdown, once
-        the owner's handlers have all stopped): ``todo``, attempt not used up."""
+    async def release_owner(self, queue: str, owner: str, now: int) -> int:
+        """Put back every job of ``queue`` still ``running`` under ``owner`` (graceful
+        shutdown, once the owner's handlers have all stopped): ``todo``, attempt not used
+        up. A runner serves one queue; naming it reads that queue's running jobs only."""
         p = self._ph
         sql = (
             f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
             f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
-            f"WHERE status = 'running' AND lease_owner = {p}"
+            f"WHERE queue = {p} AND status = 'running' AND lease_owner = {p}"
         )
-        return await self._run("releasing jobs", lambda: self._exec(sql, (now, owner)))
+        return await self._run("releasing jobs", lambda: self._exec(sql, (now, queue, owner)))
 
     async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:
         """Extend the leases of these (id, token) claims in one statement; return the ids
@@ -553,11 +559,11 @@ class Store:
         p = self._ph
         sql = (
             f"UPDATE {self._t} SET status = 'failed', error = {p}, finished_at = {p}, "
-            f"updated_at = {p}, unique_key = NULL WHERE id = {p} AND status = 'todo'"
+            f"run_at = {self.earlier('run_at')}, updated_at = {p}, unique_key = NULL "
+            f"WHERE id = {p} AND status = 'todo'"
         )
-        return (
-            await self._run("failing a job", lambda: self._exec(sql, (error, now, now, job_id))) > 0
-        )
+        params = (error, now, now, now, now, job_id)
+        return await self._run("failing a job", lambda: self._exec(sql, params)) > 0
 
     # -- reads ----------------------------------------------------------------------
 
