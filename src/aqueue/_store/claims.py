@@ -113,9 +113,9 @@ async def claim_open(store: Store, c: Claim) -> tuple[set[str], Commit | None]:
 async def _open(
     store: Store, sql: str, params: list[Any], ordered: list[str], token: str
 ) -> tuple[set[str], Commit | None]:
-    conn = await store.engine.connect()
+    held = await store.conns.take()
+    raw: Any = held.raw
     try:
-        raw: Any = (await conn.get_raw_connection()).driver_connection
         await raw.begin()
         async with raw.cursor() as cur:
             await cur.execute(sql, tuple(params))
@@ -129,21 +129,20 @@ async def _open(
                 won = {r[0] for r in await cur.fetchall()}
         if not won:
             await raw.commit()  # nothing changed: no log flush to wait for
-            await conn.close()
-            return won, None
     except BaseException:
-        await conn.invalidate()  # the server rolls the transaction back
-        await conn.close()
+        await store.conns.discard(held)  # the server rolls the transaction back
         raise
+    if not won:
+        await store.conns.give(held)
+        return won, None
 
     async def commit() -> None:
         try:
             await store._run("committing claims", raw.commit, attempts=1)
         except BaseException:
-            await conn.invalidate()
+            await store.conns.discard(held)
             raise
-        finally:
-            await conn.close()
+        await store.conns.give(held)
 
     return won, commit
 

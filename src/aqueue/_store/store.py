@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
+from .conns import Held, HeldPool
 from .schema import MIGRATIONS, SCHEMA_VERSION, build_tables
 
 log = logging.getLogger("aqueue.store")
@@ -155,6 +156,7 @@ class Store:
         self._lock_wait_timeout = int(lock_wait_timeout)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._install_connect_hooks()
+        self.conns = HeldPool(self.engine, keep=pool_size if not self.is_sqlite else 5)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -215,40 +217,50 @@ class Store:
 
     # Statements go to the driver's connection directly: through SQLAlchemy's Connection
     # every statement would also cost a ROLLBACK round trip when the connection is given
-    # back (autobegin), even in autocommit mode. A broken connection is invalidated so the
-    # pool does not hand it out again.
+    # back (autobegin), even in autocommit mode. The connections stay checked out between
+    # statements (``HeldPool``); a broken one is invalidated so it is not used again.
 
     async def _exec_now(self, sql: str, params: Sequence[Any]) -> int:
-        async with self.engine.connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
-            try:
-                if self.is_sqlite:
-                    async with raw.execute(sql, tuple(params)) as cur:
-                        return int(cur.rowcount)
-                async with raw.cursor() as cur:
+        held = await self.conns.take()
+        try:
+            if self.is_sqlite:
+                async with held.raw.execute(sql, tuple(params)) as cur:
+                    count = int(cur.rowcount)
+            else:
+                async with held.raw.cursor() as cur:
                     await cur.execute(sql, tuple(params))
-                    return int(cur.rowcount)
-            except BaseException as exc:
-                if _connection_broken(exc) or isinstance(exc, asyncio.CancelledError):
-                    await conn.invalidate()
-                raise
+                    count = int(cur.rowcount)
+        except BaseException as exc:
+            await self._after_error(held, exc)
+            raise
+        await self.conns.give(held)
+        return count
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        async with self.engine.connect() as conn:
-            raw: Any = (await conn.get_raw_connection()).driver_connection
-            try:
-                if self.is_sqlite:
-                    async with raw.execute(sql, tuple(params)) as cur:
-                        return [tuple(r) for r in await cur.fetchall()]
-                async with raw.cursor() as cur:
+        held = await self.conns.take()
+        rows: list[Sequence[Any]]
+        try:
+            if self.is_sqlite:
+                async with held.raw.execute(sql, tuple(params)) as cur:
+                    rows = [tuple(r) for r in await cur.fetchall()]
+            else:
+                async with held.raw.cursor() as cur:
                     await cur.execute(sql, tuple(params))
-                    return [tuple(r) for r in await cur.fetchall()]
-            except BaseException as exc:
-                if _connection_broken(exc) or isinstance(exc, asyncio.CancelledError):
-                    await conn.invalidate()
-                raise
+                    rows = [tuple(r) for r in await cur.fetchall()]
+        except BaseException as exc:
+            await self._after_error(held, exc)
+            raise
+        await self.conns.give(held)
+        return rows
+
+    async def _after_error(self, held: Held, exc: BaseException) -> None:
+        if _connection_broken(exc) or isinstance(exc, asyncio.CancelledError):
+            await self.conns.discard(held)
+        else:  # the server refused the statement: the connection is fine
+            await self.conns.give(held)
 
     async def close(self) -> None:
+        await self.conns.close()
         await self.engine.dispose()
 
     # -- schema -------------------------------------------------------------------

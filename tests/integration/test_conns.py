@@ -1,0 +1,96 @@
+"""The store's held connections (``_store/conns.py``): reused between statements, bounded,
+recycled by age, and never reused once broken or cancelled midway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event
+
+from aqueue._errors import StoreError
+from aqueue._store.conns import HeldPool
+from aqueue._store.store import Store
+
+from ..conftest import MYSQL_URL, unique
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    s = Store(MYSQL_URL, table=unique("t"), pool_size=3)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def _conn_id(store: Store) -> int:
+    return int((await store._fetch("SELECT CONNECTION_ID()"))[0][0])
+
+
+async def test_statements_reuse_one_connection(store: Store) -> None:
+    ids = {await _conn_id(store) for _ in range(20)}
+    assert len(ids) == 1
+
+
+async def test_idle_connections_are_bounded(store: Store) -> None:
+    async def slow() -> int:
+        return int((await store._fetch("SELECT CONNECTION_ID() + SLEEP(0.05) * 0"))[0][0])
+
+    ids = await asyncio.gather(*(slow() for _ in range(8)))
+    # eight at once: the engine's bound (pool_size 3 + overflow 3) still holds
+    assert len(set(ids)) == 6
+    assert len(store.conns._idle) == 3  # only pool_size of them kept held
+    later = {await _conn_id(store) for _ in range(5)}
+    assert later <= set(ids)
+
+
+async def test_old_connections_go_back_to_the_engine(store: Store) -> None:
+    checkins: list[object] = []
+    event.listen(store.engine.sync_engine, "checkin", lambda *a: checkins.append(a))
+    for _ in range(3):
+        await _conn_id(store)
+    assert checkins == []  # held between statements
+    await store.conns.close()
+    assert len(checkins) == 1
+    store.conns = HeldPool(store.engine, keep=3, recycle=0.0)
+    for _ in range(3):
+        await _conn_id(store)
+    # past its age a held connection goes back to the engine before the next statement
+    # (whose pool_recycle then replaces the driver connection once it is old enough)
+    assert len(checkins) == 3
+
+
+async def test_cancelled_statement_discards_its_connection(store: Store) -> None:
+    before = await _conn_id(store)
+    task = asyncio.create_task(store._fetch("SELECT SLEEP(5)"))
+    deadline = asyncio.get_running_loop().time() + 5
+    while not task.done() and store.conns._idle and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # until the statement holds the connection
+    assert not store.conns._idle
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    after = await _conn_id(store)
+    assert after != before  # the cancelled one, its state unknown, is not reused
+
+
+async def test_killed_connection_fails_once_then_recovers(store: Store) -> None:
+    victim = await _conn_id(store)
+    other = Store(MYSQL_URL, table=store.table_name)
+    try:
+        await other._exec(f"KILL {victim}")
+    finally:
+        await other.close()
+    with pytest.raises(StoreError):
+        await store._run("probe", lambda: store._fetch("SELECT 1"))
+    assert await _conn_id(store) != victim
+    assert await store._fetch("SELECT 1") == [(1,)]
+
+
+async def test_refused_statement_keeps_the_connection(store: Store) -> None:
+    before = await _conn_id(store)
+    with pytest.raises(StoreError):
+        await store._run("bad", lambda: store._fetch("SELECT no_such_column FROM DUAL"))
+    assert await _conn_id(store) == before
