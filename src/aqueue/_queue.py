@@ -325,7 +325,7 @@ class Queue:
             await store.close()
             await broker.close()
             raise
-        marker = DispatchMarker(store, broker.epoch)
+        marker = DispatchMarker(store)
         inserter: Batcher[NewJob, str] = Batcher(
             "enqueue",
             lambda jobs: self._flush_inserts(store, broker, marker, jobs),
@@ -510,13 +510,16 @@ class Queue:
                 delayed.append((j.run_at // 1000, j.message()))
             else:
                 levels[level_of(j.priority)].append(j.message())
+        if not (delayed or levels["n"] or levels["h"] or levels["l"]):
+            return results  # none stored
         try:
-            await broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
+            epoch = await broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
         except BrokerError as exc:
             # The jobs are durable; the sweeper puts them in Redis once it is back.
             log.warning("jobs stored but not dispatched (%s); the sweeper will", exc)
         else:
-            marker.add_jobs([j for j, r in zip(jobs, results, strict=True) if r == j.id], now)
+            stored = [j for j, r in zip(jobs, results, strict=True) if r == j.id]
+            marker.add_jobs(stored, now, epoch)
         return results
 
     # -- reading ----------------------------------------------------------------------
@@ -561,8 +564,9 @@ class Queue:
         if st is JobStatus.TODO:
             rec = await be.store.get_job(job_id)
             if rec is not None:
-                await dispatch_records(be, [rec], now)
-                be.marker.add([job_id], rec.updated_at)
+                epoch = await dispatch_records(be, [rec], now)
+                if epoch is not None:
+                    be.marker.add([job_id], rec.updated_at, epoch)
 
     async def repush(self, job_id: str, *, force: bool = False) -> Job:
         """Force a job back to ``todo`` with fresh attempts and into Redis (Meepo's
@@ -577,8 +581,9 @@ class Queue:
             raise JobNotFoundError(job_id, f"no job {job_id}")
         if rec.status is JobStatus.RUNNING:
             raise JobError(job_id, f"job {job_id} is running: pass force=True to repush it")
-        await dispatch_records(be, [rec], now)
-        be.marker.add([job_id], rec.updated_at)
+        epoch = await dispatch_records(be, [rec], now)
+        if epoch is not None:
+            be.marker.add([job_id], rec.updated_at, epoch)
         return Job(self, job_id)
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:

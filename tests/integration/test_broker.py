@@ -56,3 +56,14 @@ async def test_delayed_messages_go_to_the_delayed_set(broker: Broker) -> None:
     assert await broker.redis.zrange(broker.keys.delayed, 0, -1, withscores=True) == [
         (b"later", 123.0)
     ]
+
+
+async def test_a_push_reports_the_epoch_of_the_dataset_it_went_into(broker: Broker) -> None:
+    # no epoch yet (a Redis that restarted empty): the push creates it, atomically
+    first = await broker.dispatch(["a"], [])
+    assert first == await broker.epoch()
+    assert await broker.dispatch(["b"], [(123, "later")]) == first  # the pipeline path
+    assert await broker.dispatch_suspects([b"s"]) == first
+    await broker.redis.delete(broker.keys.epoch, broker.keys.ready)  # data lost
+    second = await broker.dispatch([], [(5, "x")])
+    assert second != first and second == await broker.epoch()

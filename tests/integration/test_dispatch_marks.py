@@ -9,6 +9,7 @@ import pytest
 
 from aqueue import ConfigurationError, JobStatus, Queue, Retry, Runner, RunnerConfig
 from aqueue._models import IdRun, NewJob, id_runs, new_job_id, new_job_ids, now_us
+from aqueue._store.recovery import undispatched
 from aqueue._store.store import Store
 
 from ..conftest import QueueFactory
@@ -147,3 +148,34 @@ async def test_enqueue_many_refuses_malformed_calls_and_stores_nothing(
             await q.enqueue_many([(t, (1,), {}), bad])
     be = await q._backend()
     assert (await be.store._fetch(f"SELECT COUNT(*) FROM {be.store._t}"))[0][0] == 0
+
+
+async def test_a_push_lost_before_its_mark_is_dispatched_again(
+    make_queue: QueueFactory, redis_client: Any
+) -> None:
+    """Redis loses its data after a job's push and before the producer marks it: the mark
+    must name the dataset the push went into, so that a runner started afterwards (one
+    that never saw the old epoch, so no resync) sweeps the job back into Redis."""
+    q = make_queue()
+
+    @q.task
+    async def t(n: int) -> None:
+        return None
+
+    be = await q._backend()
+    old = await be.broker.epoch()
+    job = await t.enqueue(1)
+    many = await q.enqueue_many([(t, (i,), {}) for i in range(3)])
+    # Redis restarts empty (this queue's keys only: the server is shared)
+    keys = [k async for k in redis_client.scan_iter(match=f"{{{q.key_prefix}:*")]
+    assert keys
+    await redis_client.delete(*keys)
+    await be.marker.close()  # the marks, written after the loss
+    new = await be.broker.epoch()
+    assert new != old
+    marks = await _marks(be.store)
+    assert len(marks) == 4
+    assert all(ep != new for _, ep in marks.values()), marks  # not under the new dataset
+    # what a runner's sweeper picks up (grace 0): all four, though each was marked
+    swept = await undispatched(be.store, be.queue_name, new, now_us(), "", 100)
+    assert {r.id for r in swept} == {job.id, *(j.id for j in many)}

@@ -135,22 +135,27 @@ class Broker:
         *,
         high: Sequence[str | bytes] = (),
         low: Sequence[str | bytes] = (),
-    ) -> None:
+    ) -> str:
         """Push new messages: ready ones to the ready list of their priority level
         (``high``/``low``, plus a wake-up token on the normal list that idle runners
         block on), future ones to the delayed set (score = due time in ms). One round
         trip: ready messages only go through ``push.lua``, a level's messages joined
         into one argument (packing a thousand arguments cost redis-py ~1 ms, more than
-        Redis takes to split them); else a pipeline."""
+        Redis takes to split them); else a pipeline.
+
+        Returns the epoch of the dataset the messages went into, read with the push (in
+        the script, or after it on the pipeline's one connection, which a restart would
+        have broken): a dispatch mark must name the dataset that holds the messages, not
+        the one Redis has by the time the mark is written."""
         if not (ready or delayed or high or low):
-            return
+            return await self.epoch()
         if not delayed:
             n, h, lo = _joined(ready), _joined(high), _joined(low)
             if n is not None and h is not None and lo is not None:
-                keys = [self.keys.ready, self.keys.ready_high, self.keys.ready_low]
+                keys = [self.keys.ready, self.keys.ready_high, self.keys.ready_low, self.keys.epoch]
                 async with map_exceptions("dispatch"):
-                    await self._push(keys=keys, args=[n, h, lo, WAKE])
-                return
+                    _, epoch = await self._push(keys=keys, args=[n, h, lo, WAKE, _fresh_epoch()])
+                return _text(epoch)
         async with map_exceptions("dispatch"):
             pipe = self.redis.pipeline(transaction=False)
             for key, msgs in ((self.keys.ready_high, high), (self.keys.ready_low, low)):
@@ -163,7 +168,10 @@ class Broker:
             for i in range(0, len(delayed), 1000):
                 mapping: dict[Any, float] = {m: s for s, m in delayed[i : i + 1000]}
                 pipe.zadd(self.keys.delayed, mapping)
-            await pipe.execute()
+            pipe.set(self.keys.epoch, _fresh_epoch(), nx=True)
+            pipe.get(self.keys.epoch)
+            *_, epoch = await pipe.execute()
+        return _text(epoch)
 
     # -- runner side ------------------------------------------------------------------
 
@@ -269,16 +277,20 @@ class Broker:
 
     async def dispatch_suspects(
         self, messages: Sequence[str | bytes], alone: Sequence[str | bytes] = ()
-    ) -> None:
+    ) -> str:
         """Jobs whose runner died while they ran: run by a runner with nothing else in
-        flight, in small groups, or ``alone`` when one more stall would fail them."""
+        flight, in small groups, or ``alone`` when one more stall would fail them.
+        Returns the epoch, as :meth:`dispatch` does."""
         async with map_exceptions("dispatch suspects"):
             pipe = self.redis.pipeline(transaction=False)
             if messages:
                 pipe.lpush(self.keys.suspects, *messages)
             if alone:
                 pipe.lpush(self.keys.suspects_alone, *alone)
-            await pipe.execute()
+            pipe.set(self.keys.epoch, _fresh_epoch(), nx=True)
+            pipe.get(self.keys.epoch)
+            *_, epoch = await pipe.execute()
+        return _text(epoch)
 
     async def take_suspect(self, runner_id: str, *, alone: bool = False) -> bytes | None:
         key = self.keys.suspects_alone if alone else self.keys.suspects
@@ -328,7 +340,7 @@ class Broker:
         """The Redis dataset's epoch: created once; a different (or missing) value than
         a runner saw before means Redis lost its data (restart, FLUSHALL, failover)."""
         async with map_exceptions("epoch"):
-            fresh = secrets.token_hex(8).encode()
+            fresh = _fresh_epoch().encode()
             await self.redis.set(self.keys.epoch, fresh, nx=True)
             value = await self.redis.get(self.keys.epoch)
         return _text(value or fresh)
@@ -371,3 +383,8 @@ class Broker:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _fresh_epoch() -> str:
+    """A new dataset's epoch, used only if Redis has none."""
+    return secrets.token_hex(8)

@@ -141,8 +141,12 @@ class Recorder:
             for i, ok in zip(items, out, strict=True)
             if ok is True and i.finish.status is JobStatus.TODO
         ]
-        if retried:  # their follow-up messages are in Redis: the sweeper can skip them
-            be.marker.add(retried, now)
+        # Their follow-up messages are in Redis: the sweeper can skip them. The epoch is
+        # the one the runner saw before the push: had Redis lost its data since, the
+        # mark names the old dataset and the sweeper sends a second copy (never none).
+        epoch = self._r._epoch
+        if retried and epoch is not None:
+            be.marker.add(retried, now, epoch)
         return out
 
     async def _settle_retrying(

@@ -34,12 +34,14 @@ def _message(r: JobRecord) -> str:
 
 async def dispatch_records(
     be: _Backend, rows: list[JobRecord], now: int, *, max_stalls: int = 3
-) -> None:
+) -> str | None:
     """Push ``todo`` rows to Redis: due ones to their priority's ready list, or to the
     suspect lanes when they stalled before (see ``suspect_lane``); the rest to the
-    delayed set."""
+    delayed set. Returns the epoch the first push reported (None: no rows): if Redis
+    lost its data between the pushes, the marks name the older dataset, and the sweeper
+    sends the later push's messages again (a second copy, never a lost one)."""
     if not rows:
-        return
+        return None
     levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
     lanes: dict[str, list[str]] = {"group": [], "alone": []}
     for r in rows:
@@ -51,9 +53,13 @@ async def dispatch_records(
         else:
             lanes[lane].append(_message(r))
     delayed = [(r.run_at // 1000, _message(r)) for r in rows if r.run_at > now]
-    await be.broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
+    epoch: str | None = None
+    if levels["n"] or levels["h"] or levels["l"] or delayed:
+        epoch = await be.broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
     if lanes["group"] or lanes["alone"]:
-        await be.broker.dispatch_suspects(lanes["group"], lanes["alone"])
+        suspects = await be.broker.dispatch_suspects(lanes["group"], lanes["alone"])
+        epoch = epoch or suspects
+    return epoch
 
 
 async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
@@ -83,8 +89,9 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
             for r, d in zip(rows, decisions, strict=True)
             if r.id in changed and d.status is JobStatus.TODO
         ]
-        await dispatch_records(be, revived, now, max_stalls=cfg.max_stalls)
-        be.marker.add((r.id for r in revived), now)
+        epoch = await dispatch_records(be, revived, now, max_stalls=cfg.max_stalls)
+        if epoch is not None:
+            be.marker.add((r.id for r in revived), now, epoch)
         for r, d in zip(rows, decisions, strict=True):
             if r.id in changed:
                 log.warning("reclaimed job %s from %s -> %s", r.id, r.lease_owner, d.status.value)
@@ -144,8 +151,8 @@ async def sweep_pass(
             if not rows:
                 cursor.after = ""
                 break
-            await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
-            await store.mark_dispatched([(r.id, r.updated_at) for r in rows], epoch, now)
+            pushed = await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
+            await store.mark_dispatched([(r.id, r.updated_at) for r in rows], pushed or epoch, now)
             total += len(rows)
             cursor.after = rows[-1].id
         return total
@@ -170,8 +177,8 @@ async def resync_all(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig) 
                 return total
             after = page[-1].id
             rows = [r for r in page if r.status is JobStatus.TODO]
-            await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
-            await store.mark_dispatched([(r.id, r.updated_at) for r in rows], epoch, now)
+            pushed = await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
+            await store.mark_dispatched([(r.id, r.updated_at) for r in rows], pushed or epoch, now)
             total += len(rows)
     except BackendError as exc:
         log.warning("resync interrupted (%s); the sweeper will finish it", exc)

@@ -9,6 +9,9 @@ default; 5 s, or less if the grace is, at a runner's start). Marking costs one U
 - A mark names the write its push followed (the row's ``updated_at``): a row written
   again since (retried by a runner whose push failed, say) is left unmarked for the
   sweeper.
+- A mark names the Redis dataset (epoch) that its push went into, as the push reported
+  it: Redis may lose its data between a push and the mark, and a mark naming the new
+  dataset would hide the lost message from the sweeper.
 - A job claimed before its mark already carries the claim's mark: the UPDATE only reads
   its row. A producer that dies with marks pending costs a second copy of those messages
   after the grace, never a lost job.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .._errors import BackendError
 from .._models import IdRun, NewJob, id_runs, now_us
@@ -35,30 +38,28 @@ log = logging.getLogger("aqueue.marker")
 
 
 class DispatchMarker:
-    def __init__(
-        self, store: Store, epoch: Callable[[], Awaitable[str]], *, linger: float = 1.0
-    ) -> None:
+    def __init__(self, store: Store, *, linger: float = 1.0) -> None:
         self._store = store
-        self._epoch = epoch
         self._linger = linger
-        self._pending: list[tuple[str, int]] = []  # (job id, updated_at of its write)
-        self._runs: list[tuple[IdRun, int]] = []
+        # (job id, updated_at of its write, epoch of its push), and runs of batch ids
+        self._pending: list[tuple[str, int, str]] = []
+        self._runs: list[tuple[IdRun, int, str]] = []
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def add(self, ids: Iterable[str], written_at: int) -> None:
-        """Jobs whose messages were pushed after a write that set ``updated_at`` to
-        ``written_at``."""
-        self._pending.extend((i, written_at) for i in ids)
+    def add(self, ids: Iterable[str], written_at: int, epoch: str) -> None:
+        """Jobs whose messages were pushed into the dataset ``epoch`` after a write that
+        set ``updated_at`` to ``written_at``."""
+        self._pending.extend((i, written_at, epoch) for i in ids)
         self._start()
 
-    def add_jobs(self, jobs: Sequence[NewJob], written_at: int) -> None:
+    def add_jobs(self, jobs: Sequence[NewJob], written_at: int, epoch: str) -> None:
         """Jobs just inserted and pushed: runs of batch ids are marked as ranges."""
         singles, runs = id_runs(jobs)
-        self._pending.extend((i, written_at) for i in singles)
-        self._runs.extend((r, written_at) for r in runs)
+        self._pending.extend((i, written_at, epoch) for i in singles)
+        self._runs.extend((r, written_at, epoch) for r in runs)
         self._start()
 
     def _start(self) -> None:
@@ -80,15 +81,29 @@ class DispatchMarker:
             await self._flush()
 
     async def _flush(self) -> None:
-        while self._pending or self._runs:
-            marks, self._pending = self._pending[:2000], self._pending[2000:]
-            runs, self._runs = self._runs[:200], self._runs[200:]
-            try:
-                await self._store.mark_dispatched(
-                    marks, await self._epoch(), now_us(), runs, unmarked_only=True
-                )
-            except BackendError as exc:  # the sweeper copes: it only re-dispatches once
-                log.debug("could not mark %d job(s) dispatched: %s", len(marks), exc)
+        """Mark what is pending now; what arrives meanwhile waits for the next linger
+        (under a steady trickle of jobs, marking until nothing was pending kept one
+        ``UPDATE`` after another going)."""
+        marks, self._pending = self._pending, []
+        runs, self._runs = self._runs, []
+        by_epoch: dict[str, tuple[list[tuple[str, int]], list[tuple[IdRun, int]]]] = {}
+        for i, at, epoch in marks:
+            by_epoch.setdefault(epoch, ([], []))[0].append((i, at))
+        for r, at, epoch in runs:
+            by_epoch.setdefault(epoch, ([], []))[1].append((r, at))
+        for epoch, (ms, rs) in by_epoch.items():
+            while ms or rs:
+                part, ms = ms[:2000], ms[2000:]
+                part_runs, rs = rs[:200], rs[200:]
+                await self._mark(part, part_runs, epoch)
+
+    async def _mark(
+        self, marks: list[tuple[str, int]], runs: list[tuple[IdRun, int]], epoch: str
+    ) -> None:
+        try:
+            await self._store.mark_dispatched(marks, epoch, now_us(), runs, unmarked_only=True)
+        except BackendError as exc:  # the sweeper copes: it only re-dispatches once
+            log.debug("could not mark %d job(s) dispatched: %s", len(marks) + len(runs), exc)
 
     async def close(self) -> None:
         self._closed = True
@@ -99,4 +114,5 @@ class DispatchMarker:
             for t in pending:
                 t.cancel()
             self._task = None
-        await self._flush()
+        while self._pending or self._runs:
+            await self._flush()

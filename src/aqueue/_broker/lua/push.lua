@@ -2,9 +2,12 @@
 -- come as one argument, joined by newlines (a message is compact JSON and never holds
 -- one): the client packs three arguments instead of one per message.
 -- KEYS[1] ready list (normal)    KEYS[2] ready list (high)    KEYS[3] ready list (low)
+-- KEYS[4] the dataset's epoch
 -- ARGV[1] normal messages    ARGV[2] high ones    ARGV[3] low ones    ARGV[4] wake token,
 --   pushed to the normal list after high or low ones (runners block on that list)
--- returns: number of messages pushed
+-- ARGV[5] a fresh epoch, set if the dataset has none (Redis restarted empty)
+-- returns: {number of messages pushed, the epoch of the dataset that now holds them}:
+--   the producer's dispatch marks name it, atomically with the push
 local find, sub = string.find, string.sub
 local pushed = 0
 
@@ -38,4 +41,5 @@ if ARGV[2] ~= '' or ARGV[3] ~= '' then
   redis.call('LPUSH', KEYS[1], ARGV[4])
 end
 push(KEYS[1], ARGV[1])
-return pushed
+redis.call('SET', KEYS[4], ARGV[5], 'NX')
+return {pushed, redis.call('GET', KEYS[4])}
