@@ -94,3 +94,20 @@ async def test_refused_statement_keeps_the_connection(store: Store) -> None:
     with pytest.raises(StoreError):
         await store._run("bad", lambda: store._fetch("SELECT no_such_column FROM DUAL"))
     assert await _conn_id(store) == before
+
+
+async def test_claim_connections_never_reach_the_engine_with_autocommit_off(
+    store: Store,
+) -> None:
+    held = await store.claim_conns.take()
+    async with held.raw.cursor() as cur:
+        await cur.execute("SELECT @@autocommit")
+        assert (await cur.fetchone())[0] == 0  # a claim's UPDATE opens its transaction
+        await cur.execute("COMMIT")
+    await store.claim_conns.give(held)
+    await store.claim_conns.close()  # lets go of it: closed for good, not pooled
+    # were it pooled, one of these would get it, with autocommit still off
+    many = await asyncio.gather(
+        *(store._fetch("SELECT @@autocommit, SLEEP(0.01)") for _ in range(6))
+    )
+    assert all(r[0][0] == 1 for r in many)

@@ -155,7 +155,9 @@ async def test_open_claim_whose_commit_is_lost_is_taken_again(
     cut.task(work.fn)
     job = await work.enqueue(21)
     await cut.connect()  # the schema is in place: the first COMMIT is the claim's
-    proxy.trigger, proxy.deliver, proxy.armed = b"COMMIT", False, True
+    # the COMMIT statement itself (COM_QUERY, 0x03), not "SET AUTOCOMMIT = 0", which the
+    # claim connections send first
+    proxy.trigger, proxy.deliver, proxy.armed = b"\x03COMMIT", False, True
     runner = Runner(cut, RunnerConfig(burst=True, handle_signals=False))
     with caplog.at_level(logging.WARNING, logger="aqueue.runner"):
         await asyncio.wait_for(runner.run(), 30)

@@ -2,7 +2,8 @@
 
 A claim is a compare-and-set from ``todo`` to ``running`` under a fresh lease token. The
 batch form is one autocommit statement. The open form (:func:`claim_open`, MySQL only)
-runs the same statement inside a transaction and hands back its commit: the statement's
+runs the same statement inside a transaction (on a connection with autocommit off: the
+statement opens it, no BEGIN round trip) and hands back its commit: the statement's
 row locks already keep every other writer off the claimed jobs, so the runner starts them
 while the commit's log flush is under way, instead of after it (the flush is most of an
 idle runner's enqueue-to-start latency). A job is never recorded before its claim is
@@ -113,10 +114,10 @@ async def claim_open(store: Store, c: Claim) -> tuple[set[str], Commit | None]:
 async def _open(
     store: Store, sql: str, params: list[Any], ordered: list[str], token: str
 ) -> tuple[set[str], Commit | None]:
-    held = await store.conns.take()
+    conns = store.claim_conns  # autocommit off: the UPDATE opens the transaction
+    held = await conns.take()
     raw: Any = held.raw
     try:
-        await raw.begin()
         async with raw.cursor() as cur:
             await cur.execute(sql, tuple(params))
             count = int(cur.rowcount)
@@ -130,19 +131,19 @@ async def _open(
         if not won:
             await raw.commit()  # nothing changed: no log flush to wait for
     except BaseException:
-        await store.conns.discard(held)  # the server rolls the transaction back
+        await conns.discard(held)  # the server rolls the transaction back
         raise
     if not won:
-        await store.conns.give(held)
+        await conns.give(held)
         return won, None
 
     async def commit() -> None:
         try:
             await store._run("committing claims", raw.commit, attempts=1)
         except BaseException:
-            await store.conns.discard(held)
+            await conns.discard(held)
             raise
-        await store.conns.give(held)
+        await conns.give(held)
 
     return won, commit
 

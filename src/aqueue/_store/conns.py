@@ -13,6 +13,12 @@ The engine's pool still bounds how many connections exist (a held connection cou
 checked out), and still opens and closes them. A connection older than ``recycle`` is
 closed instead of reused, as ``pool_recycle`` does; one whose statement failed with a
 broken connection or was cancelled is invalidated by the caller (:meth:`HeldPool.discard`).
+
+A pool made with ``autocommit=False`` (the open claims', MySQL only) turns autocommit off
+on each connection once, so that a claim's ``UPDATE`` opens its transaction itself: no
+``BEGIN`` round trip between a runner taking a job and starting it. Such a connection
+never goes back to the engine's pool, where an autocommit connection is expected: when
+this pool lets go of it, it is closed for good (invalidated).
 """
 
 from __future__ import annotations
@@ -36,10 +42,13 @@ class Held:
 
 
 class HeldPool:
-    def __init__(self, engine: AsyncEngine, *, keep: int, recycle: float = 3600.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, keep: int, recycle: float = 3600.0, autocommit: bool = True
+    ) -> None:
         self._engine = engine
         self._keep = keep
         self._recycle = recycle
+        self._autocommit = autocommit
         self._idle: list[Held] = []
         self._closed = False
 
@@ -48,14 +57,23 @@ class HeldPool:
             held = self._idle.pop()
             if time.monotonic() - held.born < self._recycle:
                 return held
-            await held.conn.close()
+            await self._let_go(held)
         conn = await self._engine.connect()
         try:
-            raw = (await conn.get_raw_connection()).driver_connection
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            if not self._autocommit:
+                await raw.autocommit(False)
         except BaseException:
+            await conn.invalidate()
             await conn.close()
             raise
         return Held(conn, raw, time.monotonic())
+
+    async def _let_go(self, held: Held) -> None:
+        if self._autocommit:
+            await held.conn.close()  # back to the engine's pool
+        else:
+            await self.discard(held)
 
     async def give(self, held: Held) -> None:
         """Back for the next statement (a connection in a transaction must not come
@@ -63,7 +81,7 @@ class HeldPool:
         if not self._closed and len(self._idle) < self._keep:
             self._idle.append(held)
         else:
-            await held.conn.close()
+            await self._let_go(held)
 
     async def discard(self, held: Held) -> None:
         """Broken, or its state unknown (a statement cancelled midway): never reused."""
@@ -76,4 +94,4 @@ class HeldPool:
         self._closed = True
         idle, self._idle = self._idle, []
         for held in idle:
-            await held.conn.close()
+            await self._let_go(held)

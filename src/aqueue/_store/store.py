@@ -157,6 +157,8 @@ class Store:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._install_connect_hooks()
         self.conns = HeldPool(self.engine, keep=pool_size if not self.is_sqlite else 5)
+        # the open claims' (MySQL): autocommit off, so a claim needs no BEGIN
+        self.claim_conns = HeldPool(self.engine, keep=4, autocommit=False)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -261,6 +263,7 @@ class Store:
 
     async def close(self) -> None:
         await self.conns.close()
+        await self.claim_conns.close()
         await self.engine.dispose()
 
     # -- schema -------------------------------------------------------------------
