@@ -168,10 +168,7 @@ class Broker:
             for i in range(0, len(delayed), 1000):
                 mapping: dict[Any, float] = {m: s for s, m in delayed[i : i + 1000]}
                 pipe.zadd(self.keys.delayed, mapping)
-            pipe.set(self.keys.epoch, _fresh_epoch(), nx=True)
-            pipe.get(self.keys.epoch)
-            *_, epoch = await pipe.execute()
-        return _text(epoch)
+            return await self._execute_reading_epoch(pipe)
 
     # -- runner side ------------------------------------------------------------------
 
@@ -287,10 +284,7 @@ class Broker:
                 pipe.lpush(self.keys.suspects, *messages)
             if alone:
                 pipe.lpush(self.keys.suspects_alone, *alone)
-            pipe.set(self.keys.epoch, _fresh_epoch(), nx=True)
-            pipe.get(self.keys.epoch)
-            *_, epoch = await pipe.execute()
-        return _text(epoch)
+            return await self._execute_reading_epoch(pipe)
 
     async def take_suspect(self, runner_id: str, *, alone: bool = False) -> bytes | None:
         key = self.keys.suspects_alone if alone else self.keys.suspects
@@ -335,6 +329,14 @@ class Broker:
             pipe.delete(self.keys.alive(runner_id))
             pipe.srem(self.keys.runners, runner_id)
             await pipe.execute()
+
+    async def _execute_reading_epoch(self, pipe: Any) -> str:
+        """Run a pipeline of pushes, then read (creating it if missing) the epoch on the
+        same connection: a restart in between would have broken the connection."""
+        pipe.set(self.keys.epoch, _fresh_epoch(), nx=True)
+        pipe.get(self.keys.epoch)
+        *_, epoch = await pipe.execute()
+        return _text(epoch)
 
     async def epoch(self) -> str:
         """The Redis dataset's epoch: created once; a different (or missing) value than
