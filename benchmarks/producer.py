@@ -65,7 +65,7 @@ async def rate(producer: Any, per_second: float, duration: float) -> dict[str, A
         await producer.enqueue("lat", t)
         calls.append(time.time() - t)
 
-    t0 = loop.time()
+    t0, cpu0 = loop.time(), time.process_time()
     for k in range(total):
         delay = t0 + k / per_second - loop.time()
         if delay > 0:
@@ -80,6 +80,7 @@ async def rate(producer: Any, per_second: float, duration: float) -> dict[str, A
         "jobs": total,
         "seconds": sent,
         "achieved_rate": total / sent if sent > 0 else None,
+        "cpu_s": time.process_time() - cpu0,
         "enqueue_call_p50_ms": statistics.median(calls) * 1e3,
         "enqueue_call_p99_ms": calls[min(len(calls) - 1, int(len(calls) * 0.99))] * 1e3,
     }

@@ -453,9 +453,14 @@ class Bench:
         a = self.a
         total = round(a.rate * a.duration)
         async with self.namespace(system, total) as ns:
+            servers = await self.server_pids(ns)
             async with self.worker(ns, "lat") as h:
+                cpu0 = self.cpu(servers, h)
+                profiler = await self.start_profiler(h, system, "lat")
                 prod = await self.producer(ns, "rate", "lat")
                 await self.wait_key(ns, "done", 120 + a.duration, h)
+                cpu1 = self.cpu(servers, h)
+            summary = None if profiler is None else await self.finish_profiler(profiler, system)
             raw = await self.r.lrange(f"bench:{ns.run}:lat", 0, -1)
         lat = sorted(float(x) * 1e3 for x in raw)
         if not lat:
@@ -470,6 +475,11 @@ class Bench:
             "duration_s": a.duration,
             "producer": prod,
             "peak_rss_mb": h.peak_rss_mb,
+            "cpu_us_per_job": {
+                **{k: (cpu1[k] - cpu0[k]) * 1e6 / total for k in cpu0},
+                "producer": prod.get("cpu_s", 0.0) * 1e6 / total,
+            },
+            **({"profile": summary} if summary else {}),
         }
 
     async def w5(self, system: System, kind: str, n: int, payload: int) -> dict[str, Any]:
@@ -513,11 +523,12 @@ class Bench:
     async def start_profiler(
         self, h: WorkerHandle, system: System, kind: str
     ) -> tuple[asyncio.subprocess.Process, Path] | None:
-        if not (self.a.profile and system.is_aqueue and kind == "noop"):
+        if not (self.a.profile and system.is_aqueue and kind in ("noop", "lat")):
             return None
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.a.profile.mkdir(parents=True, exist_ok=True)
-        out = self.a.profile / f"{system.name}-W2-{self.a.jobs}.txt"
+        name = f"W2-{self.a.jobs}" if kind == "noop" else f"W4-{self.a.rate:g}"
+        out = self.a.profile / f"{system.name}-{name}.txt"
         proc = await asyncio.create_subprocess_exec(
             spy,
             "record",
@@ -796,7 +807,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         const=BENCH_DIR / "results" / "profile",
         default=None,
         metavar="DIR",
-        help="record the aqueue workers of W2 with py-spy into DIR (default\n"
+        help="record the aqueue workers of W2 and W4 with py-spy into DIR (default\n"
         "benchmarks/results/profile); the sampling perturbs the timings, so the\n"
         "results then go to DIR/results.json and the doc is left alone",
     )
