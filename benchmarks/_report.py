@@ -58,9 +58,10 @@ def summarize(results: dict[str, Any]) -> None:
             med["redis_scripts_per_job"] = _median([x["script_calls_per_job"] for x in red])
             last = red[len(red) // 2]["top_per_job"]
             med["redis_top"] = ", ".join(f"{k} {v:.2f}" for k, v in list(last.items())[:4])
-        cpu = [x["cpu_us_per_job"] for x in _ok(runs, "W2") if "cpu_us_per_job" in x]
-        if cpu:
-            med["cpu_us_per_job"] = {k: _median([c[k] for c in cpu if k in c]) for k in cpu[0]}
+        for w, key in (("W2", "cpu_us_per_job"), ("W4", "w4_cpu_us_per_job")):
+            cpu = [x["cpu_us_per_job"] for x in _ok(runs, w) if "cpu_us_per_job" in x]
+            if cpu:
+                med[key] = {k: _median([c[k] for c in cpu if k in c]) for k in cpu[0]}
         sql = [x["sql"] for x in _ok(runs, "W2") if "sql" in x]
         if sql:
             med["sql_per_job"] = {
@@ -195,19 +196,21 @@ def redis_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def cpu_table(results: dict[str, Any]) -> str:
-    rows = [
-        "| system | worker | Redis server | MariaDB server | all |",
-        "|---|---|---|---|---|",
-    ]
-    ref = (results["systems"].get(REFERENCE, {}).get("median") or {}).get("cpu_us_per_job")
+def cpu_table(results: dict[str, Any], key: str = "cpu_us_per_job") -> str:
+    cols = ["worker", "redis", "mariadb"]
+    head = "| system | worker | Redis server | MariaDB server |"
+    if key == "w4_cpu_us_per_job":
+        cols.append("producer")
+        head += " producer |"
+    rows = [head + " all |", "|---" * (len(cols) + 2) + "|"]
+    ref = (results["systems"].get(REFERENCE, {}).get("median") or {}).get(key)
     ref_all = sum(ref.values()) if ref else None
     for name, entry in results["systems"].items():
-        cpu = (entry.get("median") or {}).get("cpu_us_per_job")
+        cpu = (entry.get("median") or {}).get(key)
         if not cpu:
             continue
         total = sum(cpu.values())
-        cells = [f"{cpu[k]:,.0f}" if k in cpu else "—" for k in ("worker", "redis", "mariadb")]
+        cells = [f"{cpu[k]:,.0f}" if k in cpu else "—" for k in cols]
         ratio = f" (x{total / ref_all:.2f})" if ref_all and total and name != REFERENCE else ""
         rows.append(f"| {LABELS.get(name, name)} | {' | '.join(cells)} | {total:,.0f}{ratio} |")
     if len(rows) == 2:
@@ -271,6 +274,15 @@ def _costs(results: dict[str, Any]) -> str:
             "for every system); MariaDB's includes its background threads; SQLite runs "
             "inside aqueue's embedded worker. (x2.00): that system used twice the CPU per job "
             "of aqueue (MariaDB):\n\n" + cpu_table(results)
+        )
+    if any((e.get("median") or {}).get("w4_cpu_us_per_job") for e in results["systems"].values()):
+        out.append(
+            "CPU time per job in W4 (500 jobs/s, one at a time: nothing to batch), in µs, "
+            "the same way, from the worker's ready signal to the last job's start, and the "
+            "producer's own (`time.process_time()` over its enqueue loop). At this rate "
+            "every system pays its fixed costs per job; the sum times 500 is the share of "
+            "the 2 CPUs the run keeps busy (1,000 µs: half a CPU):\n\n"
+            + cpu_table(results, "w4_cpu_us_per_job")
         )
     if (results["systems"].get(REFERENCE, {}).get("median") or {}).get("sql_per_job"):
         out.append(
