@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -55,7 +56,8 @@ class FinishListener:
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(rexc.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    # typed in some redis-py releases, not in others: Any fits both
+                    await cast(Any, pubsub).aclose()
 
     async def close(self) -> None:
         self._closed = True
