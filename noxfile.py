@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck demo bench``.
+"""Developer sessions: ``nox -s tests lint typecheck demo bench soak``.
 
 Every session builds its own virtualenv (with uv when available) and installs what it
 needs, so a fresh clone needs nothing but Python.
@@ -29,6 +29,15 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "examples", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The randomized fault soak (not a default session): own Redis and MariaDB, three
+    runners, a producer and random faults, then a check of every acknowledged job, e.g.
+    ``nox -s soak -- --seed 1 --duration 180`` (docs/reliability.md, "Randomized soak")."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.soak.soak", *(session.posargs or ["--seed", "1"]))
 
 
 @nox.session(python=PYTHON)

@@ -1,0 +1,36 @@
+"""The short randomized soak (~60 s of faults and load) inside ``make test``; the full one
+is ``nox -s soak`` (docs/reliability.md, "Randomized soak")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.soak.servers import mariadb_available
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.skipif(not mariadb_available(), reason="needs mariadbd and mariadb-install-db"),
+]
+
+
+@pytest.mark.timeout(600)
+def test_short_soak_loses_nothing_and_duplicates_only_inside_the_window(tmp_path: Path) -> None:
+    seed = int(os.environ.get("AQUEUE_SOAK_SEED", "16"))
+    cmd = [sys.executable, "-m", "tests.soak.soak", "--seed", str(seed), "--duration", "60"]
+    proc = subprocess.run(
+        [*cmd, "--dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    print(proc.stdout[-20000:])
+    assert proc.returncode == 0, f"soak failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    assert "classes: lost 0, stuck 0, concurrent 0, outside_window 0" in proc.stdout
