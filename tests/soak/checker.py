@@ -33,6 +33,7 @@ that exited by itself (no fault stopped it: a crash).
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import statistics
 import sys
@@ -191,24 +192,28 @@ class Timeline:
         # The shortest SQL outage that can carry a live runner past its local deadline: its
         # last acknowledged renewal is at most one heartbeat older than the outage's start.
         self.sql_past_deadline_us = int((lease - margin - heartbeat) * 1e6)
+        # A thawed runner cancels a handler whose lease is gone at its next renewal (one
+        # heartbeat); twice that plus half a second for a loaded machine.
+        self.thaw_slack_us = int((2 * heartbeat + 0.5) * 1e6)
 
     def end_of(self, e: Execution) -> int | None:
         """When the execution stopped running: its recorded end, else its process's death."""
         return e.end if e.end is not None else self.exits.get(e.pid)
 
-    def cause(self, a: Execution, b: Execution) -> tuple[str | None, bool]:
-        """Why ``a`` lost its lease while it ran, before ``b`` started; and whether that
-        cause lets ``a`` go on running after ``b`` started (a frozen runner cannot cancel
-        its handler before it is thawed). A documented cause wins over a crash."""
+    def cause(self, a: Execution, b: Execution) -> tuple[str | None, int | None]:
+        """Why ``a`` lost its lease while it ran, before ``b`` started; and until when that
+        cause lets ``a`` go on running after ``b`` started (None: not at all). Only a
+        frozen runner may: it cannot cancel its handler before it is thawed, and then does
+        at its next renewal. A documented cause wins over a crash."""
         documented = self._documented(a, b)
         if documented[0] is not None:
             return documented
         crash = self.crashes.get(a.pid)
         if crash is not None and a.start <= crash["exit"] <= b.start:
-            return f"CRASH: {crash['name']} exited by itself (rc {crash['rc']})", False
-        return None, False
+            return f"CRASH: {crash['name']} exited by itself (rc {crash['rc']})", None
+        return None, None
 
-    def _documented(self, a: Execution, b: Execution) -> tuple[str | None, bool]:
+    def _documented(self, a: Execution, b: Execution) -> tuple[str | None, int | None]:
         a_end = self.end_of(a)
         for f in self.faults:
             if a.pid not in f.pids and f.kind not in SQL_FAULTS:
@@ -217,10 +222,10 @@ class Timeline:
                 a_end is None or f.start <= a_end
             )
             if f.kind == "runner_sigkill" and started_while_running:
-                return "runner SIGKILLed", False
+                return "runner SIGKILLed", None
             if f.kind in FREEZES and started_while_running:
                 what = "machine pause" if f.kind == "machine_pause" else "runner SIGSTOPped"
-                return f"{what} past the lease", True
+                return f"{what} past the lease", f.end + self.thaw_slack_us
             if (
                 f.kind in SQL_FAULTS
                 and f.start <= b.start
@@ -228,7 +233,7 @@ class Timeline:
                 and f.end - f.start >= self.sql_past_deadline_us
                 and (a_end is None or f.start <= a_end)
             ):
-                return f"SQL unreachable past the local deadline ({f.kind})", False
+                return f"SQL unreachable past the local deadline ({f.kind})", None
             if (
                 f.kind == "runner_sigterm"
                 and started_while_running
@@ -236,8 +241,8 @@ class Timeline:
                 and a_end is not None
                 and a_end <= b.start
             ):
-                return "SIGTERM: cancelled after the grace and put back", False
-        return None, False
+                return "SIGTERM: cancelled after the grace and put back", None
+        return None, None
 
 
 def documented(cause: str | None) -> bool:
@@ -306,15 +311,18 @@ def classify(run_dir: Path) -> Report:
             overlapping = [a for a in es[:i] if (end := tl.end_of(a)) is None or end > b.start]
             finding: Finding | None = None
             for a in overlapping:
-                cause, may_overlap = tl.cause(a, b)
+                cause, until = tl.cause(a, b)
                 end = tl.end_of(a)
                 ms = ((end if end is not None else b.start) - b.start) / 1000
-                if not documented(cause) or not may_overlap:
+                if not documented(cause) or until is None or end is None or end > until:
+                    why = cause or "no documented cause"
+                    if documented(cause) and until is not None:
+                        why += ", but it ran on past its next renewal after the thaw"
                     finding = Finding(
                         j,
                         b.n,
                         "concurrent",
-                        cause or "no documented cause",
+                        why,
                         a.describe(),
                         b.describe(),
                         ms,
@@ -360,21 +368,31 @@ def classify(run_dir: Path) -> Report:
     recovery.update(settings.get("recovery", {}))
     first_start_after: dict[str, float] = {}
     starts = sorted(e.start for es in by_job.values() for e in es)
-    import bisect
-
     for f in faults:
         k = bisect.bisect_left(starts, f.end)
         if k < len(starts):
             gap = (starts[k] - f.end) / 1e6
             first_start_after[f.kind] = max(first_start_after.get(f.kind, 0.0), gap)
+    # An enqueue acknowledged again after SQL came back (stale connections, finding 4).
+    acks = sorted(ack_time.values())
+    sql_back = []
+    for f in faults:
+        if f.kind in SQL_FAULTS:
+            k = bisect.bisect_left(acks, f.end)
+            if k < len(acks):
+                sql_back.append((acks[k] - f.end) / 1e6)
+    if sql_back:
+        recovery["first_ack_after_sql_back_max_s"] = round(max(sql_back), 2)
     recovery["first_start_after_fault_max_s"] = {
         k: round(v, 2) for k, v in sorted(first_start_after.items())
     }
 
     jobs = {
         "acknowledged": len(acked),
-        "unknown_outcomes": sum(ev["k"] == "u" for ev in producer),
-        "refused": sum(ev["k"] == "r" for ev in producer),
+        "unknown_outcome_raised": sum(ev["k"] == "u" for ev in producer),
+        "refused_raised": sum(ev["k"] == "r" for ev in producer),
+        "jobs_with_unknown_outcome": len(unknown_ids),
+        "most_tries_of_one_enqueue": max((ev.get("tries", 1) for ev in producer), default=0),
         "given_up": given_up,
         "stored_unacknowledged": len(unacked_stored),
         "executions": executions,

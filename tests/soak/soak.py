@@ -81,6 +81,9 @@ class Settings:
     fault_max: float = 15.0
     pause_s: float = 8.0
     drain_timeout: float = 180.0
+    proxy_resets: bool = False
+    """While MariaDB is down the proxy accepts connections and resets them (a load balancer
+    in front of a dead server) instead of refusing them (the server's own port)."""
 
     @property
     def margin(self) -> float:
@@ -259,12 +262,14 @@ class Soak:
             down = rng.uniform(0.1, 2.5)
             t = now_us()
             # The proxy refuses while the server is down, as the server's own port would
-            # (its open connections die with the server).
-            await asyncio.to_thread(self.proxy.refuse)
+            # (its open connections die with the server), unless told to reset them.
+            if not self.cfg.proxy_resets:
+                await asyncio.to_thread(self.proxy.refuse)
             await asyncio.to_thread(self.maria.kill)
             await asyncio.sleep(down)  # the outage's planned length
             start_s = await asyncio.to_thread(self.maria.start)
-            await asyncio.to_thread(self.proxy.restore)
+            if not self.cfg.proxy_resets:
+                await asyncio.to_thread(self.proxy.restore)
             end = now_us()
             detail = {"down_s": round(down, 2), "start_s": round(start_s, 2)}
             self.record(FaultRecord(kind, t, end, [], detail))
@@ -462,6 +467,7 @@ def excerpts(run_dir: Path, report: Report, limit: int = 6) -> str:
 
 async def amain(args: argparse.Namespace) -> int:
     cfg = settings_for(args.seed, args.duration, args.jobs)
+    cfg.proxy_resets = args.proxy_resets
     base = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
     run_dir = base / f"aqueue-soak-{args.seed}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
@@ -487,6 +493,12 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=None, help="default: 20,000 per 180 s")
     p.add_argument("--dir", default=None, help="where the run directory goes (default: tmp)")
     p.add_argument("--keep", action="store_true", help="keep the run directory")
+    p.add_argument(
+        "--proxy-resets",
+        action="store_true",
+        help="while MariaDB is down, accept SQL connections and reset them (as a load\n"
+        "balancer would) instead of refusing them",
+    )
     args = p.parse_args()
     try:
         sys.exit(asyncio.run(amain(args)))
