@@ -109,6 +109,24 @@ def local_deadline(last_ack_monotonic: float, lease_s: float, margin_s: float) -
     return last_ack_monotonic + lease_s - margin_s
 
 
+def paused_for(*, asked: float, slept: float, wall_slept: float) -> float:
+    """How long this process was paused (seconds) during a sleep of ``asked`` seconds
+    that took ``slept`` by the monotonic clock and ``wall_slept`` by the wall clock: the
+    sleep's overrun (the process or its event loop was stopped: SIGSTOP, a blocked loop),
+    or the wall clock running ahead of the monotonic one (the machine was suspended: a VM
+    snapshot or migration, a laptop's sleep; the monotonic clock stops meanwhile)."""
+    return max(0.0, slept - asked, wall_slept - slept)
+
+
+def reclaim_hold(*, paused: float, heartbeat: float) -> float:
+    """Seconds a reclaimer that was itself paused for ``paused`` seconds waits before it
+    takes anything. Whatever paused it may have paused the other runners too (a whole
+    machine frozen): their leases look expired only because they could not renew them
+    yet. One heartbeat period lets every live runner renew first. A lag under half a
+    heartbeat is a busy loop, not a pause: no lease can have run out because of it."""
+    return heartbeat if paused > heartbeat / 2 else 0.0
+
+
 ZombieDestination = Literal["todo", "failed", "done"]
 
 

@@ -162,7 +162,7 @@ async def test_open_claim_whose_commit_is_lost_is_taken_again(
     with caplog.at_level(logging.WARNING, logger="aqueue.runner"):
         await asyncio.wait_for(runner.run(), 30)
     assert proxy.cuts == 1
-    assert "claiming it again" in caplog.text
+    assert "was never committed: claimed again" in caplog.text
     assert runs == [21]
     info = await job.info()
     assert info.status is JobStatus.DONE

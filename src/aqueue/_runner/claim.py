@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from .._decisions import decide_claim_loss
+from .._decisions import decide_claim_loss, local_deadline
 from .._errors import BackendError
 from .._models import Message, new_token
 from .._store import claims
@@ -34,16 +35,26 @@ OPEN_AT_MOST = 4
 backlog) take one autocommit statement, the fewest round trips and statements per job."""
 
 
+Confirmation = Literal["durable", "elsewhere", "unknown"]
+"""What became of an open claim: ``durable`` (committed, or taken again under the same
+token after its commit failed), ``elsewhere`` (another runner holds the job now, or it can
+no longer run: this run's outcome would be refused), ``unknown`` (SQL stayed out of reach
+until the local deadline)."""
+
+
 @dataclass
 class Claimed:
     msg: Message
     token: str
     won: bool
-    commit: asyncio.Future[None] | None = None
-    """The claim's commit, while it may still be in flight (an open claim)."""
+    commit: asyncio.Future[set[str]] | None = None
+    """An open claim's confirmation while it may still be in flight: the ids whose claim
+    is durable once it is done."""
+    sent_at: float = 0.0
+    """``time.monotonic()`` when the claim statement was sent: its lease runs from here."""
 
 
-def _retrieve(fut: asyncio.Future[None]) -> None:
+def _retrieve(fut: asyncio.Future[set[str]]) -> None:
     if not fut.cancelled():
         fut.exception()  # awaited by the jobs; read here so no failure goes unretrieved
 
@@ -55,9 +66,18 @@ class Claimer:
         self._batcher: Batcher[list[Message], list[Claimed]] = Batcher(
             "claim", self._flush, max_items=batch, size_of=len, max_bytes=batch, parallel=lanes
         )
+        self.confirming: set[tuple[str, str]] = set()
+        """(job id, token) of open claims not yet known durable: SQL may not show them as
+        this runner's yet (or again), so the heartbeat does not take a failed renewal of
+        theirs for a lost lease."""
+        self._confirmations: set[asyncio.Future[set[str]]] = set()
 
     async def close(self) -> None:
+        """Flush pending claims and wait for every open claim's confirmation, so that
+        what SQL holds under this runner is settled before a shutdown puts it back."""
         await self._batcher.close()
+        if self._confirmations:
+            await asyncio.wait(set(self._confirmations))
 
     async def claim(self, msgs: list[Message]) -> list[Claimed]:
         """Claim one fetched batch (merged with others waiting); retried while the
@@ -74,29 +94,76 @@ class Claimer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def confirmed(self, c: Claimed) -> None:
-        """Return once ``c``'s claim is durable. If its commit failed (the transaction
-        rolled back, or its outcome is unknown), take the claim again under the same
-        token; if another runner won the job meanwhile, whatever this run records is
-        rejected by the token fence."""
+    async def confirmed(self, c: Claimed) -> Confirmation:
+        """Wait until ``c``'s claim is settled (see :data:`Confirmation`)."""
         if c.commit is None:
-            return
+            return "durable"
         try:
-            await asyncio.shield(c.commit)
-            return
-        except BackendError as exc:
-            log.warning("claim of job %s not committed (%s); claiming it again", c.msg.id, exc)
-        r = self._r
-        now, lease = r.clock(), int(r.config.lease * 1e6)
+            durable = await asyncio.shield(c.commit)
+        except BackendError:
+            return "unknown"
+        return "durable" if c.msg.id in durable else "elsewhere"
+
+    async def _confirm(
+        self, commit: claims.Commit, msgs: Sequence[Message], request: claims.Claim, sent: float
+    ) -> set[str]:
+        """Commit an open claim. If the commit fails (a connection lost in an outage, a
+        server restart), SQL may or may not have it: take the claim again under the same
+        token, retried until the local deadline, so a handler that already started on it
+        gets its outcome recorded once SQL is back in time. Returns the ids held."""
+        ids = {m.id for m in msgs}
+        keys = {(i, request.token) for i in ids}
+        self.confirming |= keys
         try:
-            m = c.msg
-            again = claims.Claim([(m.id, m.stalls, m.attempts)], r.id, c.token, now + lease, now)
-            won = await claims.claim(self._be.store, again, again=True)
-        except BackendError as exc:
-            log.warning("claiming job %s again failed (%s)", c.msg.id, exc)
-            return
-        if not won:
-            log.warning("job %s was claimed elsewhere while its claim here rolled back", c.msg.id)
+            try:
+                await commit()
+                return ids
+            except BackendError as exc:
+                first = exc
+            log.warning(
+                "claim of job(s) %s was not committed (%s): claiming again",
+                ", ".join(sorted(ids)),
+                first,
+            )
+            return await self._claim_again(request, ids, sent)
+        finally:
+            self.confirming -= keys
+
+    async def _claim_again(self, request: claims.Claim, ids: set[str], sent: float) -> set[str]:
+        r, cfg = self._r, self._r.config
+        delay = 0.02
+        while True:
+            if time.monotonic() > local_deadline(max(r._last_ack, sent), cfg.lease, cfg.margin):
+                log.error(
+                    "job(s) %s: SQL unreachable until the local deadline, claim unknown; "
+                    "their outcome is not recorded here (they run again elsewhere)",
+                    ", ".join(sorted(ids)),
+                )
+                raise BackendError("claim outcome unknown past the local deadline")
+            now = r.clock()
+            again = claims.Claim(
+                request.items, r.id, request.token, now + int(cfg.lease * 1e6), now
+            )
+            try:
+                held, retaken = await claims.claim_again(self._be.store, again)
+            except BackendError as exc:
+                log.warning("claiming again failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            if held:
+                log.info("claim of job(s) %s had committed after all", ", ".join(sorted(held)))
+            if retaken:
+                log.warning(
+                    "claim of job(s) %s was never committed: claimed again",
+                    ", ".join(sorted(retaken)),
+                )
+            for job_id in ids - held - retaken:
+                log.warning(
+                    "job %s was claimed elsewhere while its claim here was not committed",
+                    job_id,
+                )
+            return held | retaken
 
     async def _flush(self, batches: Sequence[list[Message]]) -> list[list[Claimed] | BaseException]:
         claimed = await self._claim_all([m for b in batches for m in b])
@@ -113,12 +180,18 @@ class Claimer:
         now = r.clock()
         items = [(m.id, m.stalls, m.attempts) for m in msgs]
         request = claims.Claim(items, r.id, token, now + int(cfg.lease * 1e6), now)
-        commit: asyncio.Future[None] | None = None
+        sent = time.monotonic()
+        commit: asyncio.Future[set[str]] | None = None
         if len(msgs) <= OPEN_AT_MOST:
             won, pending = await claims.claim_open(store, request)
             if pending is not None:
-                commit = asyncio.ensure_future(pending())
+                mine = [m for m in msgs if m.id in won]
+                held = [(m.id, m.stalls, m.attempts) for m in mine]
+                req = claims.Claim(held, r.id, token, request.leased_until, now)
+                commit = asyncio.ensure_future(self._confirm(pending, mine, req, sent))
                 commit.add_done_callback(_retrieve)
+                self._confirmations.add(commit)
+                commit.add_done_callback(self._confirmations.discard)
         else:
             won = await claims.claim(store, request)
         out: list[Claimed] = []
@@ -130,7 +203,7 @@ class Claimer:
             ok = m.id in won and m.id not in seen and fenced[m.id] == (m.stalls, m.attempts)
             if ok:
                 seen.add(m.id)
-            out.append(Claimed(m, token, ok, commit if ok else None))
+            out.append(Claimed(m, token, ok, commit if ok else None, sent))
             if not ok:
                 lost.append(m)
         if lost:

@@ -33,11 +33,12 @@ from .._models import (
     now_us,
 )
 from .._serde import dumps, encode_reason
+from .._store import claims
 from . import gctune
 from . import side as side_tasks
 from .claim import Claimed, Claimer
 from .config import RunnerConfig
-from .execute import Outcome, execute
+from .execute import ABANDON_AFTER, Outcome, execute
 from .faults import crash_point
 from .finish import Recorder
 from .gate import Gate
@@ -65,6 +66,9 @@ class RunnerStats:
     malformed: int = 0
     released: int = 0
 
+
+_CLOCK_ROUND_TRIP_US = 50_000
+"""A clock reading whose round trip took longer than this is not trusted."""
 
 _TRICKLE_WAIT = 0.001
 """A blocking wait that lasted longer than this found the ready list empty."""
@@ -218,6 +222,11 @@ class Runner:
         t0 = now_us()
         server = await self._be.store.server_time_us()
         t1 = now_us()
+        if t1 - t0 > _CLOCK_ROUND_TRIP_US and self._offset_us:
+            # The midpoint of a slow round trip says little: the process may have been
+            # paused on either side of the server's reading (a SIGSTOP, a suspended VM),
+            # which would shift every lease by the pause. Keep the last good offset.
+            return
         offset = server - (t0 + t1) // 2
         if abs(offset - self._offset_us) > 100_000:
             log.warning("clock offset to the SQL server: %+.3f s", offset / 1e6)
@@ -253,12 +262,18 @@ class Runner:
             self.clock,
             cfg,
             SweepCursor(),
-            grace=min(cfg.sweep_grace, 5.0),
+            grace=self.startup_grace,
             limit=10**9,
             created_after=created_after,
         )
         if n:
             log.info("startup recovery: re-dispatched %d unfinished job(s)", n)
+
+    @property
+    def startup_grace(self) -> float:
+        """Startup recovery's sweeper grace: a job not marked dispatched is re-sent once
+        its last write is this old."""
+        return min(self.config.sweep_grace, 5.0)
 
     async def _shutdown(self, side: set[asyncio.Task[None]]) -> None:
         assert self._be is not None
@@ -270,21 +285,18 @@ class Runner:
         for t in side:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self._jobs:
-            grace = self.config.shutdown_grace
-            log.info("waiting up to %.1fs for %d running job(s)", grace, len(self._jobs))
-            _, pending = await asyncio.wait(set(self._jobs), timeout=grace)
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        stuck = await self._stop_jobs()
         await self._claimer.close()
         await self._recorder.close()
         be = self._be
         try:
             # Every handler has stopped and every finish is recorded: whatever still runs
-            # under this runner in SQL is unfinished. Put it back, attempt not used up.
-            released = await be.store.release_owner(be.queue_name, self.id, self.clock())
+            # under this runner in SQL is unfinished. Put it back, attempt not used up
+            # (but not a job whose handler ignored its cancellation: it may still run;
+            # its lease runs out once this process is gone, and the reclaimer decides).
+            released = await be.store.release_owner(
+                be.queue_name, self.id, self.clock(), keep=stuck
+            )
             self.stats.released += released
             if released:
                 log.info("put back %d unfinished job(s)", released)
@@ -299,6 +311,35 @@ class Runner:
                 await hook(self.state)
         finally:
             log.info("runner %s stopped: %s", self.id, self.stats)
+
+    async def _stop_jobs(self) -> list[str]:
+        """Give the job tasks the grace period, then cancel the rest and wait for their
+        cancellation. Claims in flight at the stop signal still spawn job tasks (which do
+        not start their handlers, see ``_may_start``): every task is waited for, not a
+        snapshot. Returns the ids of jobs whose handler ignored its cancellation."""
+        loop = asyncio.get_running_loop()
+        if self._jobs:
+            grace = self.config.shutdown_grace
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(self._jobs))
+        deadline = loop.time() + self.config.shutdown_grace
+        while self._jobs and loop.time() < deadline:
+            await asyncio.wait(set(self._jobs), timeout=deadline - loop.time())
+        cancel_by = loop.time() + ABANDON_AFTER
+        while self._jobs and loop.time() < cancel_by:
+            for t in self._jobs:
+                t.cancel()
+            await asyncio.wait(set(self._jobs), timeout=cancel_by - loop.time())
+        if not self._jobs:
+            return []
+        stuck = [job_id for job_id, (_, t) in self._running.items() if t in self._jobs]
+        log.error(
+            "%d job task(s) ignored their cancellation for %.1fs (jobs %s): not put back; "
+            "their leases run out and the reclaimer decides",
+            len(self._jobs),
+            ABANDON_AFTER,
+            ", ".join(stuck) or "-",
+        )
+        return stuck
 
     # -- fetch & claim -------------------------------------------------------------------
 
@@ -518,22 +559,32 @@ class Runner:
         try:
             try:
                 limit = self._task_limit(task_def.config.concurrency if task_def else None, msg)
+                outcome: Outcome | None = None
                 if limit is None:
                     async with self._handler_gate:
-                        outcome = await execute(self.queue, ctx, msg, self.clock)
+                        if self._may_start(claimed):
+                            outcome = await execute(self.queue, ctx, msg, self.clock)
                 else:
                     async with limit, self._handler_gate:
-                        outcome = await execute(self.queue, ctx, msg, self.clock)
+                        if self._may_start(claimed):
+                            outcome = await execute(self.queue, ctx, msg, self.clock)
+                if outcome is None:
+                    await self._give_back(claimed)
+                    return
             except asyncio.CancelledError:
                 if (msg.id, token) in self._revoked and not self._stopping:
-                    # We cancelled it ourselves: the job is someone else's now. Forget
-                    # our delivery of it.
+                    # We cancelled it ourselves (lease revoked, or the local deadline
+                    # passed): the job is someone else's now, or the reclaimer's once
+                    # the lease runs out. Forget our delivery of it; but if its claim
+                    # never became durable, SQL may still hold the job as ``todo`` with
+                    # no one to send it again: then the message goes back too.
                     current.uncancel()
                     self._revoked.discard((msg.id, token))
                     self._forget(msg.id, token)
-                    assert self._be is not None
-                    with contextlib.suppress(BackendError):
-                        await self._be.broker.settle(self.id, [msg.raw])
+                    back = False
+                    if claimed.commit is not None and self._claimer is not None:
+                        back = await self._claimer.confirmed(claimed) == "unknown"
+                    await self._settle_retrying(msg.raw, back=back)
                     return
                 raise
             crash_point("after_handler")
@@ -551,11 +602,76 @@ class Runner:
             # outcome is recorded (the lease is renewed until then; shutdown flushes it).
             slot.release()
             assert self._recorder is not None
-            assert self._claimer is not None
-            await self._claimer.confirmed(claimed)
+            if await self._unconfirmed(claimed):
+                return
             await self._recorder.record(msg, token, outcome)
         finally:
             self._forget(msg.id, token)
+
+    def _may_start(self, claimed: Claimed) -> bool:
+        """A handler starts only while the runner is not stopping and its lease surely
+        holds: before the local deadline, counted from the later of the last renewal
+        SQL acknowledged and the claim itself (a runner frozen past its lease, e.g. by
+        SIGSTOP, wakes with claimed jobs that may have been reclaimed and run elsewhere)."""
+        if self._stop.is_set():
+            return False
+        cfg = self.config
+        since = max(self._last_ack, claimed.sent_at)
+        return time.monotonic() <= local_deadline(since, cfg.lease, cfg.margin)
+
+    async def _give_back(self, claimed: Claimed) -> None:
+        """A claimed job that must not start here. When stopping, the shutdown puts it
+        back with the others (once every job task has ended). Past the local deadline:
+        release its claim in SQL by token (attempt not used up) and return its message
+        to the ready list; if the release does not reach SQL, the message's claim fails
+        against the running row and the reclaimer sends a fresh copy when the lease ends."""
+        if self._stop.is_set():
+            return
+        assert self._be is not None
+        msg, be = claimed.msg, self._be
+        log.warning(
+            "job %s was claimed but not started before the local deadline (the runner was "
+            "paused or SQL unreachable): giving it back",
+            msg.id,
+        )
+        self._forget(msg.id, claimed.token)
+        with contextlib.suppress(BackendError):
+            if claimed.commit is not None:
+                await asyncio.shield(claimed.commit)
+        with contextlib.suppress(BackendError):
+            await claims.release_claims(be.store, [(msg.id, claimed.token)], self.clock())
+        self.stats.released += 1
+        await self._settle_retrying(msg.raw, back=True)
+
+    async def _unconfirmed(self, claimed: Claimed) -> bool:
+        """After the handler ran: True when its claim did not become durable here, so no
+        outcome may be recorded. Claimed elsewhere: drop this delivery. Unknown (SQL out
+        of reach until the local deadline): put the message back on the ready list; if
+        SQL does hold the claim, that copy loses its claim and the reclaimer takes over."""
+        assert self._claimer is not None
+        verdict = await self._claimer.confirmed(claimed)
+        if verdict == "durable":
+            return False
+        self.stats.claims_lost += 1
+        await self._settle_retrying(claimed.msg.raw, back=verdict == "unknown")
+        return True
+
+    async def _settle_retrying(self, raw: bytes, *, back: bool) -> None:
+        """Remove one delivery from this runner's working list and, if ``back``, send the
+        message again (through the delayed set, due now: the promoter puts it on the
+        ready list of its priority). Retried while Redis is out of reach: a message left
+        in the working list would wait for this runner's exit."""
+        assert self._be is not None
+        delayed = [(self.clock() // 1000, raw)] if back else []
+        delay = 0.05
+        for _ in range(10):
+            try:
+                await self._be.broker.settle(self.id, [raw], delayed=delayed)
+                return
+            except BackendError as exc:
+                log.warning("settling in Redis failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _after_hooks(self, ctx: JobContext, outcome: Outcome) -> None:
         if outcome.status is None:
@@ -589,8 +705,11 @@ class Runner:
                 raise CommitError(f"cannot commit a job as {status.value!r}")
             await self._after_hooks(ctx, outcome)
             assert self._recorder is not None
-            assert self._claimer is not None
-            await self._claimer.confirmed(claimed)
+            if await self._unconfirmed(claimed):
+                raise CommitError(
+                    f"commit of job {msg.id} rejected: its claim was never committed here "
+                    "(another runner owns the job now, or SQL was out of reach)"
+                )
             if not await self._recorder.record(msg, token, outcome):
                 raise CommitError(
                     f"commit of job {msg.id} rejected: its lease token was revoked (another "

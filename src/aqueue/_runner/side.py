@@ -13,7 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .._decisions import paused_for, reclaim_hold
 from .._errors import BackendError
+from .._store.marker import LINGER as MARK_LINGER
 from .._store.recovery import purge_finished
 from .config import RunnerConfig
 from .recovery import reclaim_pass, resync_all, sweep_pass
@@ -31,9 +33,16 @@ async def heartbeat_loop(r: Runner) -> None:
     only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
     assert r._be is not None
     be, cfg = r._be, r.config
+    wait = cfg.heartbeat
     while not r._stopping:
-        await asyncio.sleep(cfg.heartbeat)
-        await _beat(r, be, cfg)
+        await asyncio.sleep(wait)
+        # A renewal that failed is tried again soon, not a whole period later: one
+        # missed beat would otherwise leave a single try before the local deadline, and
+        # a database back after a fraction of a second would still cost every lease.
+        ok = await _beat(r, be, cfg)
+        wait = (
+            cfg.heartbeat if ok else min(cfg.heartbeat, 0.1 if wait >= cfg.heartbeat else wait * 2)
+        )
         if r._local_deadline_passed() and r._running:
             log.error(
                 "no lease renewal acknowledged within the lease: cancelling %d running "
@@ -45,7 +54,8 @@ async def heartbeat_loop(r: Runner) -> None:
                 task.cancel()
 
 
-async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> None:
+async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> bool:
+    """One renewal; False when SQL did not acknowledge it."""
     sent = time.monotonic()
     with contextlib.suppress(BackendError):
         await r._measure_clock()
@@ -56,12 +66,15 @@ async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> None:
         r._last_ack = sent
     except (BackendError, TimeoutError) as exc:
         log.warning("lease renewal in SQL failed: %r", exc)
-        return
+        return False
+    recording = r._recorder.recording if r._recorder is not None else set()
+    confirming = r._claimer.confirming if r._claimer is not None else set()
     for job_id in lost:
         entry = r._running.get(job_id)
-        recording = r._recorder.recording if r._recorder is not None else set()
         if entry is not None and (job_id, entry[0]) in recording:
             continue  # its outcome is being recorded right now: nothing to cancel
+        if entry is not None and (job_id, entry[0]) in confirming:
+            continue  # its claim's commit failed and is being taken again
         if entry is not None and entry[0] == dict(items).get(job_id):
             log.warning("lease of job %s was revoked: cancelling its handler", job_id)
             r._revoked.add((job_id, entry[0]))
@@ -73,19 +86,35 @@ async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> None:
             epoch = await be.broker.epoch()
     except (BackendError, TimeoutError) as exc:
         log.warning("Redis heartbeat failed: %r", exc)
-        return
+        return True
     if epoch != r._epoch:
         log.warning("Redis lost its data (epoch changed): resyncing from SQL")
         r._epoch = epoch
         n = await resync_all(be, r.clock, cfg)
         log.warning("resync re-dispatched %d job(s)", n)
+    return True
+
+
+async def _sleep_measured(seconds: float) -> float:
+    """Sleep; return how long the process was paused meanwhile (see ``paused_for``)."""
+    mono, wall = time.monotonic(), time.time()
+    await asyncio.sleep(seconds)
+    return paused_for(asked=seconds, slept=time.monotonic() - mono, wall_slept=time.time() - wall)
 
 
 async def reclaim_loop(r: Runner) -> None:
     assert r._be is not None
     be, cfg = r._be, r.config
     while not r._stopping:
-        await asyncio.sleep(cfg.reclaim_period)
+        paused = await _sleep_measured(cfg.reclaim_period)
+        while hold := reclaim_hold(paused=paused, heartbeat=cfg.heartbeat):
+            log.warning(
+                "reclaimer: this runner was paused for %.1fs; waiting %.1fs so that live "
+                "runners renew their leases before any is taken as expired",
+                paused,
+                hold,
+            )
+            paused = await _sleep_measured(hold)
         try:
             await reclaim_pass(be, r.clock, cfg, r.id)
         except BackendError as exc:
@@ -95,6 +124,17 @@ async def reclaim_loop(r: Runner) -> None:
 async def sweep_loop(r: Runner) -> None:
     assert r._be is not None
     be, cfg = r._be, r.config
+    # Startup recovery looks again once the producers' dispatch marks have landed and
+    # once the grace has passed: jobs enqueued just before Redis lost its data are not
+    # yet marked (or not yet past the grace) at the first look, and would otherwise wait
+    # a whole sweep period.
+    start = time.monotonic()
+    for at in sorted({MARK_LINGER + 0.5, r.startup_grace + 0.25}):
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        try:
+            await r._startup_recovery()
+        except BackendError as exc:
+            log.warning("startup recovery check failed: %s", exc)
     while not r._stopping:
         await asyncio.sleep(cfg.sweep_period)
         try:

@@ -101,6 +101,30 @@ async def claim(store: Store, c: Claim, *, again: bool = False) -> set[str]:
     return {r[0] for r in rows}
 
 
+async def claim_again(store: Store, c: Claim) -> tuple[set[str], set[str]]:
+    """Take a claim again whose commit failed (rolled back, or its outcome unknown), under
+    the same token: returns ``(held, retaken)``, the ids whose first claim had committed
+    after all (SQL holds them under this token) and the ids claimed now. An id in neither
+    was claimed elsewhere meanwhile (or can no longer run)."""
+    if not c.items:
+        return set(), set()
+    ids = sorted({i for i, _, _ in c.items})
+    rows = await store._run(
+        "reading claimed jobs",
+        lambda: store._fetch(
+            f"SELECT id FROM {store._t} WHERE id IN ({store._in(len(ids))}) "
+            f"AND lease_token = {store._ph} AND status = 'running'",
+            [*ids, c.token],
+        ),
+    )
+    held = {r[0] for r in rows}
+    rest = [item for item in c.items if item[0] not in held]
+    if not rest:
+        return held, set()
+    retaken = await claim(store, Claim(rest, c.owner, c.token, c.leased_until, c.now), again=True)
+    return held, retaken
+
+
 async def claim_open(store: Store, c: Claim) -> tuple[set[str], Commit | None]:
     """:func:`claim` with its commit left to the caller: returns the ids won and the
     commit to await before anything is recorded for them (None: nothing to commit). On
@@ -161,3 +185,22 @@ async def claim_states(store: Store, ids: Sequence[str]) -> dict[str, ClaimState
         ),
     )
     return {r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4]), int(r[5])) for r in rows}
+
+
+async def release_claims(store: Store, items: Sequence[tuple[str, str]], now: int) -> int:
+    """Give back claimed jobs that did not start, by ``(id, token)``: ``todo`` again,
+    attempt not used up, no stall counted. A claim revoked meanwhile is left alone."""
+    if not items:
+        return 0
+    p = store._ph
+    params: list[Any] = [now]
+    ids = sorted(i for i, _ in items)
+    params.extend(ids)
+    where = f"id IN ({store._in(len(ids))}) AND status = 'running' AND "
+    where += store._tokens_match(sorted(items), params)
+    sql = (
+        f"UPDATE {store._t} SET status = 'todo', attempts = attempts - 1, "
+        f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
+        f"WHERE {where}"
+    )
+    return await store._run("releasing claims", lambda: store._exec(sql, params))

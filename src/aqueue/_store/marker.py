@@ -36,9 +36,13 @@ from .store import Store
 
 log = logging.getLogger("aqueue.marker")
 
+LINGER = 1.0
+"""Seconds a producer's marks wait to be written together (the longest a pushed job may
+sit in Redis with no mark in SQL while its producer lives)."""
+
 
 class DispatchMarker:
-    def __init__(self, store: Store, *, linger: float = 1.0) -> None:
+    def __init__(self, store: Store, *, linger: float = LINGER) -> None:
         self._store = store
         self._linger = linger
         # (job id, updated_at of its write, epoch of its push), and runs of batch ids

@@ -532,17 +532,23 @@ class Store:
         )
         return {r[0] for r in rows}
 
-    async def release_owner(self, queue: str, owner: str, now: int) -> int:
+    async def release_owner(
+        self, queue: str, owner: str, now: int, *, keep: Sequence[str] = ()
+    ) -> int:
         """Put back every job of ``queue`` still ``running`` under ``owner`` (graceful
         shutdown, once the owner's handlers have all stopped): ``todo``, attempt not used
-        up. A runner serves one queue; naming it reads that queue's running jobs only."""
+        up. A runner serves one queue; naming it reads that queue's running jobs only.
+        ``keep``: jobs left running (a handler that ignored its cancellation)."""
         p = self._ph
+        params: list[Any] = [now, queue, owner, *keep]
         sql = (
             f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
             f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
             f"WHERE queue = {p} AND status = 'running' AND lease_owner = {p}"
         )
-        return await self._run("releasing jobs", lambda: self._exec(sql, (now, queue, owner)))
+        if keep:
+            sql += f" AND id NOT IN ({self._in(len(keep))})"
+        return await self._run("releasing jobs", lambda: self._exec(sql, params))
 
     async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:
         """Extend the leases of these (id, token) claims in one statement; return the ids

@@ -1,0 +1,147 @@
+"""Runners interrupted in process, where the order of events is deterministic: an event
+loop stopped past its lease (claimed jobs are given back, not started), a stop while a
+claim is in flight (its job does not start), and a runner started right after Redis lost
+fresh jobs (it finds them within seconds).
+
+A handler that blocks the loop with ``time.sleep`` stops every runner of the process at
+once, as SIGSTOP or a suspended machine does (the monotonic clock runs on meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from aqueue import JobStatus, Runner, RunnerConfig
+
+from ..chaos.harness import wait_for
+from ..conftest import REDIS_URL, QueueFactory
+from .sqlproxy import CLAIM, FaultProxy, fault_proxy
+
+MYSQL_ONLY = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+
+proxy = pytest.fixture(fault_proxy)
+
+
+@MYSQL_ONLY
+@pytest.mark.timeout(60)
+async def test_claimed_job_is_given_back_not_started_after_a_pause_past_the_deadline(
+    make_queue: QueueFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = make_queue()
+    started: list[tuple[str, float]] = []
+    unblocked: list[float] = []
+
+    @queue.task
+    async def freeze(seconds: float) -> None:
+        started.append(("freeze", time.monotonic()))
+        time.sleep(seconds)  # stops the whole event loop: the runner is paused
+        unblocked.append(time.monotonic())
+
+    @queue.task
+    async def quick() -> None:
+        started.append(("quick", time.monotonic()))
+
+    # one slot and one prefetched job: ``quick`` is claimed and waits while ``freeze`` runs
+    cfg = RunnerConfig(concurrency=1, prefetch=1, lease=1.5, heartbeat=0.5, handle_signals=False)
+    first = await freeze.enqueue(2.5)
+    second = await quick.enqueue()
+    runner = Runner(queue, cfg)
+    with caplog.at_level(logging.INFO, logger="aqueue"):
+        task = asyncio.ensure_future(runner.run())
+
+        async def both_done() -> bool:
+            return await second.status() is JobStatus.DONE and await first.status() in (
+                JobStatus.DONE,
+                JobStatus.TODO,
+                JobStatus.RUNNING,
+            )
+
+        await wait_for(both_done, 30, "the quick job done")
+        runner.stop()
+        await asyncio.wait_for(task, 20)
+    assert unblocked, started
+    quick_starts = [t for name, t in started if name == "quick"]
+    assert len(quick_starts) == 1, (started, caplog.text[-3000:])
+    # it was not started on the claim made before the pause: given back and claimed anew
+    assert "giving it back" in caplog.text, caplog.text[-3000:]
+    info = await second.info()
+    assert info.attempts == 1 and info.stalls == 0, info
+
+
+@MYSQL_ONLY
+@pytest.mark.timeout(60)
+async def test_runner_started_right_after_redis_lost_fresh_jobs_runs_them_within_5s(
+    make_queue: QueueFactory,
+) -> None:
+    """1,000 jobs enqueued by a producer that stays up, their Redis data lost at once, a
+    runner started right away with the default sweep settings: the producer's dispatch
+    marks land after the runner's first look; it looks again and runs them all in 5 s."""
+    producer = make_queue()
+
+    @producer.task
+    async def noop(n: int) -> int:
+        return n
+
+    await producer.enqueue_many([(noop, (i,), {}) for i in range(1000)])
+    be = await producer._backend()
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{be.broker.keys.tag}*")]
+        assert keys
+        await r.delete(*keys)  # this queue's share of a FLUSHDB, epoch included
+    finally:
+        await r.aclose()
+    consumer = make_queue()
+    consumer.task(noop.fn)
+    runner = Runner(consumer, RunnerConfig(concurrency=50, handle_signals=False))
+    t0 = time.monotonic()
+    task = asyncio.ensure_future(runner.run())
+
+    async def all_done() -> bool:
+        return (await consumer.counts()).get(JobStatus.DONE, 0) == 1000
+
+    await wait_for(all_done, 30, "1,000 jobs done")
+    elapsed = time.monotonic() - t0
+    runner.stop()
+    await asyncio.wait_for(task, 20)
+    print(f"runner start -> 1,000 jobs done: {elapsed:.2f}s")
+    assert elapsed <= 5.0
+
+
+@MYSQL_ONLY
+@pytest.mark.timeout(60)
+async def test_stop_during_a_claim_in_flight_starts_no_handler_and_puts_the_job_back(
+    make_queue: QueueFactory, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner is told to stop while a claim statement is on its way to SQL: once the
+    claim returns, its job must not start (the stop came first); it is put back once
+    (``todo``, no attempt used), and the runner exits having left nothing running."""
+    queue = make_queue(database_url=proxy.url())
+    started: list[float] = []
+
+    @queue.task
+    async def work() -> None:
+        started.append(time.monotonic())
+        await asyncio.sleep(5)
+
+    await queue.connect()
+    runner = Runner(queue, RunnerConfig(concurrency=5, shutdown_grace=0.2, handle_signals=False))
+    proxy.arm(CLAIM, "stall")
+    task = asyncio.ensure_future(runner.run())
+    await asyncio.wait_for(runner.started.wait(), 20)
+    job = await work.enqueue()
+    await asyncio.wait_for(proxy.hit.wait(), 10)  # its claim is in flight
+    with caplog.at_level(logging.INFO, logger="aqueue"):
+        runner.stop()
+        stopped_at = time.monotonic()
+        proxy.release.set()
+        await asyncio.wait_for(task, 20)
+    assert not started, f"a handler started {started[0] - stopped_at:.3f}s after the stop"
+    info = await job.info()
+    assert info.status is JobStatus.TODO and info.attempts == 0, info
+    assert info.lease_owner is None, info
