@@ -75,11 +75,29 @@ def encode_payload(
 
 
 def encode_error(exc: BaseException) -> str:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return dumps(
-        {"type": type(exc).__qualname__, "message": str(exc), "traceback": tb[-8000:]},
-        "error",
+    """The stored form of a failure. Never raises: the exception is the handler's, and
+    its ``__str__`` (or anything the traceback module reads) may itself raise; a failure
+    that cannot be recorded would leave its job ``running``."""
+    kind = _safe_text(lambda: type(exc).__qualname__, "<unknown type>")
+    message = _safe_text(lambda: str(exc), "<exception str() failed>")
+    tb = _safe_text(
+        lambda: "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        f"{kind}: {message}\n<traceback could not be rendered>\n",
     )
+    return dumps({"type": kind, "message": message, "traceback": tb[-8000:]}, "error")
+
+
+def _safe_text(render: Callable[[], Any], placeholder: str) -> str:
+    """``render()`` as a plain ``str`` that UTF-8 (hence SQL) can store: a lone surrogate
+    becomes an escape; any failure, the placeholder (as the traceback module does)."""
+    try:
+        text = render()
+        if not isinstance(text, str):
+            return placeholder
+        text = str.__str__(text)  # a str subclass's methods are the handler's code
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    except Exception:
+        return placeholder
 
 
 def encode_reason(type_name: str, message: str) -> str:

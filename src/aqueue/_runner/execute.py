@@ -86,15 +86,42 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
         except SerializationError as e:
             return _failure(task.config, msg, e, now(), retryable=False)
         return Outcome(JobStatus.DONE, result=result)
-    except asyncio.CancelledError:
-        raise
     except Retry as e:
         return _failure(task.config, msg, e, now(), retryable=True, delay=e.delay)
-    except Exception as e:
+    except BaseException as e:
+        if isinstance(e, asyncio.CancelledError) and cancelled_by_aqueue():
+            raise
+        # Anything else fails this attempt like any exception, under the task's retry
+        # policy: SystemExit, KeyboardInterrupt, GeneratorExit, and a CancelledError the
+        # handler raised itself (nothing cancelled this task). A handler, hook or
+        # middleware raising SystemExit must not stop the runner, which would die with
+        # the job claimed and no attempt counted; every runner taking it next would too.
         retryable = not isinstance(e, task.config.no_retry)
         return _failure(task.config, msg, e, now(), retryable=retryable)
     finally:
         _current.reset(token)
+
+
+def cancelled_by_aqueue() -> bool:
+    """Whether a ``CancelledError`` seen now comes from a cancellation of this task (by
+    the runner: lease revoked, local deadline passed, shutdown), as opposed to one the
+    handler raised on its own."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+async def run_after_hooks(queue: Queue, ctx: JobContext, outcome: Outcome) -> None:
+    """The ``after_job`` hooks: each one's failure, whatever its type (``SystemExit``
+    included), is logged and contained; only a cancellation of this task goes on."""
+    if outcome.status is None:
+        return
+    for hook in queue.after_hooks:
+        try:
+            await hook(ctx, outcome.status, outcome.exc)
+        except BaseException as e:  # SystemExit included: a hook must not stop the runner
+            if isinstance(e, asyncio.CancelledError) and cancelled_by_aqueue():
+                raise
+            log.exception("after_job hook failed for job %s", ctx.job_id)
 
 
 ABANDON_AFTER = 1.0
@@ -107,14 +134,17 @@ async def _with_timeout(call: Call, timeout: float, name: str) -> Any:
     """Run the handler in its own task so the time limit holds even when the handler
     swallows its cancellation: after ``ABANDON_AFTER`` more seconds it is left behind
     (logged) and the slot is freed."""
-    inner = asyncio.ensure_future(call())
+    inner = asyncio.ensure_future(_contained(call))
     try:
         done, _ = await asyncio.wait({inner}, timeout=timeout)
     except asyncio.CancelledError:
         inner.cancel()
         raise
     if done:
-        return inner.result()
+        try:
+            return inner.result()
+        except _Escaped as e:
+            raise e.exc from None
     inner.cancel()
     done, _ = await asyncio.wait({inner}, timeout=ABANDON_AFTER)
     if not done:
@@ -129,6 +159,23 @@ async def _with_timeout(call: Call, timeout: float, name: str) -> Any:
     elif not inner.cancelled() and inner.exception() is None:
         return inner.result()  # it finished right at the deadline
     raise TimeoutError(f"task {name} timed out after {timeout}s")
+
+
+class _Escaped(Exception):
+    """Carries a ``SystemExit`` or ``KeyboardInterrupt`` out of the handler's own task:
+    raised in a task, asyncio hands those to the event loop (which then stops), not to
+    the task's awaiter."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(type(exc).__name__)
+        self.exc = exc
+
+
+async def _contained(call: Call) -> Any:
+    try:
+        return await call()
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise _Escaped(e) from None
 
 
 def _failure(
