@@ -45,6 +45,7 @@ from ._serde import dumps, encode_payload, encode_reason
 from ._store import recovery
 from ._store.batcher import Batcher
 from ._store.marker import DispatchMarker
+from ._store.size import waiting_jobs
 from ._store.store import Finish, Store
 from ._task import Task, make_config
 
@@ -127,6 +128,7 @@ class Queue:
         if max_size is not None and (not isinstance(max_size, int) or max_size < 1):
             raise ConfigurationError("max_size must be an int >= 1 (or None)")
         self.max_size = max_size
+        # max_size: (when counted, jobs waiting then plus those this producer added since)
         self._size_seen: tuple[float, int] = (0.0, 0)
         self._exec_allowed: frozenset[str] = frozenset()
         self.schedules: dict[str, Schedule] = {}
@@ -479,22 +481,25 @@ class Queue:
         return jobs
 
     async def _check_size(self, be: _Backend, adding: int) -> None:
-        """persistent-queue's QueueMaxSize. Approximate: the size is the Redis backlog
-        (ready + delayed), read at most every 0.2 s, so concurrent producers can overshoot
-        by what they enqueue within that window."""
-        if self.max_size is None:
+        """persistent-queue's QueueMaxSize, over the jobs that can still run (``todo``,
+        due or delayed) as SQL counts them: never refused, cancelled or finished jobs.
+        A count is reused for 0.2 s, plus what this producer enqueued since (so
+        concurrent producers can overshoot by what they enqueue within that window); a
+        refusal is always made on a new count, as jobs may have run or been cancelled
+        since (a bounded one: see ``waiting_jobs``)."""
+        limit = self.max_size
+        if limit is None:
             return
-        seen_at, size = self._size_seen
-        now = time.monotonic()
-        if now - seen_at > 0.2:
-            ready, delayed = await be.broker.lengths()
-            size = ready + delayed
-        size += adding
-        self._size_seen = (seen_at if now - seen_at <= 0.2 else now, size)
-        if size > self.max_size:
-            raise QueueFullError(
-                f"queue {self.name!r} is full ({size - adding} waiting, max_size={self.max_size})"
-            )
+        counted_at, size = self._size_seen
+        if time.monotonic() - counted_at > 0.2 or size + adding > limit:
+            size = await waiting_jobs(be.store, self.name, limit + 1)
+            counted_at = time.monotonic()
+        if size + adding > limit:
+            self._size_seen = (counted_at, size)
+            shown = str(size) if size <= limit else f"over {limit}"
+            raise QueueFullError(f"queue {self.name!r} is full ({shown} waiting, max_size={limit})")
+        # counted before it is stored: concurrent enqueues of this producer see it
+        self._size_seen = (counted_at, size + adding)
 
     async def _flush_inserts(
         self, store: Store, broker: Broker, marker: DispatchMarker, jobs: Sequence[NewJob]
