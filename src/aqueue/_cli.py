@@ -86,20 +86,34 @@ def _admin(queue: Queue, fn: Callable[[Queue], Awaitable[T]]) -> T:
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def _duration_or_forever(_ctx: click.Context, _param: click.Parameter, value: str) -> float | None:
-    """A duration in seconds (``3600``, ``30m``, ``12h``, ``7d``) or ``forever``."""
+def _seconds(value: str, *, forever: bool) -> float | None:
+    """A duration in seconds (``3600``, ``30m``, ``12h``, ``7d``), or None for
+    ``forever`` where that is allowed."""
     text = value.strip().lower()
-    if text in ("forever", "never", "none"):
+    if forever and text in ("forever", "never", "none"):
         return None
     scale = _UNITS.get(text[-1:])
     try:
         seconds = float(text[:-1] if scale else text) * (scale or 1.0)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not a duration (e.g. 3600, 30m, 12h, 7d) or 'forever'"
+            f"{value!r} is not a duration (e.g. 3600, 30m, 12h, 7d)"
+            + (" or 'forever'" if forever else "")
         ) from None
     if not 0 <= seconds < float("inf"):  # also NaN
         raise click.BadParameter(f"{value!r}: a duration must be finite and >= 0")
+    return seconds
+
+
+def _duration_or_forever(_ctx: click.Context, _param: click.Parameter, value: str) -> float | None:
+    """A duration in seconds (``3600``, ``30m``, ``12h``, ``7d``) or ``forever``."""
+    return _seconds(value, forever=True)
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    """A finite duration in seconds (``3600``, ``30m``, ``12h``, ``7d``)."""
+    seconds = _seconds(value, forever=False)
+    assert seconds is not None  # forever=False never gives None
     return seconds
 
 
@@ -124,8 +138,23 @@ def cli() -> None:
 @click.option("--heartbeat", type=float, default=None, help="Renewal period (default lease/3).")
 @click.option("--grace", type=float, default=10.0, show_default=True, help="Shutdown grace.")
 @click.option("--reclaim-period", type=float, default=5.0, show_default=True)
+@click.option(
+    "--reclaim-limit",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Most expired leases handled per reclaim pass.",
+)
 @click.option("--sweep-period", type=float, default=60.0, show_default=True)
 @click.option("--sweep-grace", type=float, default=30.0, show_default=True)
+@click.option(
+    "--lookback",
+    default="7d",
+    callback=_duration,
+    show_default=True,
+    help="At startup, re-dispatch unfinished jobs created within this window (seconds, "
+    "or 30m/12h/7d); older ones are left to the sweeper.",
+)
 @click.option("--max-stalls", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(
     "--zombie-destination",
@@ -166,8 +195,10 @@ def run(
     heartbeat: float | None,
     grace: float,
     reclaim_period: float,
+    reclaim_limit: int,
     sweep_period: float,
     sweep_grace: float,
+    lookback: float,
     max_stalls: int,
     zombie_destination: str,
     watchdog: float,
@@ -186,8 +217,10 @@ def run(
             heartbeat=heartbeat if heartbeat is not None else lease / 3,
             shutdown_grace=grace,
             reclaim_period=reclaim_period,
+            reclaim_limit=reclaim_limit,
             sweep_period=sweep_period,
             sweep_grace=sweep_grace,
+            lookback=lookback,
             max_stalls=max_stalls,
             zombie_destination=zombie_destination,  # type: ignore[arg-type]
             watchdog=watchdog or None,

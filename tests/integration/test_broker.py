@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -67,3 +69,53 @@ async def test_a_push_reports_the_epoch_of_the_dataset_it_went_into(broker: Brok
     await broker.redis.delete(broker.keys.epoch, broker.keys.ready)  # data lost
     second = await broker.dispatch([], [(5, "x")])
     assert second != first and second == await broker.epoch()
+
+
+async def test_an_expired_holder_cannot_release_the_next_holders_lock(broker: Broker) -> None:
+    key = broker.keys.lock_reclaim
+    token_a = await broker.acquire_lock(key, ttl_ms=50)
+    assert token_a is not None
+    assert await broker.acquire_lock(key, ttl_ms=50) is None  # held: nobody else gets it
+    # A's lock expires (wait on Redis itself, not a fixed sleep), then B takes it
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while await broker.redis.exists(key):
+        assert asyncio.get_running_loop().time() < deadline, "lock never expired"
+        await asyncio.sleep(0.01)
+    token_b = await broker.acquire_lock(key, ttl_ms=60_000)
+    assert token_b is not None and token_b != token_a
+    # A, late, releases what it thinks is its lock: B's stays in place
+    assert await broker.release_lock(key, token_a) is False
+    assert await broker.redis.get(key) == token_b.encode()
+    assert await broker.acquire_lock(key, ttl_ms=60_000) is None
+    # B's own release deletes it
+    assert await broker.release_lock(key, token_b) is True
+    assert await broker.redis.exists(key) == 0
+
+
+async def test_a_lock_that_changes_hands_during_the_release_is_kept(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worst timing for a read-then-delete release: A's lock expires and B takes it
+    # right after A's read. Any separate read of the key hands the lock over to B; an
+    # atomic compare-and-delete leaves no such moment.
+    key = broker.keys.lock_sweep
+    token_a = await broker.acquire_lock(key, ttl_ms=60_000)
+    assert token_a is not None
+    other = Broker(REDIS_URL, "unused", "q")
+    execute = broker.redis.execute_command
+    handed_over = []
+
+    async def handover_after_read(*args: Any, **kwargs: Any) -> Any:
+        res = await execute(*args, **kwargs)
+        if args[0] == "GET" and args[1] == key:
+            await other.redis.set(key, "token-of-b", px=60_000)
+            handed_over.append(True)
+        return res
+
+    monkeypatch.setattr(broker.redis, "execute_command", handover_after_read)
+    try:
+        await broker.release_lock(key, token_a)
+        # B's lock, if B got it during the release, is still there; else A's is gone
+        assert await other.redis.get(key) == (b"token-of-b" if handed_over else None)
+    finally:
+        await other.close()

@@ -7,7 +7,7 @@ import gc
 import pytest
 from click.testing import CliRunner
 
-from aqueue import ConfigurationError, RunnerConfig
+from aqueue import ConfigurationError, RunnerConfig, _cli
 from aqueue._cli import _duration_or_forever, cli
 from aqueue._runner import gctune
 
@@ -37,6 +37,10 @@ def test_keep_results_durations(text: str, seconds: float | None) -> None:
         (["--keep-results", "inf"], "must be finite and >= 0"),
         (["--prefetch", "-1"], "--prefetch"),
         (["--gc-threshold", "-1"], "--gc-threshold"),
+        (["--lookback", "forever"], "not a duration"),  # the window must be finite
+        (["--lookback", "-1h"], "must be finite and >= 0"),
+        (["--reclaim-limit", "0"], "--reclaim-limit"),
+        (["--reclaim-limit", "many"], "--reclaim-limit"),
     ],
 )
 def test_bad_runner_options_are_refused_before_anything_runs(args: list[str], message: str) -> None:
@@ -74,3 +78,36 @@ def test_gc_tuning_is_undone_by_the_last_runner_to_stop() -> None:
         gctune.restore()
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == frozen
+
+
+class _CapturingQueue:
+    """Stands in for the app's queue: records the RunnerConfig the CLI built."""
+
+    def __init__(self) -> None:
+        self.configs: list[RunnerConfig] = []
+
+    async def run(self, config: RunnerConfig) -> None:
+        self.configs.append(config)
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("args", "lookback", "reclaim_limit"),
+    [
+        ([], 7 * 86400.0, 1000),
+        (["--lookback", "90m", "--reclaim-limit", "25"], 5400.0, 25),
+        (["--lookback", "0", "--reclaim-limit", "1"], 0.0, 1),
+    ],
+)
+def test_lookback_and_reclaim_limit_reach_the_runner_config(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], lookback: float, reclaim_limit: int
+) -> None:
+    queue = _CapturingQueue()
+    monkeypatch.setattr(_cli, "load_queue", lambda _path: queue)
+    monkeypatch.setattr(_cli, "_setup_logging", lambda _level: None)
+    result = CliRunner().invoke(cli, ["run", "app:queue", *args])
+    assert result.exit_code == 0, result.output
+    [config] = queue.configs
+    assert (config.lookback, config.reclaim_limit) == (lookback, reclaim_limit)

@@ -103,6 +103,7 @@ class Broker:
         self._settle: AsyncScript = self.redis.register_script(_lua("settle"))
         self._requeue_all: AsyncScript = self.redis.register_script(_lua("requeue_all"))
         self._push: AsyncScript = self.redis.register_script(_lua("push"))
+        self._release_lock: AsyncScript = self.redis.register_script(_lua("release_lock"))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -365,11 +366,11 @@ class Broker:
             ok = await self.redis.set(key, token, nx=True, px=ttl_ms)
         return token if ok else None
 
-    async def release_lock(self, key: str, token: str) -> None:
+    async def release_lock(self, key: str, token: str) -> bool:
+        """Delete the lock if it still holds ``token`` (one atomic script): a holder
+        whose lock expired never deletes the next holder's. True when it was ours."""
         async with map_exceptions("unlock"):
-            cur = await self.redis.get(key)
-            if cur is not None and _text(cur) == token:
-                await self.redis.delete(key)
+            return bool(await self._release_lock(keys=[key], args=[token]))
 
     async def purge(self) -> None:
         """Delete the queue's keys, including every known runner's working list."""
