@@ -6,9 +6,11 @@ runners run, because its job id is derived from (queue, task, tick): the second 
 the same id is a no-op in SQL (a permanent key per task and tick while the job row exists,
 i.e. within ``keep_results``).
 
-Missed ticks (no runner was up): policy ``"latest"`` (default) enqueues only the most
-recent tick missed within ``catch_up`` seconds; ``"all"`` enqueues every missed tick in
-that window; ``"skip"`` enqueues none. Ticks are computed in UTC.
+Missed ticks (the schedule existed and no runner was up): policy ``"latest"`` (default)
+enqueues only the most recent tick missed within ``catch_up`` seconds; ``"all"`` enqueues
+every missed tick in that window; ``"skip"`` enqueues none. A schedule seen for the first
+time (by queue, task and timing, recorded in SQL) has missed nothing: it starts from now,
+not with its whole catch-up window at its first deploy. Ticks are computed in UTC.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ class Schedule:
     every: float | None = None
     missed: MissedPolicy = "latest"
     catch_up: float = 3600.0
+
+    def key(self, queue: str) -> str:
+        """The name its first-seen time is stored under: a change of timing (``cron`` or
+        ``every``) makes a new schedule, whose ticks were never due before."""
+        timing = self.cron if self.cron is not None else repr(self.every)
+        h = hashlib.sha1(f"{queue}\0{self.task}\0{timing}".encode()).hexdigest()[:40]
+        return f"schedule:{h}"
 
     def ticks(self, after_us: int, until_us: int) -> Iterator[int]:
         """Tick times (UNIX µs) in ``(after_us, until_us]``, ascending."""
@@ -79,12 +88,19 @@ def tick_job_id(queue: str, task: str, tick_us: int) -> str:
     return f"cron-{h}"
 
 
-def due(schedule: Schedule, last_us: int | None, now_us: int) -> list[int]:
-    """Pure: the ticks to enqueue now, given the last time this scheduler looked."""
+def due(
+    schedule: Schedule, last_us: int | None, now_us: int, first_seen_us: int | None = None
+) -> list[int]:
+    """Pure: the ticks to enqueue now, given the last time this scheduler looked and when
+    the schedule was first seen (by any runner; None: before the catch-up window)."""
     if last_us is None:  # first look since start: apply the missed-tick policy
         if schedule.missed == "skip":
             return []
-        window = list(schedule.ticks(now_us - int(schedule.catch_up * 1_000_000), now_us))
+        # Only ticks of the schedule's lifetime were missed: none for a new schedule.
+        start = now_us - int(schedule.catch_up * 1_000_000)
+        if first_seen_us is not None:
+            start = max(start, first_seen_us)
+        window = list(schedule.ticks(start, now_us))
         return window[-1:] if schedule.missed == "latest" else window
     return list(schedule.ticks(last_us, now_us))
 
@@ -93,12 +109,22 @@ async def run_scheduler(
     queue: Queue, clock: Callable[[], int], stopping: Callable[[], bool]
 ) -> None:
     from ._models import Options
+    from ._store.schedules import first_seen
 
     last: dict[str, int | None] = dict.fromkeys(queue.schedules)
+    seen: dict[str, int] = {}
     while not stopping():
         now = clock()
         for name, sched in queue.schedules.items():
-            for tick in due(sched, last[name], now):
+            if name not in seen:
+                try:
+                    be = await queue._backend()
+                    seen[name] = await first_seen(be.store, sched.key(queue.name), now)
+                except Exception as exc:
+                    # Without it, a new schedule would take its whole window as missed.
+                    log.warning("could not read schedule %s's state (%s); trying again", name, exc)
+                    continue
+            for tick in due(sched, last[name], now, seen[name]):
                 job_id = tick_job_id(queue.name, name, tick)
                 try:
                     await queue._enqueue(name, (), {}, Options(job_id=job_id))
