@@ -101,6 +101,8 @@ class Finding:
     earlier: str
     later: str
     overlap_ms: float = 0.0
+    after_thaw_ms: float = 0.0
+    """How long the earlier execution ran on after its runner was thawed."""
 
 
 @dataclass
@@ -329,7 +331,11 @@ def classify(run_dir: Path) -> Report:
                     )
                     break
                 if finding is None:
-                    finding = Finding(j, b.n, "inside", str(cause), a.describe(), b.describe(), ms)
+                    thawed = until - tl.thaw_slack_us
+                    finding = Finding(
+                        j, b.n, "inside", str(cause), a.describe(), b.describe(), ms,
+                        max(0.0, (end - thawed) / 1000),
+                    )  # fmt: skip
             if finding is None:
                 cause, _ = tl.cause(prev, b)
                 finding = Finding(
@@ -366,6 +372,7 @@ def classify(run_dir: Path) -> Report:
         recovery["ack_to_done_p99_s"] = round(lat[int(0.99 * (len(lat) - 1))], 3)
         recovery["ack_to_done_max_s"] = round(lat[-1], 3)
     recovery.update(settings.get("recovery", {}))
+    recovery["ran_after_thaw_max_ms"] = round(max((f.after_thaw_ms for f in findings), default=0))
     first_start_after: dict[str, float] = {}
     starts = sorted(e.start for es in by_job.values() for e in es)
     for f in faults:

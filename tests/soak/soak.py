@@ -147,6 +147,7 @@ class Soak:
             run_dir / "timeline.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
         )
         self.recovery: dict[str, Any] = {}
+        self.source = "unknown"
 
     # -- setup
 
@@ -415,6 +416,7 @@ class Soak:
     async def run(self) -> Report:
         cfg = self.cfg
         print(f"soak: seed {cfg.seed}, {cfg.duration:.0f} s, {cfg.jobs} jobs, dir {self.dir}")
+        self.source = source_revision()
         await asyncio.to_thread(self.start_servers)
         for _ in range(cfg.runners):
             self.spawn()
@@ -439,6 +441,7 @@ class Soak:
         await self.dump_sql()
         settings = asdict(cfg) | {
             "margin": cfg.margin,
+            "source": self.source,
             "queue": self.queue_name,
             "producer_rc": prod_rc,
             "producer_end_us": t_end,
@@ -449,6 +452,21 @@ class Soak:
         report = classify(self.dir)
         (self.dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
         return report
+
+
+def source_revision() -> str:
+    """The commit the runners run, and whether src/ differs from it (other work in the
+    tree): the figures belong to that code."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{' + uncommitted changes in src/' if dirty else ''}"
 
 
 def excerpts(run_dir: Path, report: Report, limit: int = 6) -> str:
@@ -477,6 +495,7 @@ async def amain(args: argparse.Namespace) -> int:
     finally:
         soak.cleanup()
     print(report.text())
+    print(f"source: {soak.source}")
     if not report.ok:
         print(excerpts(run_dir, report))
     if args.keep or not report.ok:
