@@ -134,11 +134,6 @@ async def test_a_base_exception_from_a_before_job_hook_or_a_middleware_fails_the
     assert await ok.result(timeout=1) == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Runner._after_hooks (runner.py) to delegate to execute.run_after_hooks, "
-    "which contains any BaseException; it catches only Exception",
-)
 async def test_a_base_exception_from_an_after_job_hook_does_not_stop_the_runner(
     make_queue: QueueFactory,
 ) -> None:

@@ -78,7 +78,7 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
             if timeout is None:
                 value = await chained()
             else:
-                value = await _with_timeout(chained, timeout, msg.task)
+                value = await _with_timeout(chained, timeout, msg.task, msg.id)
         if not task.config.auto_commit:
             return Outcome(None)
         try:
@@ -127,18 +127,35 @@ async def run_after_hooks(queue: Queue, ctx: JobContext, outcome: Outcome) -> No
 ABANDON_AFTER = 1.0
 """Seconds a timed-out handler gets to honour its cancellation before it is abandoned."""
 
-_abandoned: set[asyncio.Task[Any]] = set()
+_abandoned: dict[asyncio.Task[Any], str] = {}
+"""Handlers that ignored their cancellation and were left running: task -> job id."""
 
 
-async def _with_timeout(call: Call, timeout: float, name: str) -> Any:
+def abandoned_jobs() -> set[str]:
+    """Ids of jobs whose handler was abandoned and may still run."""
+    return set(_abandoned.values())
+
+
+def _abandon(inner: asyncio.Task[Any], job_id: str) -> None:
+    _abandoned[inner] = job_id
+    inner.add_done_callback(lambda t: _abandoned.pop(t, None))
+
+
+async def _with_timeout(call: Call, timeout: float, name: str, job_id: str) -> Any:
     """Run the handler in its own task so the time limit holds even when the handler
     swallows its cancellation: after ``ABANDON_AFTER`` more seconds it is left behind
-    (logged) and the slot is freed."""
+    (logged) and the slot is freed. Cancelled from outside (a shutdown, a revoked
+    lease), it waits for the handler's own cancellation as long, so that whoever
+    cancelled it knows the handler has stopped (or was abandoned) when it returns."""
     inner = asyncio.ensure_future(_contained(call))
     try:
         done, _ = await asyncio.wait({inner}, timeout=timeout)
     except asyncio.CancelledError:
         inner.cancel()
+        stopped, _ = await asyncio.wait({inner}, timeout=ABANDON_AFTER)
+        if not stopped:
+            log.error("task %s ignored its cancellation: abandoning it", name)
+            _abandon(inner, job_id)
         raise
     if done:
         try:
@@ -154,8 +171,7 @@ async def _with_timeout(call: Call, timeout: float, name: str) -> Any:
             name,
             timeout,
         )
-        _abandoned.add(inner)
-        inner.add_done_callback(_abandoned.discard)
+        _abandon(inner, job_id)
     elif not inner.cancelled() and inner.exception() is None:
         return inner.result()  # it finished right at the deadline
     raise TimeoutError(f"task {name} timed out after {timeout}s")

@@ -38,7 +38,7 @@ from . import gctune
 from . import side as side_tasks
 from .claim import Claimed, Claimer
 from .config import RunnerConfig
-from .execute import ABANDON_AFTER, Outcome, execute
+from .execute import ABANDON_AFTER, Outcome, abandoned_jobs, execute, run_after_hooks
 from .faults import crash_point
 from .finish import Recorder
 from .gate import Gate
@@ -324,20 +324,22 @@ class Runner:
         deadline = loop.time() + self.config.shutdown_grace
         while self._jobs and loop.time() < deadline:
             await asyncio.wait(set(self._jobs), timeout=deadline - loop.time())
-        cancel_by = loop.time() + ABANDON_AFTER
+        # A handler under a time limit waits ABANDON_AFTER for its own cancellation (and
+        # is abandoned after that): give it a little longer than that here.
+        cancel_by = loop.time() + ABANDON_AFTER + 0.5
         while self._jobs and loop.time() < cancel_by:
             for t in self._jobs:
                 t.cancel()
             await asyncio.wait(set(self._jobs), timeout=cancel_by - loop.time())
-        if not self._jobs:
-            return []
         stuck = [job_id for job_id, (_, t) in self._running.items() if t in self._jobs]
+        stuck += sorted(abandoned_jobs() - set(stuck))
+        if not stuck:
+            return []
         log.error(
-            "%d job task(s) ignored their cancellation for %.1fs (jobs %s): not put back; "
-            "their leases run out and the reclaimer decides",
-            len(self._jobs),
-            ABANDON_AFTER,
-            ", ".join(stuck) or "-",
+            "%d handler(s) ignored their cancellation (jobs %s): not put back; their "
+            "leases run out and the reclaimer decides",
+            len(stuck),
+            ", ".join(stuck),
         )
         return stuck
 
@@ -674,13 +676,7 @@ class Runner:
                 delay = min(delay * 2, 2.0)
 
     async def _after_hooks(self, ctx: JobContext, outcome: Outcome) -> None:
-        if outcome.status is None:
-            return
-        for hook in self.queue.after_hooks:
-            try:
-                await hook(ctx, outcome.status, outcome.exc)
-            except Exception:
-                log.exception("after_job hook failed for job %s", ctx.job_id)
+        await run_after_hooks(self.queue, ctx, outcome)
 
     def _make_committer(self, claimed: Claimed) -> Any:
         msg, token = claimed.msg, claimed.token
