@@ -401,7 +401,9 @@ def repush(
     lines = _admin(queue, go)
     for line in lines:
         click.echo(line)
-    if any(not line.endswith("repushed") for line in lines):
+    done = sum(line.endswith("  repushed") for line in lines)
+    click.echo(f"repushed {done} of {len(lines)} job(s)")
+    if done < len(lines):
         sys.exit(1)
 
 
