@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import event
 
 from aqueue._errors import StoreError
-from aqueue._store.conns import HeldPool
+from aqueue._store.conns import HeldPool, alive
 from aqueue._store.store import Store
 
+from ..chaos.harness import wait_for
 from ..conftest import MYSQL_URL, unique
 
 
@@ -76,17 +77,31 @@ async def test_cancelled_statement_discards_its_connection(store: Store) -> None
     assert after != before  # the cancelled one, its state unknown, is not reused
 
 
-async def test_killed_connection_fails_once_then_recovers(store: Store) -> None:
+async def test_connection_killed_while_idle_is_replaced_before_sending(store: Store) -> None:
     victim = await _conn_id(store)
     other = Store(MYSQL_URL, table=store.table_name)
     try:
         await other._exec(f"KILL {victim}")
     finally:
         await other.close()
-    with pytest.raises(StoreError):
-        await store._run("probe", lambda: store._fetch("SELECT 1"))
+    await wait_for(lambda: not alive(store.conns._idle[0].raw), 5, "the kill seen")
+    # closed by the server: not sent on (which would fail), replaced by a new connection
     assert await _conn_id(store) != victim
     assert await store._fetch("SELECT 1") == [(1,)]
+
+
+async def test_connection_killed_during_a_statement_fails_it(store: Store) -> None:
+    victim = await _conn_id(store)
+    task = asyncio.create_task(store._fetch("SELECT SLEEP(5)"))
+    await wait_for(lambda: not store.conns._idle, 5, "the statement holding it")
+    other = Store(MYSQL_URL, table=store.table_name)
+    try:
+        await other._exec(f"KILL {victim}")
+    finally:
+        await other.close()
+    with pytest.raises(StoreError):  # sent: its outcome is the caller's to judge
+        await store._run("probe", lambda: task)
+    assert await _conn_id(store) != victim
 
 
 async def test_refused_statement_keeps_the_connection(store: Store) -> None:

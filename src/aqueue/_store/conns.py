@@ -14,6 +14,13 @@ checked out), and still opens and closes them. A connection older than ``recycle
 closed instead of reused, as ``pool_recycle`` does; one whose statement failed with a
 broken connection or was cancelled is invalidated by the caller (:meth:`HeldPool.discard`).
 
+A connection the server closed (a restart, ``KILL``, ``wait_timeout``) is never handed
+out: the driver already saw the end of its stream, and :func:`alive` reads that without a
+round trip. Sending a statement on it would fail with "server has gone away" and cost its
+caller an error for a statement that never ran. A server that closes one connection has
+usually closed them all (a restart), so finding one dead checks every idle sibling too
+(:meth:`HeldPool.sweep`).
+
 A pool made with ``autocommit=False`` (the open claims', MySQL only) turns autocommit off
 on each connection once, so that a claim's ``UPDATE`` opens its transaction itself: no
 ``BEGIN`` round trip between a runner taking a job and starting it. Such a connection
@@ -23,10 +30,18 @@ this pool lets go of it, it is closed for good (invalidated).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+
+def alive(raw: Any) -> bool:
+    """False when the driver connection's stream is known to be closed: the server ended
+    it (EOF) or the socket failed, so nothing written to it can reach the server. Free:
+    asyncmy's own pool reads the same flag; a driver without one (aiosqlite) is alive."""
+    return not getattr(raw, "_stream_broken", False)
 
 
 class Held:
@@ -55,6 +70,10 @@ class HeldPool:
     async def take(self) -> Held:
         while self._idle:
             held = self._idle.pop()
+            if not alive(held.raw):
+                await self.discard(held)
+                await self.sweep()
+                continue
             if time.monotonic() - held.born < self._recycle:
                 return held
             await self._let_go(held)
@@ -89,6 +108,18 @@ class HeldPool:
             await held.conn.invalidate()
         finally:
             await held.conn.close()
+
+    async def sweep(self) -> None:
+        """One connection was found dead: discard every idle one that is dead too. The
+        event loop first gets one turn, so that the end of stream of siblings closed at
+        the same moment (a restart closes all at once) has been read."""
+        await asyncio.sleep(0)
+        dead = [h for h in self._idle if not alive(h.raw)]
+        if not dead:
+            return
+        self._idle = [h for h in self._idle if alive(h.raw)]
+        for held in dead:
+            await self.discard(held)
 
     async def close(self) -> None:
         self._closed = True

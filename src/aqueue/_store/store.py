@@ -24,14 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
-from .conns import Held, HeldPool
+from .conns import Held, HeldPool, alive
 from .schema import MIGRATIONS, SCHEMA_VERSION, build_tables
 
 log = logging.getLogger("aqueue.store")
 T = TypeVar("T")
 
 _RETRYABLE_MYSQL = {1213, 1205}
-_CONNECTION_LOST_MYSQL = {2006, 2013, 2055}
+# asyncmy raises 2006 ("server has gone away") only when it cannot write the request (the
+# stream is closed): the statement never reached the server. 2013/2055 come once it was
+# written, while waiting for the reply: it may have run.
+_NOT_SENT_MYSQL = 2006
+_CONNECTION_LOST_MYSQL = {2013, 2055}
 _JOB_COLUMNS = (
     "id, queue, task, payload, status, priority, attempts, stalls, max_attempts, run_at, "
     "lease_owner, lease_token, leased_until, result, error, unique_key, created_at, "
@@ -70,6 +74,16 @@ def _is_retryable(exc: BaseException) -> bool:
     return "database is locked" in str(exc)
 
 
+def _not_sent(exc: BaseException) -> bool:
+    """True when the driver refused to send the statement on a closed connection: it did
+    not run, so it can run again on another connection whatever it does."""
+    if not isinstance(exc, _AsyncmyError):
+        return False
+    code = _mysql_code(exc)
+    # InterfaceError(0, ...): the connection was already closed, before any write
+    return code == _NOT_SENT_MYSQL or (code == 0 and type(exc).__name__ == "InterfaceError")
+
+
 def _is_definite(exc: BaseException) -> bool:
     """True when the statement certainly did not take effect (an error reported by the
     server about the statement), False when the outcome is unknown (connection lost)."""
@@ -80,7 +94,9 @@ def _is_definite(exc: BaseException) -> bool:
     code = _mysql_code(exc)
     if code is None:
         return False
-    return (code not in _CONNECTION_LOST_MYSQL and code < 2000) or code == 2003
+    if code in (_NOT_SENT_MYSQL, 2003):  # not sent; could not connect
+        return True
+    return code not in _CONNECTION_LOST_MYSQL and code < 2000
 
 
 def _connection_broken(exc: BaseException) -> bool:
@@ -185,6 +201,15 @@ class Store:
                 cur.execute(f"SET SESSION innodb_lock_wait_timeout = {wait}")
                 cur.close()
 
+            # The engine's pool hands out a connection the server closed (after a restart,
+            # all of them) as readily as a live one. pool_pre_ping would find out with a
+            # round trip per checkout; the driver already knows, for free: such a
+            # connection is replaced by a new one instead.
+            @event.listens_for(sync_engine, "checkout")
+            def _mysql_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+                if not alive(dbapi_conn.driver_connection):
+                    raise sa.exc.DisconnectionError("connection closed by the server")
+
     def earlier(self, column: str) -> str:
         """SQL for the earlier of ``column`` and two parameters holding one time (SQLite
         has no ``LEAST``)."""
@@ -202,7 +227,7 @@ class Store:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError() from exc  # never swallow a cancellation
-                if i < attempts - 1 and _is_retryable(exc):
+                if i < attempts - 1 and (_is_retryable(exc) or _not_sent(exc)):
                     log.debug("%s: retrying after %s", what, _short(exc))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.5)
@@ -223,41 +248,52 @@ class Store:
     # statements (``HeldPool``); a broken one is invalidated so it is not used again.
 
     async def _exec_now(self, sql: str, params: Sequence[Any]) -> int:
-        held = await self.conns.take()
-        try:
+        async def run(raw: Any) -> int:
             if self.is_sqlite:
-                async with held.raw.execute(sql, tuple(params)) as cur:
-                    count = int(cur.rowcount)
-            else:
-                async with held.raw.cursor() as cur:
-                    await cur.execute(sql, tuple(params))
-                    count = int(cur.rowcount)
-        except BaseException as exc:
-            await self._after_error(held, exc)
-            raise
-        await self.conns.give(held)
-        return count
+                async with raw.execute(sql, tuple(params)) as cur:
+                    return int(cur.rowcount)
+            async with raw.cursor() as cur:
+                await cur.execute(sql, tuple(params))
+                return int(cur.rowcount)
+
+        return await self._on_held(run)
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        held = await self.conns.take()
-        rows: list[Sequence[Any]]
-        try:
+        async def run(raw: Any) -> list[Sequence[Any]]:
             if self.is_sqlite:
-                async with held.raw.execute(sql, tuple(params)) as cur:
-                    rows = [tuple(r) for r in await cur.fetchall()]
-            else:
-                async with held.raw.cursor() as cur:
-                    await cur.execute(sql, tuple(params))
-                    rows = [tuple(r) for r in await cur.fetchall()]
-        except BaseException as exc:
-            await self._after_error(held, exc)
-            raise
-        await self.conns.give(held)
-        return rows
+                async with raw.execute(sql, tuple(params)) as cur:
+                    return [tuple(r) for r in await cur.fetchall()]
+            async with raw.cursor() as cur:
+                await cur.execute(sql, tuple(params))
+                return [tuple(r) for r in await cur.fetchall()]
+
+        return await self._on_held(run)
+
+    async def _on_held(self, run: Callable[[Any], Awaitable[T]], sends: int = 3) -> T:
+        """``run`` on a held connection. One the driver could not send the statement on
+        (closed since :meth:`HeldPool.take` looked) is dropped, its dead siblings with
+        it, and the statement goes out on another: it never ran, so this is safe for any
+        statement, and its caller does not see an error (an INSERT no unknown outcome)."""
+        for i in range(sends):
+            held = await self.conns.take()
+            try:
+                out = await run(held.raw)
+            except BaseException as exc:
+                await self._after_error(held, exc)
+                if i < sends - 1 and _not_sent(exc):
+                    log.debug("statement not sent (%s): on another connection", _short(exc))
+                    continue
+                raise
+            await self.conns.give(held)
+            return out
+        raise AssertionError("unreachable")
 
     async def _after_error(self, held: Held, exc: BaseException) -> None:
-        if _connection_broken(exc) or isinstance(exc, asyncio.CancelledError):
+        if isinstance(exc, asyncio.CancelledError):
             await self.conns.discard(held)
+        elif _connection_broken(exc):
+            await self.conns.discard(held)
+            await self.conns.sweep()  # the server may have closed its siblings too
         else:  # the server refused the statement: the connection is fine
             await self.conns.give(held)
 
