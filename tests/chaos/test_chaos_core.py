@@ -4,12 +4,15 @@ Every test runs ``python -m aqueue run`` subprocesses (lease 2 s, heartbeat 0.5 
 a Redis of its own (which it may kill, restart, flush or freeze) and the shared MariaDB
 (its own table). Handlers record each execution on the shared Redis, which no test
 disturbs; the verdict compares those records with the final SQL statuses (see
-``harness.py``). Recovery times are printed (run with ``-s`` to see them).
+``harness.py``). Recovery and exit times are printed (run with ``-s`` to see them) and
+asserted against generous bounds (the machine may be loaded).
 
-a. kill -9 of a runner mid-job, three times, under load; b. crash points (after_fetch,
-after_handler, after_commit); c. SIGTERM with a short grace; d. Redis restarted empty /
-FLUSHALL mid-run; e. Redis frozen longer than a lease; f. Redis drops every client
-connection while retries are recorded.
+Faults: kill -9 of a runner mid-job, three times, under load; a crash at a crash point
+(after_fetch, after_handler, after_commit); SIGTERM with a short grace; Redis restarted
+empty or FLUSHALLed mid-run; Redis frozen longer than a lease; Redis dropping every client
+connection while retries are recorded. Tests wait for what they check (a row, a log line,
+an execution event) with a deadline; the sleeps left are the faults themselves (a freeze,
+the rhythm of connection drops) or the pacing of a load generator.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ def metric(name: str, value: float | int | str) -> None:
     if isinstance(value, float):
         value = f"{value:.2f}"
     print(f"[chaos] {name}: {value}")
+
+
+def timed(name: str, seconds: float, bound: float) -> None:
+    """Print a measured recovery or exit time, and fail when it exceeds ``bound``."""
+    metric(name, seconds)
+    assert seconds <= bound, f"{name}: {seconds:.2f}s, more than {bound}s"
 
 
 def message_ids(raws: list[bytes]) -> list[str]:
@@ -112,7 +121,7 @@ def assert_clean(v: Verdict, *, reruns_allowed: set[str] | None = None) -> None:
         assert set(v.reruns) <= reruns_allowed, v.report
 
 
-# -- a. kill -9 of a runner mid-job under load ---------------------------------------------
+# -- kill -9 of a runner mid-job under load ------------------------------------------------
 
 
 @pytest.mark.timeout(90)
@@ -126,7 +135,7 @@ async def test_kill9_runner_mid_job_under_load(chaos: MakeEnv, own_redis: RedisS
         while not stop_feeding.is_set():
             if (await env.counts()).get("todo", 0) < 800:
                 ids.extend(await env.enqueue_work(500, start=len(ids)))
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the feed's pace (load, not a wait)
 
     steady = env.spawn("-c", str(CONCURRENCY), name="steady")
     victim = env.spawn("-c", str(CONCURRENCY), name="victim-1")
@@ -146,7 +155,7 @@ async def test_kill9_runner_mid_job_under_load(chaos: MakeEnv, own_redis: RedisS
         await feeder
     metric("jobs enqueued", len(ids))
     elapsed = await drain(env, len(ids), 60, procs=(steady, victim))
-    metric("drain after the last kill (s)", elapsed)
+    timed("drain after the last kill (s)", elapsed, 60.0)
     stop_all(steady, victim)
 
     v = await env.verdict(ids)
@@ -174,11 +183,12 @@ async def test_kill9_runner_mid_job_under_load(chaos: MakeEnv, own_redis: RedisS
                 gaps.append((min(later) - killed_at) / 1e6)
     assert gaps, "no caught job had started its handler"
     metric("kill -> re-run of a caught job, min (s)", min(gaps))
-    metric("kill -> re-run of a caught job, max (s)", max(gaps))
+    # lease 2 s, reclaim period 0.5 s, then a suspect lane's turn on a busy runner
+    timed("kill -> re-run of a caught job, max (s)", max(gaps), 30.0)
     assert min(gaps) >= 1.2, sorted(gaps)[:5]
 
 
-# -- b. crash points -------------------------------------------------------------------------
+# -- crash points --------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(60)
@@ -225,7 +235,7 @@ async def test_crash_point_then_recovery(
     started = time.monotonic()
     runner = env.spawn("-c", str(CONCURRENCY), name="recoverer")
     await drain(env, len(ids), 40, procs=(runner,))
-    metric(f"{point}: recoverer start -> all done (s)", time.monotonic() - started)
+    timed(f"{point}: recoverer start -> all done (s)", time.monotonic() - started, 40.0)
     stop_all(runner)
 
     v = await env.verdict(ids)
@@ -244,11 +254,12 @@ async def test_crash_point_then_recovery(
         # the re-run only started once the crashed runner's lease ran out
         runs = env.checker.by_job()
         first = min(e.start_us for j in caught for e in runs[j] if e.pid != crasher.pid)
-        metric("after_handler: crash -> re-run of the caught job (s)", (first - crashed_at) / 1e6)
+        rerun_s = (first - crashed_at) / 1e6
+        timed("after_handler: crash -> re-run of the caught job (s)", rerun_s, 30.0)
         assert first - crashed_at >= 1_200_000
 
 
-# -- c. SIGTERM with a short grace ------------------------------------------------------------
+# -- SIGTERM with a short grace ------------------------------------------------------------
 
 
 @pytest.mark.timeout(60)
@@ -266,8 +277,7 @@ async def test_sigterm_short_grace_puts_running_jobs_back_once(
     t0 = time.monotonic()
     first.send_signal(signal.SIGTERM)
     assert first.finish(10) == 0, first.tail()
-    metric("SIGTERM -> exit, 50 handlers running (s)", time.monotonic() - t0)
-    assert time.monotonic() - t0 < 6, first.tail()
+    timed("SIGTERM -> exit, 50 handlers running (s)", time.monotonic() - t0, 6.0)
     assert "Traceback" not in first.log(), first.tail()
 
     rows = await env.rows()
@@ -299,7 +309,7 @@ async def test_sigterm_short_grace_puts_running_jobs_back_once(
 
     second = env.spawn("-c", str(CONCURRENCY), name="second")
     elapsed = await drain(env, len(ids), 40, procs=(second,))
-    metric("second runner: drain 1000 jobs (s)", elapsed)
+    timed("second runner: drain 1000 jobs (s)", elapsed, 40.0)
     stop_all(second)
     v = await env.verdict(ids)
     metric("verdict", v.report)
@@ -311,7 +321,7 @@ async def test_sigterm_short_grace_puts_running_jobs_back_once(
     assert all(rows[j]["attempts"] == 1 for j in ids)
 
 
-# -- d. Redis loses its data mid-run -----------------------------------------------------------
+# -- Redis loses its data mid-run ----------------------------------------------------------
 
 
 async def _redis_loses_data(
@@ -333,9 +343,8 @@ async def _redis_loses_data(
     assert before.get("running", 0) >= CONCURRENCY
     t0 = time.monotonic()
     fault()
-    elapsed = await drain(env, len(ids), 45, procs=(a, b))
-    metric(f"{how}: fault -> all {len(ids)} jobs done (s)", time.monotonic() - t0)
-    assert elapsed < 45
+    await drain(env, len(ids), 45, procs=(a, b))
+    timed(f"{how}: fault -> all {len(ids)} jobs done (s)", time.monotonic() - t0, 45.0)
     stop_all(a, b)
     resynced = sum("Redis lost its data" in p.log() for p in (a, b))
     assert resynced >= 1, a.tail() + b.tail()
@@ -364,7 +373,7 @@ async def test_redis_flushall_mid_run(chaos: MakeEnv, own_redis: RedisServer) ->
     await _redis_loses_data(chaos, own_redis, "flushall", flushall)
 
 
-# -- e. Redis frozen longer than a lease ---------------------------------------------------------
+# -- Redis frozen longer than a lease ------------------------------------------------------
 
 
 @pytest.mark.timeout(75)
@@ -387,14 +396,14 @@ async def test_redis_frozen_longer_than_a_lease(chaos: MakeEnv, own_redis: Redis
     own_redis.freeze()
     metric("freeze: SQL at the freeze", await env.counts())
     try:
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(3.0)  # the freeze, longer than the 2 s lease
         during = await env.counts()
     finally:
         own_redis.thaw()
     metric("freeze: SQL at the thaw", during)
     t0 = time.monotonic()
     await drain(env, len(ids), 45, procs=(a, b))
-    metric("freeze: thaw -> all done (s)", time.monotonic() - t0)
+    timed("freeze: thaw -> all done (s)", time.monotonic() - t0, 45.0)
     stop_all(a, b)
     v = await env.verdict(ids)
     metric("freeze: verdict", v.report)
@@ -411,7 +420,7 @@ async def test_redis_frozen_longer_than_a_lease(chaos: MakeEnv, own_redis: Redis
     assert all(rows[j]["status"] == JobStatus.DONE and rows[j]["attempts"] == 1 for j in ids)
 
 
-# -- f. Redis drops every connection (no data lost) while retries are being recorded -----------
+# -- Redis drops every connection (no data lost) while retries are being recorded ----------
 
 
 @pytest.mark.timeout(60)
@@ -427,13 +436,13 @@ async def test_redis_connections_dropped_while_retries_are_recorded(
     try:
         for _ in range(15):
             r.client_kill_filter(_type="normal", skipme=True)
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.15)  # the rhythm of the drops: the fault
     finally:
         r.close()
     t0 = time.monotonic()
     try:
         await drain(env, len(ids), 12, procs=(runner,))
-        metric("connections dropped: last drop -> all done (s)", time.monotonic() - t0)
+        timed("connections dropped: last drop -> all done (s)", time.monotonic() - t0, 12.0)
     finally:
         v = await env.verdict(ids)
         metric("connections dropped: verdict", v.report)
