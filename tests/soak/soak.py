@@ -439,6 +439,9 @@ class Soak:
         await self.stop_runners()
         self.write_runners()
         await self.dump_sql()
+        at_end = source_revision()
+        if at_end != self.source:  # runners started during the run loaded the newer code
+            self.source = f"{self.source} at the start, {at_end} at the end"
         settings = asdict(cfg) | {
             "margin": cfg.margin,
             "source": self.source,
