@@ -34,6 +34,10 @@ class _Settled:
     finish: Finish
     raw: bytes
     follow_up: bytes | None = None
+    at: int | None = None
+    """The time of the first statement that carried this outcome: a retry writes the same
+    ``updated_at``, so that when the first one did commit (its reply lost) the retry
+    recognises the row as its own write, not as a late finish refused."""
 
 
 class Recorder:
@@ -101,7 +105,13 @@ class Recorder:
     async def _flush(self, items: Sequence[_Settled]) -> list[bool | BaseException]:
         be, stats = self._be, self._r.stats
         now = self._r.clock()
-        accepted = await be.store.finish([i.finish for i in items], now)
+        for i in items:
+            if i.at is None:
+                i.at = now
+        accepted: set[str] = set()
+        for at in sorted({i.at for i in items if i.at is not None}):
+            same = [i.finish for i in items if i.at == at]
+            accepted |= await be.store.finish(same, at)
         crash_point("after_commit")
         ready: list[bytes] = []
         delayed: list[tuple[int, bytes]] = []
