@@ -19,9 +19,11 @@ Classes (docs/reliability.md, "Delivery semantics"):
   and the earlier one had not lost its lease by a documented cause;
 - **duplicate inside the window**: an execution no planned retry explains (one more than
   the attempts account for), after an earlier execution whose lease was lost by a
-  documented cause *while it ran*: its runner was SIGKILLed, SIGSTOPped past the lease
-  (alone or in a machine pause), or cut from SQL longer than the runner's local deadline
-  allows; or it was cancelled by a graceful stop (SIGTERM, past ``--grace``) and put back;
+  documented cause *while its runner held it* (the handler ran, or had returned and its
+  outcome was not recorded yet; at most a lease after the return): its runner was
+  SIGKILLed, SIGSTOPped past the lease (alone or in a machine pause), or cut from SQL
+  longer than the runner's local deadline allows; or it was cancelled by a graceful stop
+  (SIGTERM, past ``--grace``) and put back;
 - **duplicate outside the window**: such an execution with no documented cause;
 - **unexpected**: an execution, or a row, of a job nobody acknowledged that is not a job
   an unknown outcome left behind (a refused enqueue must store nothing).
@@ -191,6 +193,7 @@ class Timeline:
         lease = float(settings["lease"])
         margin = float(settings.get("margin", lease / 3))
         heartbeat = float(settings["heartbeat"])
+        self.lease_us = int(lease * 1e6)
         # The shortest SQL outage that can carry a live runner past its local deadline: its
         # last acknowledged renewal is at most one heartbeat older than the outage's start.
         self.sql_past_deadline_us = int((lease - margin - heartbeat) * 1e6)
@@ -220,25 +223,32 @@ class Timeline:
         for f in self.faults:
             if a.pid not in f.pids and f.kind not in SQL_FAULTS:
                 continue
-            started_while_running = a.start <= f.start <= b.start and (
-                a_end is None or f.start <= a_end
+            # The runner holds a job until its outcome is recorded, not only while the
+            # handler runs: a fault just after the handler returned, before the finish
+            # reached SQL, costs the lease the same way (the chaos suite's "crash after
+            # the handler"). Bounded by a lease past the handler's end.
+            held_until = b.start if a_end is None else min(b.start, a_end + self.lease_us)
+            while_held = a.start <= f.start <= held_until
+            unrecorded = (
+                " (after the handler returned, before its outcome was recorded)"
+                if a_end is not None and f.start > a_end
+                else ""
             )
-            if f.kind == "runner_sigkill" and started_while_running:
-                return "runner SIGKILLed", None
-            if f.kind in FREEZES and started_while_running:
+            if f.kind == "runner_sigkill" and while_held:
+                return "runner SIGKILLed" + unrecorded, None
+            if f.kind in FREEZES and while_held:
                 what = "machine pause" if f.kind == "machine_pause" else "runner SIGSTOPped"
-                return f"{what} past the lease", f.end + self.thaw_slack_us
+                return f"{what} past the lease{unrecorded}", f.end + self.thaw_slack_us
             if (
                 f.kind in SQL_FAULTS
-                and f.start <= b.start
+                and f.start <= held_until
                 and f.end >= a.start
                 and f.end - f.start >= self.sql_past_deadline_us
-                and (a_end is None or f.start <= a_end)
             ):
                 return f"SQL unreachable past the local deadline ({f.kind})", None
             if (
                 f.kind == "runner_sigterm"
-                and started_while_running
+                and a.start <= f.start <= b.start
                 and a.outcome in ("c", "")
                 and a_end is not None
                 and a_end <= b.start

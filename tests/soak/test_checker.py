@@ -83,6 +83,12 @@ def test_each_scenario_lands_in_its_class(tmp_path: Path) -> None:
         # MariaDB down 2 s while it ran: inside
         ("long_outage", 2, 1, 8 * t, 8 * t + 2 * S, "c"),
         ("long_outage", 3, 1, 8 * t + 4 * S, 8 * t + 4.2 * S, "e"),
+        # returned 0.2 ms before its runner was frozen, outcome not yet recorded: inside
+        ("unrecorded", 7, 1, 10 * t, 10 * t + 200, "e"),
+        ("unrecorded", 2, 1, 10 * t + 4 * S, 10 * t + 4.1 * S, "e"),
+        # returned, and its runner was killed 5 s later: that does not explain a rerun
+        ("recorded", 8, 1, 11 * t, 11 * t + S, "e"),
+        ("recorded", 2, 1, 11 * t + 7 * S, 11 * t + 7.1 * S, "e"),
         # executions of a job nobody enqueued: unexpected
         ("ghost", 2, 1, 9 * t, 9 * t + S, "e"),
     ]
@@ -93,9 +99,11 @@ def test_each_scenario_lands_in_its_class(tmp_path: Path) -> None:
         fault("runner_sigstop", 600, 606, 6),
         fault("sql_cut", 700.1, 700.6),
         fault("mariadb_sigkill", 800.5, 802.5),
+        fault("runner_sigstop", 1000.0004, 1005, 7),
+        fault("runner_sigkill", 1106, 1106, 8),
     ]
     acked = ["ok", "retry", "killed", "again", "twice", "frozen", "ran_on", "late"]
-    acked += ["short_cut", "long_outage", "lost", "stuck"]
+    acked += ["short_cut", "long_outage", "unrecorded", "recorded", "lost", "stuck"]
     sql = {j: "done" for j in acked if j not in ("lost", "stuck")} | {"stuck": "running"}
     report = classify(write_run(tmp_path, execs, faults, sql, acked))
 
@@ -103,12 +111,14 @@ def test_each_scenario_lands_in_its_class(tmp_path: Path) -> None:
     assert report.lists["stuck"] == ["stuck"]
     assert report.lists["unexpected"] == ["ghost"]
     assert sorted(report.lists["concurrent"]) == ["ran_on", "twice"]
-    assert sorted(report.lists["outside_window"]) == ["again", "late", "short_cut"]
+    assert sorted(report.lists["outside_window"]) == ["again", "late", "recorded", "short_cut"]
     inside = {f.job: f.cause for f in report.findings if f.cls == "inside"}
     assert inside == {
         "killed": "runner SIGKILLed",
         "frozen": "runner SIGSTOPped past the lease",
         "long_outage": "SQL unreachable past the local deadline (mariadb_sigkill)",
+        "unrecorded": "runner SIGSTOPped past the lease (after the handler returned, "
+        "before its outcome was recorded)",
     }
     assert report.classes["runner_crashes"] == 0
     assert not report.ok
