@@ -59,6 +59,18 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _connect_failed(exc: BaseException) -> bool:
+    """asyncmy's ``connect()`` on a connection closed during its handshake (a proxy that
+    accepts, then resets, in front of a server that is down) raises a bare RuntimeError:
+    nothing was sent, the database is unreachable."""
+    return isinstance(exc, RuntimeError) and "Transport does not expose socket" in str(exc)
+
+
+def _db_error(exc: BaseException) -> bool:
+    """An error of the database or its connection (mapped to ``StoreError``)."""
+    return isinstance(exc, DB_ERRORS) or _connect_failed(exc)
+
+
 def _mysql_code(exc: BaseException) -> int | None:
     orig = getattr(exc, "orig", None) or exc
     args = getattr(orig, "args", None)
@@ -77,6 +89,8 @@ def _is_retryable(exc: BaseException) -> bool:
 def _not_sent(exc: BaseException) -> bool:
     """True when the driver refused to send the statement on a closed connection: it did
     not run, so it can run again on another connection whatever it does."""
+    if _connect_failed(exc):
+        return True
     if not isinstance(exc, _AsyncmyError):
         return False
     code = _mysql_code(exc)
@@ -90,6 +104,8 @@ def _is_definite(exc: BaseException) -> bool:
     if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError | sa.exc.ProgrammingError):
         return True
     if type(exc).__name__ in ("IntegrityError", "DataError", "ProgrammingError"):
+        return True
+    if _connect_failed(exc):
         return True
     code = _mysql_code(exc)
     if code is None:
@@ -223,7 +239,9 @@ class Store:
         for i in range(attempts):
             try:
                 return await fn()
-            except DB_ERRORS as exc:
+            except Exception as exc:
+                if not _db_error(exc):
+                    raise
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError() from exc  # never swallow a cancellation
@@ -440,7 +458,9 @@ class Store:
             )
         try:
             await self._exec(sql, params)
-        except DB_ERRORS as exc:
+        except Exception as exc:
+            if not _db_error(exc):
+                raise
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError() from exc
