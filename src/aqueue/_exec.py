@@ -20,14 +20,10 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import AqueueError, ConfigurationError
+from ._errors import ConfigurationError, ExecError
 
 EXEC_TASK = "aqueue.exec"
 MAX_OUTPUT = 1024 * 1024
-
-
-class ExecError(AqueueError):
-    """The program exited with a non-zero code (or could not be started)."""
 
 
 def check_allowed(argv: Sequence[str], allowed: frozenset[str]) -> None:

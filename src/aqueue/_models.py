@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._errors import ConfigurationError, SerializationError
+from ._errors import ConfigurationError, SerializationError, UnsupportedMessageError
 
 #: Version of the Redis message format; bump on incompatible changes. Runners accept
 #: every version in ``SUPPORTED_MESSAGE_VERSIONS`` so old and new ones can share a deploy.
@@ -290,17 +290,6 @@ class JobRecord:
     updated_at: int
     finished_at: int | None
 
-    def message(self) -> str:
-        return encode_message(
-            self.id,
-            self.task,
-            self.payload,
-            self.attempts,
-            self.max_attempts,
-            self.priority,
-            self.stalls,
-        )
-
 
 class Message(NamedTuple):
     """A decoded Redis message: everything a runner needs to run the job. A named tuple:
@@ -343,14 +332,6 @@ def encode_message(
 def level_of(priority: int) -> str:
     """The ready list a priority goes to: ``h`` (> 0), ``n`` (0) or ``l`` (< 0)."""
     return "h" if priority > 0 else "l" if priority < 0 else "n"
-
-
-class UnsupportedMessageError(SerializationError):
-    """A well-formed message of a format version this aqueue does not read."""
-
-    def __init__(self, job_id: str | None, message: str) -> None:
-        super().__init__(message)
-        self.job_id = job_id
 
 
 def _loads(raw: bytes) -> Any:

@@ -109,10 +109,6 @@ class Broker:
         await self.redis.aclose()
         await self.blocking.aclose()
 
-    async def ping(self) -> None:
-        async with map_exceptions("PING"):
-            await self.redis.ping()
-
     async def maxmemory_policy(self) -> str | None:
         try:
             res = await self.redis.config_get("maxmemory-policy")
@@ -125,9 +121,6 @@ class Broker:
         return value.decode() if isinstance(value, bytes) else value
 
     # -- producer side --------------------------------------------------------------
-
-    def level_key(self, level: str) -> str:
-        return {"h": self.keys.ready_high, "l": self.keys.ready_low}.get(level, self.keys.ready)
 
     async def dispatch(
         self,

@@ -51,7 +51,7 @@ async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[],
     expires = msg.options.get("expires")
     if isinstance(expires, int) and now() > expires:
         exc: BaseException = JobExpiredError(
-            f"job {msg.id} was not started before its deadline ({expires} µs)"
+            msg.id, f"job {msg.id} was not started before its deadline ({expires} µs)"
         )
         return Outcome(JobStatus.FAILED, error=encode_error(exc), exc=exc)
     task = queue.tasks.get(msg.task)

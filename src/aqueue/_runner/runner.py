@@ -22,11 +22,16 @@ from typing import TYPE_CHECKING, Any
 from .._context import JobContext
 from .._cron import run_scheduler
 from .._decisions import local_deadline
-from .._errors import AqueueError, BackendError, CommitError, SerializationError
+from .._errors import (
+    BackendError,
+    CommitError,
+    RunnerCrashedError,
+    SerializationError,
+    UnsupportedMessageError,
+)
 from .._models import (
     JobStatus,
     Message,
-    UnsupportedMessageError,
     decode_message,
     message_job_id,
     new_runner_id,
@@ -49,10 +54,6 @@ if TYPE_CHECKING:
     from .._queue import Queue, _Backend
 
 log = logging.getLogger("aqueue.runner")
-
-
-class RunnerCrashedError(AqueueError):
-    """A supervised side task of the runner died; the runner stopped."""
 
 
 @dataclass
