@@ -30,10 +30,10 @@ from ._errors import (
 )
 from ._job import Job
 from ._models import JobRecord, JobStatus, Options
-from ._queue import Queue
+from ._queue import BoundQueue, Queue
 from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
-from ._task import Task
+from ._task import BoundTask, Task
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,8 @@ __all__ = [
     "AqueueError",
     "BackendError",
     "Backoff",
+    "BoundQueue",
+    "BoundTask",
     "BrokerError",
     "CommitError",
     "ConfigurationError",

@@ -362,9 +362,10 @@ class Queue:
 
     # -- enqueue ----------------------------------------------------------------------
 
-    def options(self, **options: Any) -> _BoundQueue:
-        """``await queue.options(delay=5).enqueue("task", *args, **kwargs)``."""
-        return _BoundQueue(self, Options(**options))
+    def options(self, **options: Any) -> BoundQueue:
+        """Job options (the fields of :class:`Options`) for the enqueues made through the
+        result: ``await queue.options(delay=5).enqueue("task", *args, **kwargs)``."""
+        return BoundQueue(self, Options(**options))
 
     async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
         """Queue ``task`` (a name or a Task) with these arguments; returns once the job is
@@ -693,7 +694,10 @@ class Queue:
         await Runner(self, config or RunnerConfig()).run()
 
 
-class _BoundQueue:
+class BoundQueue:
+    """A queue with job options bound, as returned by ``queue.options(...)``: its
+    ``enqueue`` and ``enqueue_many`` apply them to every job."""
+
     def __init__(self, queue: Queue, options: Options) -> None:
         self._queue = queue
         self._opts = options
