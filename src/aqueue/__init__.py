@@ -3,6 +3,7 @@
 The public surface is re-exported here; everything else lives in private modules.
 """
 
+from ._app import Queue
 from ._context import JobContext, current_job
 from ._decisions import Backoff
 from ._errors import (
@@ -30,7 +31,7 @@ from ._errors import (
 )
 from ._job import Job
 from ._models import JobRecord, JobStatus, Options
-from ._queue import BoundQueue, Queue
+from ._queue import BoundQueue
 from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
 from ._task import BoundTask, Task

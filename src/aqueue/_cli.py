@@ -13,8 +13,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from ._app import Queue
 from ._errors import AqueueError
-from ._queue import Queue
 from ._runner.config import RunnerConfig
 
 T = TypeVar("T")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import CommitError, NoCurrentJobError
 from ._models import JobStatus
-
-if TYPE_CHECKING:
-    from ._queue import Queue
+from ._task import QueueHandle
 
 
 @dataclass(slots=True)
@@ -29,7 +27,7 @@ class JobContext:
     max_attempts: int
     lease_token: str
     runner_id: str
-    queue: Queue
+    queue: QueueHandle
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)

@@ -15,20 +15,13 @@ not with its whole catch-up window at its first deploy. Ticks are computed in UT
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ._errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from ._queue import Queue
-
-log = logging.getLogger("aqueue.cron")
 
 MissedPolicy = Literal["latest", "all", "skip"]
 
@@ -103,44 +96,3 @@ def due(
         window = list(schedule.ticks(start, now_us))
         return window[-1:] if schedule.missed == "latest" else window
     return list(schedule.ticks(last_us, now_us))
-
-
-async def run_scheduler(
-    queue: Queue, clock: Callable[[], int], stopping: Callable[[], bool]
-) -> None:
-    from ._models import Options
-    from ._store.schedules import first_seen
-
-    last: dict[str, int | None] = dict.fromkeys(queue.schedules)
-    seen: dict[str, int] = {}
-    while not stopping():
-        now = clock()
-        for name, sched in queue.schedules.items():
-            if name not in seen:
-                try:
-                    be = await queue._backend()
-                    seen[name] = await first_seen(be.store, sched.key(queue.name), now)
-                except Exception as exc:
-                    # Without it, a new schedule would take its whole window as missed.
-                    log.warning("could not read schedule %s's state (%s); trying again", name, exc)
-                    continue
-            for tick in due(sched, last[name], now, seen[name]):
-                job_id = tick_job_id(queue.name, name, tick)
-                try:
-                    await queue._enqueue(name, (), {}, Options(job_id=job_id))
-                except Exception as exc:
-                    log.warning("could not enqueue %s tick %d: %s", name, tick, exc)
-                    break
-                last[name] = tick
-            else:
-                last[name] = now
-        await asyncio.sleep(min(1.0, _until_next(queue, now)))
-
-
-def _until_next(queue: Queue, now: int) -> float:
-    best = 1.0
-    for sched in queue.schedules.values():
-        for t in sched.ticks(now, now + 1_000_000):
-            best = min(best, max(0.001, (t - now) / 1_000_000))
-            break
-    return best

@@ -6,14 +6,22 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ._backend import Backend
 from ._errors import JobFailedError, JobNotFoundError, ResultTimeoutError
 from ._models import JobRecord, JobStatus
 from ._serde import decode_error
 
-if TYPE_CHECKING:
-    from ._queue import Queue
+
+class JobOwner(Protocol):
+    """What a :class:`Job` uses of the queue it belongs to (a ``Queue`` is one)."""
+
+    name: str
+
+    async def _backend(self) -> Backend: ...
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool: ...
 
 
 class Job:
@@ -21,7 +29,7 @@ class Job:
 
     __slots__ = ("id", "queue")
 
-    def __init__(self, queue: Queue, job_id: str) -> None:
+    def __init__(self, queue: JobOwner, job_id: str) -> None:
         self.queue = queue
         self.id = job_id
 

@@ -1,4 +1,6 @@
-"""The :class:`Queue`: task registry, configuration, and the producer side."""
+"""The producer side of a queue: its task registry, configuration, enqueue, job control
+and admin reads (:class:`QueueClient`). ``aqueue.Queue`` (``_app``) adds the runner on
+top; this module never imports ``_runner``, nor ``_runner`` this one."""
 
 from __future__ import annotations
 
@@ -9,12 +11,11 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Self, TypeVar, overload
 
+from ._backend import Backend, dispatch_records
 from ._broker.broker import Broker
 from ._broker.notify import FinishListener
-from ._context import JobContext
 from ._cron import MissedPolicy, Schedule, validate_cron
 from ._decisions import Backoff
 from ._errors import (
@@ -40,7 +41,7 @@ from ._models import (
     now_us,
     validate_name,
 )
-from ._runner.recovery import dispatch_records
+from ._registry import AfterHook, Hook, JobHook, Middleware
 from ._serde import dumps, encode_payload, encode_reason
 from ._store import recovery
 from ._store.batcher import Batcher
@@ -49,38 +50,14 @@ from ._store.size import waiting_jobs
 from ._store.store import Finish, Store
 from ._task import Task, make_config
 
-if TYPE_CHECKING:
-    from ._runner.config import RunnerConfig
-
 log = logging.getLogger("aqueue")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Hook = Callable[[dict[str, Any]], Awaitable[None]]
-JobHook = Callable[[JobContext], Awaitable[None]]
-AfterHook = Callable[[JobContext, JobStatus, BaseException | None], Awaitable[None]]
-CallNext = Callable[[], Awaitable[Any]]
-Middleware = Callable[[JobContext, CallNext], Awaitable[Any]]
 
-
-@dataclass(slots=True)
-class _Backend:
-    loop: asyncio.AbstractEventLoop
-    queue_name: str
-    store: Store
-    broker: Broker
-    inserter: Batcher[NewJob, str]
-    marker: DispatchMarker
-    listener: FinishListener
-
-
-class Queue:
-    """A named queue of jobs, durable in SQL and dispatched through Redis.
-
-    ``redis_url`` / ``database_url`` default to ``AQUEUE_REDIS_URL`` /
-    ``AQUEUE_DATABASE_URL``, then to the embedded default under ``./.aqueue/`` (SQLite and
-    a local Redis on a unix socket). Nothing connects until first use.
-    """
+class QueueClient:
+    """Everything of :class:`aqueue.Queue` but running it: registration, configuration,
+    the backend (connected at first use), enqueue, job control and admin reads."""
 
     def __init__(
         self,
@@ -138,7 +115,7 @@ class Queue:
         self.before_hooks: list[JobHook] = []
         self.after_hooks: list[AfterHook] = []
         self.middlewares: list[Middleware] = []
-        self._be: _Backend | None = None
+        self._be: Backend | None = None
         self._be_lock: asyncio.Lock | None = None
         self._be_lock_loop: asyncio.AbstractEventLoop | None = None
 
@@ -291,7 +268,7 @@ class Queue:
             self._be_lock_loop = loop
         return self._be_lock
 
-    async def _backend(self) -> _Backend:
+    async def _backend(self) -> Backend:
         be = self._be
         loop = asyncio.get_running_loop()
         if be is not None and be.loop is loop:
@@ -316,7 +293,7 @@ class Queue:
         log.info("aqueue embedded default in %s", home)
         return redis_url, db_url
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Backend:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Backend:
         redis_url, db_url = await self._resolve_urls()
         store = Store(db_url, table=self.table, lock_wait_timeout=self.sql_lock_wait_timeout)
         broker = Broker(redis_url, self.key_prefix, self.name)
@@ -337,7 +314,7 @@ class Queue:
             parallel=1 if store.is_sqlite else 4,
         )
         listener = FinishListener(broker.redis, broker.keys.finished)
-        return _Backend(loop, self.name, store, broker, inserter, marker, listener)
+        return Backend(loop, self.name, store, broker, inserter, marker, listener)
 
     async def connect(self) -> None:
         """Connect now (create the schema when ``init_db``) instead of at first use."""
@@ -353,7 +330,7 @@ class Queue:
         await be.broker.close()
         await be.store.close()
 
-    async def __aenter__(self) -> Queue:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -481,7 +458,7 @@ class Queue:
             jobs.append(Job(self, r))
         return jobs
 
-    async def _check_size(self, be: _Backend, adding: int) -> None:
+    async def _check_size(self, be: Backend, adding: int) -> None:
         """persistent-queue's QueueMaxSize, over the jobs that can still run (``todo``,
         due or delayed) as SQL counts them: never refused, cancelled or finished jobs.
         A count is reused for 0.2 s, plus what this producer enqueued since (so
@@ -684,21 +661,12 @@ class Queue:
         await be.broker.purge()
         return n
 
-    # -- running ------------------------------------------------------------------------
-
-    async def run(self, config: RunnerConfig | None = None) -> None:
-        """Run a runner for this queue in the current event loop until stopped."""
-        from ._runner.config import RunnerConfig
-        from ._runner.runner import Runner
-
-        await Runner(self, config or RunnerConfig()).run()
-
 
 class BoundQueue:
     """A queue with job options bound, as returned by ``queue.options(...)``: its
     ``enqueue`` and ``enqueue_many`` apply them to every job."""
 
-    def __init__(self, queue: Queue, options: Options) -> None:
+    def __init__(self, queue: QueueClient, options: Options) -> None:
         self._queue = queue
         self._opts = options
 
@@ -711,4 +679,4 @@ class BoundQueue:
         return await self._queue.enqueue_many(calls, options=self._opts)
 
 
-__all__ = ["AqueueError", "Queue"]
+__all__ = ["AqueueError", "QueueClient"]

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from ._decisions import Backoff
 from ._errors import ConfigurationError
+from ._job import Job, JobOwner
 from ._models import NO_OPTIONS, Options, validate_name
-
-if TYPE_CHECKING:
-    from ._job import Job
-    from ._queue import Queue
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class QueueHandle(JobOwner, Protocol):
+    """What a :class:`Task` and a job's context hold of their queue (a ``Queue`` is one):
+    enqueueing, job handles and cancellation, without the queue's registry or runner."""
+
+    async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job: ...
+
+    def job(self, job_id: str) -> Job: ...
+
+    async def _enqueue(
+        self, task: str, args: Sequence[Any], kwargs: dict[str, Any], opts: Options
+    ) -> Job: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +44,9 @@ class TaskConfig:
 class Task(Generic[P, R]):
     """A registered handler. Calling it runs the plain function; ``.enqueue`` queues it."""
 
-    def __init__(self, queue: Queue, fn: Callable[P, Awaitable[R]], config: TaskConfig) -> None:
+    def __init__(
+        self, queue: QueueHandle, fn: Callable[P, Awaitable[R]], config: TaskConfig
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
                 f"@queue.task needs an `async def` function; {getattr(fn, '__qualname__', fn)!r} "

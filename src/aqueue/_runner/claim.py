@@ -25,8 +25,8 @@ from .._store import claims
 from .._store.batcher import Batcher
 
 if TYPE_CHECKING:
-    from .._queue import _Backend
-    from .runner import Runner
+    from .._backend import Backend
+    from .host import RunnerHost
 
 log = logging.getLogger("aqueue.runner")
 
@@ -60,7 +60,7 @@ def _retrieve(fut: asyncio.Future[set[str]]) -> None:
 
 
 class Claimer:
-    def __init__(self, runner: Runner, be: _Backend, *, batch: int, lanes: int) -> None:
+    def __init__(self, runner: RunnerHost, be: Backend, *, batch: int, lanes: int) -> None:
         self._r = runner
         self._be = be
         self._batcher: Batcher[list[Message], list[Claimed]] = Batcher(

@@ -15,7 +15,7 @@ from .._models import JobStatus, Message
 from .._serde import dumps, encode_error
 
 if TYPE_CHECKING:
-    from .._queue import Queue
+    from .._registry import Registry
 
 log = logging.getLogger("aqueue.runner")
 
@@ -33,7 +33,7 @@ class Outcome:
 Call = Callable[[], Awaitable[Any]]
 
 
-def _chain(queue: Queue, ctx: JobContext, call: Call) -> Call:
+def _chain(queue: Registry, ctx: JobContext, call: Call) -> Call:
     for mw in reversed(queue.middlewares):
 
         def make(mw: Any = mw, nxt: Call = call) -> Call:
@@ -46,7 +46,9 @@ def _chain(queue: Queue, ctx: JobContext, call: Call) -> Call:
     return call
 
 
-async def execute(queue: Queue, ctx: JobContext, msg: Message, now: Callable[[], int]) -> Outcome:
+async def execute(
+    queue: Registry, ctx: JobContext, msg: Message, now: Callable[[], int]
+) -> Outcome:
     """Run the handler for ``msg``; never raises except ``CancelledError``."""
     expires = msg.options.get("expires")
     if isinstance(expires, int) and now() > expires:
@@ -110,7 +112,7 @@ def cancelled_by_aqueue() -> bool:
     return task is None or task.cancelling() > 0
 
 
-async def run_after_hooks(queue: Queue, ctx: JobContext, outcome: Outcome) -> None:
+async def run_after_hooks(queue: Registry, ctx: JobContext, outcome: Outcome) -> None:
     """The ``after_job`` hooks: each one's failure, whatever its type (``SystemExit``
     included), is logged and contained; only a cancellation of this task goes on."""
     if outcome.status is None:

@@ -23,8 +23,8 @@ from .execute import Outcome
 from .faults import crash_point
 
 if TYPE_CHECKING:
-    from .._queue import _Backend
-    from .runner import Runner
+    from .._backend import Backend
+    from .host import RunnerHost
 
 log = logging.getLogger("aqueue.runner")
 
@@ -41,7 +41,7 @@ class _Settled:
 
 
 class Recorder:
-    def __init__(self, runner: Runner, be: _Backend, *, batch: int, lanes: int) -> None:
+    def __init__(self, runner: RunnerHost, be: Backend, *, batch: int, lanes: int) -> None:
         self._r = runner
         self._be = be
         self.recording: set[tuple[str, str]] = set()

@@ -8,17 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from .._decisions import decide_reclaim, suspect_lane
+from .._backend import Backend, dispatch_records
+from .._decisions import decide_reclaim
 from .._errors import BackendError
-from .._models import JobRecord, JobStatus, encode_message, level_of
+from .._models import JobStatus
 from .._serde import encode_reason
 from .._store import recovery as q
 from .config import RunnerConfig
-
-if TYPE_CHECKING:
-    from .._queue import _Backend
 
 log = logging.getLogger("aqueue.recovery")
 
@@ -28,41 +25,7 @@ class SweepCursor:
     after: str = ""
 
 
-def _message(r: JobRecord) -> str:
-    return encode_message(r.id, r.task, r.payload, r.attempts, r.max_attempts, r.priority, r.stalls)
-
-
-async def dispatch_records(
-    be: _Backend, rows: list[JobRecord], now: int, *, max_stalls: int = 3
-) -> str | None:
-    """Push ``todo`` rows to Redis: due ones to their priority's ready list, or to the
-    suspect lanes when they stalled before (see ``suspect_lane``); the rest to the
-    delayed set. Returns the epoch the first push reported (None: no rows): if Redis
-    lost its data between the pushes, the marks name the older dataset, and the sweeper
-    sends the later push's messages again (a second copy, never a lost one)."""
-    if not rows:
-        return None
-    levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
-    lanes: dict[str, list[str]] = {"group": [], "alone": []}
-    for r in rows:
-        if r.run_at > now:
-            continue
-        lane = suspect_lane(r.stalls, max_stalls)
-        if lane is None:
-            levels[level_of(r.priority)].append(_message(r))
-        else:
-            lanes[lane].append(_message(r))
-    delayed = [(r.run_at // 1000, _message(r)) for r in rows if r.run_at > now]
-    epoch: str | None = None
-    if levels["n"] or levels["h"] or levels["l"] or delayed:
-        epoch = await be.broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
-    if lanes["group"] or lanes["alone"]:
-        suspects = await be.broker.dispatch_suspects(lanes["group"], lanes["alone"])
-        epoch = epoch or suspects
-    return epoch
-
-
-async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
+async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
     """Jobs ``running`` under a lease that expired: decided in SQL (destination, stall
     limit), then the ones to run again are queued as suspects. Returns jobs reclaimed."""
     broker, store = be.broker, be.store
@@ -101,7 +64,7 @@ async def reclaim_pass(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig
         await broker.release_lock(broker.keys.lock_reclaim, token)
 
 
-async def _forget_dead_runners(be: _Backend, me: str) -> None:
+async def _forget_dead_runners(be: Backend, me: str) -> None:
     """A runner whose liveness key is gone and that holds no running job in SQL has
     nothing left to reclaim: return what sits in its working list and forget it."""
     for rid, alive in (await be.broker.runners()).items():
@@ -115,7 +78,7 @@ async def _forget_dead_runners(be: _Backend, me: str) -> None:
 
 
 async def sweep_pass(
-    be: _Backend,
+    be: Backend,
     clock: Callable[[], int],
     cfg: RunnerConfig,
     cursor: SweepCursor,
@@ -161,7 +124,7 @@ async def sweep_pass(
             await broker.release_lock(broker.keys.lock_sweep, token)
 
 
-async def resync_all(be: _Backend, clock: Callable[[], int], cfg: RunnerConfig) -> int:
+async def resync_all(be: Backend, clock: Callable[[], int], cfg: RunnerConfig) -> int:
     """After Redis lost its data: every ``todo`` row goes back to Redis at once."""
     broker, store = be.broker, be.store
     token = await broker.acquire_lock(broker.keys.lock_sweep, int(cfg.lease * 1000))

@@ -16,11 +16,9 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
-from .._cron import run_scheduler
 from .._decisions import local_deadline
 from .._errors import (
     BackendError,
@@ -47,25 +45,16 @@ from .execute import ABANDON_AFTER, Outcome, abandoned_jobs, execute, run_after_
 from .faults import crash_point
 from .finish import Recorder
 from .gate import Gate
+from .host import RunnerStats
 from .recovery import SweepCursor, sweep_pass
+from .scheduler import run_scheduler
 from .watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from .._queue import Queue, _Backend
+    from .._backend import Backend
+    from .._registry import Registry
 
 log = logging.getLogger("aqueue.runner")
-
-
-@dataclass
-class RunnerStats:
-    executed: int = 0
-    done: int = 0
-    failed: int = 0
-    retried: int = 0
-    claims_lost: int = 0
-    finishes_rejected: int = 0
-    malformed: int = 0
-    released: int = 0
 
 
 _CLOCK_ROUND_TRIP_US = 50_000
@@ -93,7 +82,7 @@ class _Slot:
 class Runner:
     def __init__(
         self,
-        queue: Queue,
+        queue: Registry,
         config: RunnerConfig | None = None,
         *,
         clock: Callable[[], int] | None = None,
@@ -124,7 +113,7 @@ class Runner:
         self._next_suspect_check = 0.0
         self._sweep_cursor = SweepCursor()
         self._epoch: str | None = None
-        self._be: _Backend | None = None
+        self._be: Backend | None = None
         self._recorder: Recorder | None = None
         self._claimer: Claimer | None = None
         self.started = asyncio.Event()

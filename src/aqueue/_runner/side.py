@@ -1,6 +1,6 @@
 """The runner's side tasks: lease heartbeat, zombie reclaimer, sweeper, promoter.
 
-Each is a loop over one :class:`Runner`, supervised by it (if one dies, the runner stops
+Each is a loop over one runner (:class:`SideHost`), supervised by it (if one dies, the runner stops
 loudly), and each ends on its own once the runner is stopping.
 """
 
@@ -11,23 +11,41 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from .._backend import Backend
 from .._decisions import paused_for, reclaim_hold
 from .._errors import BackendError
 from .._store.marker import LINGER as MARK_LINGER
 from .._store.recovery import purge_finished
+from .claim import Claimer
 from .config import RunnerConfig
-from .recovery import reclaim_pass, resync_all, sweep_pass
-
-if TYPE_CHECKING:
-    from .._queue import _Backend
-    from .runner import Runner
+from .finish import Recorder
+from .host import RunnerHost
+from .recovery import SweepCursor, reclaim_pass, resync_all, sweep_pass
 
 log = logging.getLogger("aqueue.runner")
 
 
-async def heartbeat_loop(r: Runner) -> None:
+class SideHost(RunnerHost, Protocol):
+    """What the side tasks read and change of their runner (``runner.Runner`` is one)."""
+
+    _be: Backend | None
+    _running: dict[str, tuple[str, asyncio.Task[None]]]
+    _revoked: set[tuple[str, str]]
+    _recorder: Recorder | None
+    _claimer: Claimer | None
+    _sweep_cursor: SweepCursor
+
+    @property
+    def startup_grace(self) -> float: ...
+
+    async def _startup_recovery(self) -> None: ...
+
+    async def _measure_clock(self) -> None: ...
+
+
+async def heartbeat_loop(r: SideHost) -> None:
     """Renew the leases of the running jobs in SQL (one statement, fenced by token),
     then the liveness key in Redis. The local deadline follows SQL acknowledgements
     only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
@@ -54,7 +72,7 @@ async def heartbeat_loop(r: Runner) -> None:
                 task.cancel()
 
 
-async def _beat(r: Runner, be: _Backend, cfg: RunnerConfig) -> bool:
+async def _beat(r: SideHost, be: Backend, cfg: RunnerConfig) -> bool:
     """One renewal; False when SQL did not acknowledge it."""
     sent = time.monotonic()
     with contextlib.suppress(BackendError):
@@ -102,7 +120,7 @@ async def _sleep_measured(seconds: float) -> float:
     return paused_for(asked=seconds, slept=time.monotonic() - mono, wall_slept=time.time() - wall)
 
 
-async def reclaim_loop(r: Runner) -> None:
+async def reclaim_loop(r: SideHost) -> None:
     assert r._be is not None
     be, cfg = r._be, r.config
     while not r._stopping:
@@ -121,7 +139,7 @@ async def reclaim_loop(r: Runner) -> None:
             log.warning("reclaim pass failed: %s", exc)
 
 
-async def sweep_loop(r: Runner) -> None:
+async def sweep_loop(r: SideHost) -> None:
     assert r._be is not None
     be, cfg = r._be, r.config
     # Startup recovery looks again once the producers' dispatch marks have landed and
@@ -157,7 +175,7 @@ async def sweep_loop(r: Runner) -> None:
             log.warning("sweep pass failed: %s", exc)
 
 
-async def promote_loop(r: Runner) -> None:
+async def promote_loop(r: SideHost) -> None:
     assert r._be is not None
     broker, cfg = r._be.broker, r.config
     while not r._stopping:
