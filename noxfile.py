@@ -26,9 +26,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    """ruff, and the import layers of src/aqueue (the contracts in pyproject.toml)."""
+    session.install("ruff>=0.6", "import-linter>=2.1", "-e", ".")
     session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "examples", "noxfile.py")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python=PYTHON)
