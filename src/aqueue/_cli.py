@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -18,6 +19,7 @@ from ._errors import AqueueError
 from ._runner.config import RunnerConfig
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("aqueue.cli")
 
 
@@ -117,6 +119,34 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     return seconds
 
 
+def _shown(seconds: float | None) -> str:
+    """A duration as ``--lookback``/``--keep-results`` read it (``7d``, ``forever``)."""
+    if seconds is None:
+        return "forever"
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds / _UNITS[unit]:g}{unit}"
+    return f"{seconds:g}"
+
+
+_DEFAULT: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RunnerConfig)}
+"""RunnerConfig's defaults: the ``run`` command's options default to them."""
+
+
+def _config_option(
+    *decls: str, field: str | None = None, type: Any = float, **kwargs: Any
+) -> Callable[[F], F]:
+    """A ``run`` option for a RunnerConfig field (named like the flag unless ``field``
+    says), defaulting to the field's default, shown in the help. Durations are shown as
+    ``7d``/``forever``, and an off switch (None) as 0."""
+    default = _DEFAULT[field or decls[-1].removeprefix("--").replace("-", "_")]
+    if type is str:
+        default = _shown(default)
+    elif default is None:
+        default = 0
+    return click.option(*decls, type=type, default=default, show_default=True, **kwargs)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="aqueue")
 def cli() -> None:
@@ -125,7 +155,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("app")
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True)
+@_config_option("-c", "--concurrency", type=click.IntRange(min=1), help="Handlers per process.")
 @click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--burst", is_flag=True, help="Exit once no job is ready or running.")
 @click.option(
@@ -134,55 +164,51 @@ def cli() -> None:
     default="info",
     show_default=True,
 )
-@click.option("--lease", type=float, default=30.0, show_default=True, help="Lease seconds.")
-@click.option("--heartbeat", type=float, default=None, help="Renewal period (default lease/3).")
-@click.option("--grace", type=float, default=10.0, show_default=True, help="Shutdown grace.")
-@click.option("--reclaim-period", type=float, default=5.0, show_default=True)
-@click.option(
+@_config_option("--lease", help="Lease seconds.")
+@click.option("--heartbeat", type=float, default=None, help="Renewal period [default: lease/3].")
+@_config_option("--grace", field="shutdown_grace", help="Seconds running handlers get at a stop.")
+@_config_option("--reclaim-period", help="Seconds between two looks for expired leases.")
+@_config_option(
     "--reclaim-limit",
     type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
     help="Most expired leases handled per reclaim pass.",
 )
-@click.option("--sweep-period", type=float, default=60.0, show_default=True)
-@click.option("--sweep-grace", type=float, default=30.0, show_default=True)
-@click.option(
+@_config_option("--sweep-period", help="Seconds between two sweeps (SQL compared with Redis).")
+@_config_option("--sweep-grace", help="Age (s) after which an undispatched job is sent again.")
+@_config_option(
     "--lookback",
-    default="7d",
+    type=str,
     callback=_duration,
-    show_default=True,
     help="At startup, re-dispatch unfinished jobs created within this window (seconds, "
     "or 30m/12h/7d); older ones are left to the sweeper.",
 )
-@click.option("--max-stalls", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option(
+@_config_option(
+    "--max-stalls",
+    type=click.IntRange(min=1),
+    help="Stalls (leases that expired while the job ran) after which the job fails.",
+)
+@_config_option(
     "--zombie-destination",
     type=click.Choice(["todo", "failed", "done"]),
-    default="todo",
-    show_default=True,
-    help="Where a job whose runner died goes.",
+    help="Where a reclaimed job goes: todo (run again), or failed/done recorded unrun.",
 )
-@click.option("--watchdog", type=float, default=1.0, show_default=True, help="0 disables.")
+@_config_option("--watchdog", help="Report a loop blocked this many seconds (0 disables).")
 @click.option(
     "--prefetch",
     type=click.IntRange(min=0),
-    default=None,
+    default=_DEFAULT["prefetch"],
     help="Jobs claimed ahead of a free slot [default: concurrency, at most 100].",
 )
-@click.option(
+@_config_option(
     "--gc-threshold",
     type=click.IntRange(min=0),
-    default=7000,
-    show_default=True,
     help="Young-generation GC threshold while running, startup objects frozen (0: leave "
     "Python's collector alone).",
 )
-@click.option(
+@_config_option(
     "--keep-results",
-    default="7d",
+    type=str,
     callback=_duration_or_forever,
-    show_default=True,
     help="Delete finished jobs older than this (seconds, or 30m/12h/7d; 'forever' keeps them).",
 )
 def run(

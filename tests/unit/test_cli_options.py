@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import re
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -111,3 +114,53 @@ def test_lookback_and_reclaim_limit_reach_the_runner_config(
     assert result.exit_code == 0, result.output
     [config] = queue.configs
     assert (config.lookback, config.reclaim_limit) == (lookback, reclaim_limit)
+
+
+# The run command's options that set a RunnerConfig field, by field name.
+_OPTION_FIELDS = {
+    "concurrency": "concurrency",
+    "lease": "lease",
+    "grace": "shutdown_grace",
+    "reclaim_period": "reclaim_period",
+    "reclaim_limit": "reclaim_limit",
+    "sweep_period": "sweep_period",
+    "sweep_grace": "sweep_grace",
+    "lookback": "lookback",
+    "max_stalls": "max_stalls",
+    "zombie_destination": "zombie_destination",
+    "watchdog": "watchdog",
+    "prefetch": "prefetch",
+    "gc_threshold": "gc_threshold",
+    "keep_results": "keep_results",
+}
+
+
+def test_run_without_options_builds_the_default_runner_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = _CapturingQueue()
+    monkeypatch.setattr(_cli, "load_queue", lambda _path: queue)
+    monkeypatch.setattr(_cli, "_setup_logging", lambda _level: None)
+    result = CliRunner().invoke(cli, ["run", "app:queue"])
+    assert result.exit_code == 0, result.output
+    assert queue.configs == [RunnerConfig()]
+
+
+@pytest.mark.parametrize(("option", "field"), sorted(_OPTION_FIELDS.items()))
+def test_each_run_option_defaults_to_runner_config_and_shows_it(option: str, field: str) -> None:
+    [param] = [p for p in _cli.run.params if p.name == option]
+    default = param.default
+    if option in ("lookback", "keep_results"):
+        default = _cli._seconds(default, forever=option == "keep_results")
+    elif option in ("watchdog", "gc_threshold"):
+        default = default or None  # 0 on the command line is None in RunnerConfig
+    expected = {f.name: f.default for f in dataclasses.fields(RunnerConfig)}[field]
+    assert default == expected
+    assert isinstance(param, click.Option)
+    if param.default is not None:  # None: the help text says what the default is
+        help_text = " ".join(CliRunner().invoke(cli, ["run", "--help"]).output.split())
+        flag = "--" + option.replace("_", "-") + " "
+        [entry] = [e for e in re.split(r" (?=--[a-z])", help_text) if e.startswith(flag)]
+        shown = re.search(r"\[default: ([^;\]]+)", entry)
+        assert shown is not None, entry
+        assert shown.group(1) == str(param.default)
