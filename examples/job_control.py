@@ -27,7 +27,7 @@ log: list[str] = []
 
 
 # --- retries: exponential backoff, an explicit sequence, asking for a retry ----------
-@queue.task(retries=3, backoff=Backoff.sequence(0.05, 0.08, 0.09))  # kingtask's [5, 8, 9]
+@queue.task(retries=3, backoff=Backoff.sequence(0.05, 0.08, 0.09))  # fixed delays, the last repeats
 async def flaky(n: int) -> int:
     if current_job().attempt < 3:  # the attempt number is visible to the handler
         raise ConnectionError("not yet")
@@ -93,7 +93,7 @@ async def main() -> int:
     slow_job = await slow.enqueue(5)
     quick = await slow.options(timeout=1).enqueue(0.2)  # a per-job timeout overrides
     scarce_jobs = await queue.enqueue_many([(scarce, (i,), {}) for i in range(10)])
-    # executable tasks (kingtask), allowed program by program
+    # executable tasks: a program run as a job, allowed program by program
     queue.allow_exec([sys.executable])
     program = await queue.exec([sys.executable, "-c", "print('hello from a program')"])
 
