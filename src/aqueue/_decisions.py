@@ -17,7 +17,7 @@ from ._models import JobStatus
 class Backoff:
     """Exponential backoff (``base * factor**(attempt-1)``, capped) with jitter on the
     upper ``jitter`` fraction — or, with ``intervals``, an explicit sequence of delays
-    (kingtask's ``[5, 8, 9]``; the last one repeats)."""
+    (e.g. ``[5, 8, 9]``; the last one repeats)."""
 
     base: float = 1.0
     factor: float = 2.0
@@ -139,9 +139,10 @@ class ReclaimDecision:
 def decide_reclaim(
     *, stalls: int, max_stalls: int, destination: ZombieDestination, owner: str | None
 ) -> ReclaimDecision:
-    """A job whose runner stopped renewing its lease (Meepo's zombie job). ``stalls`` is
-    the count before this one. Over the stall limit it fails ("runner died"), so a poison
-    job cannot kill runners forever; otherwise it goes to the configured destination."""
+    """Reclaim a job whose runner stopped renewing its lease (it expired while the job
+    was ``running``): one more stall; ``stalls`` is the count before this one. At the
+    stall limit it fails ("runner died"), so a poison job cannot kill runners forever;
+    otherwise it goes to the configured (zombie) destination."""
     count = stalls + 1
     if count >= max_stalls:
         return ReclaimDecision(

@@ -1,4 +1,4 @@
-"""Executable tasks (kingtask): run a program, in any language, as a job.
+"""Executable tasks: run a program, in any language, as a job.
 
 Opt in per queue with the programs allowed, on both the producer and the runner side::
 

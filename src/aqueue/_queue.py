@@ -459,7 +459,7 @@ class QueueClient:
         return jobs
 
     async def _check_size(self, be: Backend, adding: int) -> None:
-        """persistent-queue's QueueMaxSize, over the jobs that can still run (``todo``,
+        """The queue size limit (``max_size``), over the jobs that can still run (``todo``,
         due or delayed) as SQL counts them: never refused, cancelled or finished jobs.
         A count is reused for 0.2 s, plus what this producer enqueued since (so
         concurrent producers can overshoot by what they enqueue within that window); a
@@ -521,10 +521,10 @@ class QueueClient:
         error: str | None = None,
         delay: float | None = None,
     ) -> None:
-        """Record a job's outcome from anywhere with its lease token (Meepo's ``Commit(id,
-        cID, status)``): ``done`` (with ``result``), ``failed`` (with ``error``) or
-        ``todo`` (run again after ``delay``). Raises :class:`CommitError` when the token
-        does not hold the job any more."""
+        """Record a job's outcome from anywhere with its lease token (a manual commit
+        made outside the handler, e.g. by another system): ``done`` (with ``result``),
+        ``failed`` (with ``error``) or ``todo`` (run again after ``delay``). Raises
+        :class:`CommitError` when the token does not hold the job any more."""
         st = JobStatus(status)
         if st not in (JobStatus.DONE, JobStatus.FAILED, JobStatus.TODO):
             raise CommitError(f"cannot commit a job as {st.value!r}")
@@ -552,8 +552,8 @@ class QueueClient:
                     be.marker.add([job_id], rec.updated_at, epoch)
 
     async def repush(self, job_id: str, *, force: bool = False) -> Job:
-        """Force a job back to ``todo`` with fresh attempts and into Redis (Meepo's
-        repush), whatever its state. A ``running`` job is refused unless ``force``: then
+        """Force a job back to ``todo`` with fresh attempts and into Redis, whatever its
+        state. A ``running`` job is refused unless ``force``: then
         its lease token is revoked, its runner cancels the handler at its next renewal,
         and the job may start again only when the old lease would have ended — never two
         runs at once."""
@@ -586,21 +586,21 @@ class QueueClient:
 
     async def purge_finished(self, older_than: float) -> int:
         """Delete this queue's finished jobs (and their results) that finished more than
-        ``older_than`` seconds ago (kingtask's result keep time). Runners also do it
+        ``older_than`` seconds ago. Runners also do it
         periodically when ``RunnerConfig.keep_results`` is set."""
         be = await self._backend()
         return await recovery.purge_finished(be.store, self.name, now_us() - int(older_than * 1e6))
 
     async def runner_stats(self) -> dict[str, dict[str, int]]:
         """Per-runner counters (executed, done, failed, retried, ...) published by the
-        live runners of this queue at every heartbeat (the worker seed's RunnerStatus)."""
+        live runners of this queue at every heartbeat."""
         be = await self._backend()
         return await be.broker.runner_stats()
 
     def allow_exec(self, programs: Iterable[str], *, timeout: float | None = 3600) -> None:
-        """Enable executable tasks (kingtask) for these programs (names or absolute
-        paths), on producers and runners alike; ``timeout`` is the default run-time
-        limit. See :meth:`exec`."""
+        """Enable executable tasks (a program run as a job) for these programs (names or
+        absolute paths), on producers and runners alike; ``timeout`` is the default
+        run-time limit. See :meth:`exec`."""
         from ._exec import EXEC_TASK, run_program
 
         allowed = frozenset(programs)

@@ -39,12 +39,13 @@ class RunnerConfig:
     reclaim_period: float = 5.0
     """How often expired leases are looked for (one runner at a time, under a lock)."""
     reclaim_limit: int = 1000
-    """Most zombie jobs handled per reclaim pass."""
+    """Most expired leases handled per reclaim pass."""
     zombie_destination: ZombieDestination = "todo"
-    """Where a job whose runner died goes: ``todo`` (run again), or ``failed``/``done``
-    recorded without a run (Meepo's choice, an explicit user decision)."""
+    """Where a reclaimed job goes (below ``max_stalls``): ``todo`` (run again), or
+    ``failed``/``done`` recorded without running it again (an explicit user decision)."""
     max_stalls: int = 3
-    """A job whose runner died this many times fails with "runner died"."""
+    """The stall (reclaim of a job) that reaches this count fails the job with "runner
+    died" instead."""
     sweep_period: float = 60.0
     """How often SQL is compared with Redis for jobs that never reached it."""
     sweep_grace: float = 30.0
@@ -54,8 +55,8 @@ class RunnerConfig:
     lookback: float = 7 * 86400.0
     """Startup recovery re-dispatches unfinished jobs created within this window."""
     keep_results: float | None = 7 * 86400.0
-    """Finished jobs (and their results) older than this are deleted by the sweeper
-    (kingtask's result keep time); None keeps them forever."""
+    """Finished jobs (and their results) older than this are deleted by the sweeper; None
+    keeps them forever."""
     watchdog: float | None = 1.0
     """Report an event loop blocked longer than this many seconds (None: off)."""
     gc_threshold: int | None = 7000

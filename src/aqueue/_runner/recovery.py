@@ -1,4 +1,4 @@
-"""Recovery passes: the zombie reclaimer, the SQL -> Redis sweeper, startup recovery and
+"""Recovery passes: the reclaimer, the SQL -> Redis sweeper, startup recovery and
 the resync after Redis lost its data. Each runs under a short Redis lock so that many
 runners do it once; each decides in SQL first (compare-and-set) and only then moves
 messages in Redis. Duplicates these may create in Redis are harmless: one claim wins."""
@@ -27,7 +27,7 @@ class SweepCursor:
 
 async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
     """Jobs ``running`` under a lease that expired: decided in SQL (destination, stall
-    limit), then the ones to run again are queued as suspects. Returns jobs reclaimed."""
+    limit), then the ones to run again go to a suspect lane. Returns jobs reclaimed."""
     broker, store = be.broker, be.store
     token = await broker.acquire_lock(broker.keys.lock_reclaim, int(cfg.lease * 1000))
     if token is None:

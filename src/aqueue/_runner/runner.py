@@ -242,8 +242,8 @@ class Runner:
         self.stop()
 
     async def _startup_recovery(self) -> None:
-        """persistent-queue's reload of unfinished jobs: re-dispatch ``todo`` jobs created
-        within the look-back window that this Redis may not hold."""
+        """Reload unfinished jobs at startup: re-dispatch ``todo`` jobs created within the
+        look-back window that this Redis may not hold."""
         assert self._be is not None
         cfg = self.config
         created_after = self.clock() - int(cfg.lookback * 1e6)
@@ -706,7 +706,7 @@ class Runner:
         return commit
 
     def _task_limit(self, concurrency: int | None, msg: Message) -> Gate | None:
-        """persistent-queue's per-type worker pools: a task's own concurrency limit."""
+        """A task's own concurrency limit: at most that many of its jobs run at once here."""
         if concurrency is None:
             return None
         sem = self._task_sems.get(msg.task)

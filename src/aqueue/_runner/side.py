@@ -1,4 +1,4 @@
-"""The runner's side tasks: lease heartbeat, zombie reclaimer, sweeper, promoter.
+"""The runner's side tasks: lease heartbeat, reclaimer, sweeper, promoter.
 
 Each is a loop over one runner (:class:`SideHost`), supervised by it (if one dies, the runner stops
 loudly), and each ends on its own once the runner is stopping.
