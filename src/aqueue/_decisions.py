@@ -100,10 +100,6 @@ def decide_claim_loss(
     return ClaimLoss("delay", max(run_at, now))
 
 
-def lease_expired(leased_until: int | None, now: int) -> bool:
-    return leased_until is not None and leased_until < now
-
-
 def local_deadline(last_ack_monotonic: float, lease_s: float, margin_s: float) -> float:
     """Monotonic time after which a runner must assume its leases are gone."""
     return last_ack_monotonic + lease_s - margin_s

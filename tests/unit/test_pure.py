@@ -14,7 +14,6 @@ from aqueue._decisions import (
     decide_claim_loss,
     decide_failure,
     decide_reclaim,
-    lease_expired,
     local_deadline,
     suspect_lane,
 )
@@ -112,7 +111,6 @@ def test_claim_fences_take_the_later_of_two_copies() -> None:
 
 
 def test_lease_helpers() -> None:
-    assert lease_expired(10, 11) and not lease_expired(10, 10) and not lease_expired(None, 5)
     assert local_deadline(100.0, 30.0, 10.0) == 120.0
 
 

@@ -19,7 +19,6 @@ class Watchdog:
     def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
         self.loop = loop
         self.threshold = threshold
-        self.blocked = 0
         self._last = time.monotonic()
         self._stop = threading.Event()
         self._loop_thread = threading.get_ident()
@@ -39,7 +38,6 @@ class Watchdog:
             lag = time.monotonic() - self._last
             if lag > self.threshold and not reported:
                 reported = True
-                self.blocked += 1
                 frame = sys._current_frames().get(self._loop_thread)
                 where = "".join(traceback.format_stack(frame, limit=8)) if frame else "?"
                 log.warning(

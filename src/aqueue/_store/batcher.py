@@ -78,8 +78,6 @@ class Batcher(Generic[T, R]):
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0  # workers not finished: restarted when none is left
         self._closed = False
-        self.flushes = 0
-        self.items = 0
 
     def _ensure_started(self) -> None:
         if self._live:
@@ -166,8 +164,6 @@ class Batcher(Generic[T, R]):
                 raise
             except BaseException as exc:  # handed to every waiter of the batch
                 results = [exc] * len(batch)
-            self.flushes += 1
-            self.items += len(batch)
             for entry, res in zip(batch, results, strict=True):
                 _settle(entry, res)
 
