@@ -61,7 +61,8 @@ class FaultProxy:
             self._server.close()
             await self._server.wait_closed()
 
-    def _go_down(self) -> None:
+    def go_down(self) -> None:
+        """Abort every connection now and refuse new ones for :attr:`outage` seconds."""
         self.cuts += 1
         loop = asyncio.get_running_loop()
         self._down_until = loop.time() + self.outage
@@ -100,7 +101,7 @@ class FaultProxy:
                 self.armed = False
                 self.hit.set()
                 if self.action == "outage":
-                    self._go_down()
+                    self.go_down()
                     return
                 await self.release.wait()
             w.write(data)

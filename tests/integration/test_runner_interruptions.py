@@ -16,7 +16,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from aqueue import JobStatus, Runner, RunnerConfig
+from aqueue import JobStatus, Runner, RunnerConfig, StoreError
 
 from ..chaos.harness import wait_for
 from ..conftest import REDIS_URL, QueueFactory
@@ -145,3 +145,42 @@ async def test_stop_during_a_claim_in_flight_starts_no_handler_and_puts_the_job_
     info = await job.info()
     assert info.status is JobStatus.TODO and info.attempts == 0, info
     assert info.lease_owner is None, info
+
+
+@MYSQL_ONLY
+@pytest.mark.timeout(60)
+async def test_a_runner_started_while_the_database_is_down_waits_for_it(
+    make_queue: QueueFactory, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runner starting during a database outage (a deploy racing a restart) keeps
+    trying, logging why, and starts once the database is back, instead of exiting."""
+    direct = make_queue()
+
+    @direct.task
+    async def ping() -> str:
+        return "pong"
+
+    job = await ping.enqueue()
+    behind = make_queue(database_url=proxy.url())
+    behind.task(ping.fn)
+    proxy.outage = 1.5
+    proxy.go_down()
+    runner = Runner(behind, RunnerConfig(burst=True, handle_signals=False))
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="aqueue"):
+        await asyncio.wait_for(runner.run(), 30)
+    assert "cannot reach the backend at startup" in caplog.text
+    assert proxy.back.is_set() and time.monotonic() - t0 >= 1.0
+    assert await job.result(timeout=5) == "pong"
+
+
+@MYSQL_ONLY
+async def test_a_runner_gives_up_on_an_unreachable_database_after_its_startup_wait(
+    make_queue: QueueFactory, proxy: FaultProxy
+) -> None:
+    behind = make_queue(database_url=proxy.url())
+    proxy.outage = 30
+    proxy.go_down()
+    runner = Runner(behind, RunnerConfig(startup_wait=0.5, handle_signals=False))
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(runner.run(), 20)

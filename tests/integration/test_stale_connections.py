@@ -46,7 +46,7 @@ async def _restart(server: FaultProxy, store: Store, down: float = 0.3) -> float
     server is back and the client has seen its connections closed (as after a real
     restart, which takes longer than the closes take to arrive)."""
     server.outage = down
-    server._go_down()
+    server.go_down()
     await server.back.wait()
     await wait_for(
         lambda: not any(alive(h.raw) for h in store.conns._idle),

@@ -52,6 +52,9 @@ class RunnerConfig:
     """A job not marked dispatched this long after its creation is re-dispatched."""
     sweep_limit: int = 5000
     """Most rows looked at per sweep pass (keyset paging resumes where it stopped)."""
+    startup_wait: float = 30.0
+    """How long a starting runner keeps trying to reach a database or Redis that is down
+    (each failure is logged) before it gives up with the error."""
     lookback: float = 7 * 86400.0
     """Startup recovery re-dispatches unfinished jobs created within this window."""
     keep_results: float | None = 7 * 86400.0
@@ -77,6 +80,8 @@ class RunnerConfig:
             raise ConfigurationError("prefetch must be an int >= 0 (or None for the default)")
         if self.keep_results is not None and self.keep_results < 0:
             raise ConfigurationError("keep_results must be >= 0 seconds (or None: forever)")
+        if self.startup_wait < 0:
+            raise ConfigurationError("startup_wait must be >= 0 seconds")
         if self.lookback < 0:
             raise ConfigurationError("lookback must be >= 0 seconds")
         if self.zombie_destination not in ("todo", "failed", "done"):

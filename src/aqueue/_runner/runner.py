@@ -127,9 +127,8 @@ class Runner:
         self._stop.set()
 
     async def run(self) -> None:
-        be = self._be = await self.queue._backend()
+        be = await self._connect()
         cfg = self.config
-        await self._measure_clock()
         await self._check_redis()
         self._epoch = await be.broker.epoch()
         # SQLite runs one write at a time: a second statement in flight would only queue
@@ -201,6 +200,27 @@ class Runner:
             raise RunnerCrashedError(f"runner side task died: {crashed!r}") from crashed
 
     # -- start & stop ------------------------------------------------------------------
+
+    async def _connect(self) -> Backend:
+        """The backend, and the clock offset to SQL. A database or Redis that is down at
+        startup (a deploy racing a restart) is tried again for ``startup_wait`` seconds
+        instead of failing the runner, which a supervisor would restart into the same
+        outage; configuration errors fail at once."""
+        deadline = time.monotonic() + self.config.startup_wait
+        delay = 0.25
+        while True:
+            try:
+                be = self._be = await self.queue._backend()
+                await self._measure_clock()
+                return be
+            except BackendError as exc:
+                self._be = None
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    raise
+                log.warning("cannot reach the backend at startup (%s); trying again", exc)
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
 
     def _server_clock(self) -> int:
         return now_us() + self._offset_us
