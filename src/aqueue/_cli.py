@@ -206,6 +206,11 @@ def cli() -> None:
     "Python's collector alone).",
 )
 @_config_option(
+    "--startup-wait",
+    type=click.FloatRange(min=0),
+    help="Seconds a starting runner keeps trying to reach a database or Redis that is down.",
+)
+@_config_option(
     "--keep-results",
     type=str,
     callback=_duration_or_forever,
@@ -229,6 +234,7 @@ def run(
     zombie_destination: str,
     watchdog: float,
     prefetch: int | None,
+    startup_wait: float,
     keep_results: float | None,
     gc_threshold: int,
 ) -> None:
@@ -247,6 +253,7 @@ def run(
             sweep_period=sweep_period,
             sweep_grace=sweep_grace,
             lookback=lookback,
+            startup_wait=startup_wait,
             max_stalls=max_stalls,
             zombie_destination=zombie_destination,  # type: ignore[arg-type]
             watchdog=watchdog or None,
