@@ -17,26 +17,11 @@ from datetime import datetime
 import pytest
 
 from .harness import ChaosEnv, RedisServer, RunnerProcess, drain, now_us, wait_for
+from .test_chaos_core import metric, stop_all
 
 pytestmark = [pytest.mark.chaos, pytest.mark.mysql]
 
 MakeEnv = Callable[..., Awaitable[ChaosEnv]]
-
-
-def metric(name: str, value: object) -> None:
-    print(
-        f"[chaos] {name}: {value:.2f}" if isinstance(value, float) else f"[chaos] {name}: {value}"
-    )
-
-
-def stop(*procs: RunnerProcess, timeout: float = 20.0) -> None:
-    for p in procs:
-        if p.alive():
-            p.term()
-    for p in procs:
-        code = p.finish(timeout)
-        assert code == 0, f"{p.name} exited with {code}:\n{p.tail()}"
-        assert "Traceback" not in p.log(), p.tail()
 
 
 async def wait_started(p: RunnerProcess) -> None:
@@ -75,7 +60,7 @@ async def test_sigterm_during_claim_bursts_never_runs_a_job_concurrently(
         metric(f"victim {i}: SIGTERM -> exit (s)", time.monotonic() - t0)
         assert time.monotonic() - t0 < 10, victim.tail()
     await drain(env, len(ids), 120, procs=(other,))
-    stop(other)
+    stop_all(other)
     v = await env.verdict(ids)
     metric("verdict", v.report)
     assert not v.lost and not v.stuck and not v.unexpected, v.report
@@ -138,7 +123,7 @@ async def test_runner_frozen_past_its_lease_starts_no_claimed_job_after_the_thaw
     await wait_for(
         lambda: not env.checker.open_on(frozen.pid), 15, "frozen handlers to end", procs=(frozen,)
     )
-    stop(frozen, rescuer)
+    stop_all(frozen, rescuer)
     late = [e for e in env.checker.executions() if e.pid == frozen.pid and e.start_us >= thaw_us]
     assert not late, (late, frozen.tail())
     v = await env.verdict(ids)
@@ -190,7 +175,7 @@ async def test_every_runner_paused_at_once_reclaims_nothing_from_live_runners(
             procs=procs,
         )
     await drain(env, len(ids), 60, procs=procs)
-    stop(*procs)
+    stop_all(*procs)
     logs = "".join(p.log() for p in procs)
     assert "reclaimed job" not in logs, logs[-4000:]
     v = await env.verdict(ids)
@@ -214,7 +199,7 @@ async def test_runner_started_just_after_redis_lost_fresh_jobs_runs_them_within_
     await drain(env, len(ids), 60, procs=(p,))
     elapsed = time.monotonic() - t0
     metric("runner start -> 1,000 jobs done (s)", elapsed)
-    stop(p)
+    stop_all(p)
     assert elapsed <= 5.0, p.tail()
     v = await env.verdict(ids)
     assert not v.lost and not v.stuck and not v.duplicated, v.report

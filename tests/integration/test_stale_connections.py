@@ -16,7 +16,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from aqueue import EnqueueOutcomeUnknownError, JobStatus, Queue, Runner, RunnerConfig
+from aqueue import EnqueueOutcomeUnknownError, JobStatus, Queue, Runner, RunnerConfig, StoreError
 from aqueue._store.conns import alive
 from aqueue._store.store import Store
 
@@ -160,3 +160,31 @@ async def test_runner_statements_after_a_database_restart_do_not_fail(
     finally:
         runner.stop()
         await asyncio.wait_for(task, 20)
+
+
+@MYSQL_ONLY
+@pytest.mark.timeout(60)
+async def test_a_connection_reset_during_its_handshake_is_a_refusal_not_an_unknown_outcome(
+    make_queue: QueueFactory, server: FaultProxy
+) -> None:
+    """A proxy that accepts and resets connections in front of a server that is down: no
+    statement was sent, so the enqueue is refused (StoreError), never reported unknown."""
+    q = make_queue(database_url=server.url())
+
+    @q.task
+    async def job() -> None:
+        return None
+
+    await q.connect()
+    server.outage = 30
+    server.go_down()
+    # The first try may go out on a pooled connection whose reset this process has not
+    # read yet: written, reply lost, truly unknown. Every later one needs a new
+    # connection, whose handshake is reset before any statement is sent.
+    with pytest.raises(StoreError):
+        await job.enqueue()
+    for _ in range(4):
+        with pytest.raises(StoreError) as err:
+            await job.enqueue()
+        assert not isinstance(err.value, EnqueueOutcomeUnknownError), repr(err.value)
+        assert "enqueue failed" in str(err.value)

@@ -59,6 +59,9 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+_NOT_CONNECTED = "aqueue: raised while connecting, before any statement was sent"
+
+
 def _connect_failed(exc: BaseException) -> bool:
     """asyncmy's ``connect()`` on a connection closed during its handshake (a proxy that
     accepts, then resets, in front of a server that is down) raises a bare RuntimeError:
@@ -105,7 +108,7 @@ def _is_definite(exc: BaseException) -> bool:
         return True
     if type(exc).__name__ in ("IntegrityError", "DataError", "ProgrammingError"):
         return True
-    if _connect_failed(exc):
+    if _connect_failed(exc) or _NOT_CONNECTED in getattr(exc, "__notes__", ()):
         return True
     code = _mysql_code(exc)
     if code is None:
@@ -293,7 +296,13 @@ class Store:
         it, and the statement goes out on another: it never ran, so this is safe for any
         statement, and its caller does not see an error (an INSERT no unknown outcome)."""
         for i in range(sends):
-            held = await self.conns.take()
+            try:
+                held = await self.conns.take()
+            except Exception as exc:
+                # No connection, so nothing was sent: a refusal, never an unknown outcome
+                # (an INSERT's caller may simply enqueue again).
+                exc.add_note(_NOT_CONNECTED)
+                raise
             try:
                 out = await run(held.raw)
             except BaseException as exc:
