@@ -309,6 +309,25 @@ class Message(NamedTuple):
     options: dict[str, Any]
     """Per-job run options: ``timeout`` (s), ``expires`` (UNIX µs)."""
 
+    @property
+    def payload(self) -> str:
+        """The payload's JSON text (arguments and options) as it stands in ``raw``: a
+        retry's message reuses it instead of encoding the arguments again. Read from
+        ``raw`` when asked (a retry), not when decoding (every run)."""
+        return _payload_text(self.raw)
+
+    def follow_up(self) -> bytes:
+        """The message of the job's next attempt (a retry): same payload and priority."""
+        return encode_message(
+            self.id,
+            self.task,
+            self.payload,
+            self.attempts + 1,
+            self.max_attempts,
+            self.priority,
+            self.stalls,
+        ).encode()
+
 
 def encode_message(
     job_id: str,
@@ -329,11 +348,6 @@ def encode_message(
     )
 
 
-def level_of(priority: int) -> str:
-    """The ready list a priority goes to: ``h`` (> 0), ``n`` (0) or ``l`` (< 0)."""
-    return "h" if priority > 0 else "l" if priority < 0 else "n"
-
-
 def _loads(raw: bytes) -> Any:
     """``json.loads`` for the compact UTF-8 JSON aqueue writes, through the C scanner
     directly (half the cost: no encoding detection, no whitespace matching). Anything
@@ -344,6 +358,17 @@ def _loads(raw: bytes) -> Any:
     except (ValueError, StopIteration):  # UnicodeDecodeError and JSONDecodeError too
         return json.loads(raw)
     return value if end == len(text) else json.loads(raw)
+
+
+def _payload_text(raw: bytes) -> str:
+    """The payload's JSON as it stands in a message: ``encode_message`` writes it last
+    (``,"p":<payload>}``), and no key or string before it can hold ``,"p":{`` (strings
+    escape their quotes). A message written otherwise has its payload encoded again."""
+    text = raw.decode()
+    i = text.find(',"p":{')
+    if i > 0 and text[-2:] == "}}" and text.startswith('{"v":'):
+        return text[i + 5 : -1]
+    return json.dumps(json.loads(raw)["p"], ensure_ascii=False, separators=(",", ":"))
 
 
 def decode_message(raw: bytes) -> Message:

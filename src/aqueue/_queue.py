@@ -13,11 +13,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
-from ._backend import Backend, dispatch_records
+from ._backend import Backend
 from ._broker.broker import Broker
 from ._broker.notify import FinishListener
 from ._cron import MissedPolicy, Schedule, validate_cron
 from ._decisions import Backoff
+from ._dispatch import Dispatcher
 from ._errors import (
     AqueueError,
     BrokerError,
@@ -35,7 +36,6 @@ from ._models import (
     JobStatus,
     NewJob,
     Options,
-    level_of,
     new_job_id,
     new_job_ids,
     now_us,
@@ -305,16 +305,17 @@ class QueueClient:
             await broker.close()
             raise
         marker = DispatchMarker(store)
+        dispatcher = Dispatcher(broker)
         inserter: Batcher[NewJob, str] = Batcher(
             "enqueue",
-            lambda jobs: self._flush_inserts(store, broker, marker, jobs),
+            lambda jobs: self._flush_inserts(store, dispatcher, marker, jobs),
             max_items=self.enqueue_batch or (1000 if store.is_sqlite else 500),
             max_bytes=8 * 1024 * 1024,
             size_of=lambda j: len(j.payload) + 200,
             parallel=1 if store.is_sqlite else 4,
         )
         listener = FinishListener(broker.redis, broker.keys.finished)
-        return Backend(loop, self.name, store, broker, inserter, marker, listener)
+        return Backend(loop, self.name, store, broker, inserter, marker, listener, dispatcher)
 
     async def connect(self) -> None:
         """Connect now (create the schema when ``init_db``) instead of at first use."""
@@ -480,28 +481,20 @@ class QueueClient:
         self._size_seen = (counted_at, size + adding)
 
     async def _flush_inserts(
-        self, store: Store, broker: Broker, marker: DispatchMarker, jobs: Sequence[NewJob]
+        self, store: Store, dispatcher: Dispatcher, marker: DispatchMarker, jobs: Sequence[NewJob]
     ) -> list[str | BaseException]:
         now = now_us()
         results = await store.insert_jobs(jobs, now)
-        levels: dict[str, list[str]] = {"h": [], "n": [], "l": []}
-        delayed: list[tuple[int, str]] = []
-        for j, r in zip(jobs, results, strict=True):
-            if isinstance(r, BaseException) or r != j.id:
-                continue
-            if j.run_at > now:
-                delayed.append((j.run_at // 1000, j.message()))
-            else:
-                levels[level_of(j.priority)].append(j.message())
-        if not (delayed or levels["n"] or levels["h"] or levels["l"]):
-            return results  # none stored
+        stored = [j for j, r in zip(jobs, results, strict=True) if r == j.id]
+        if not stored:
+            return results  # none stored (or each a duplicate of another job)
         try:
-            epoch = await broker.dispatch(levels["n"], delayed, high=levels["h"], low=levels["l"])
+            epoch = await dispatcher.new_jobs(stored, now)
         except BrokerError as exc:
             # The jobs are durable; the sweeper puts them in Redis once it is back.
             log.warning("jobs stored but not dispatched (%s); the sweeper will", exc)
         else:
-            stored = [j for j, r in zip(jobs, results, strict=True) if r == j.id]
+            assert epoch is not None
             marker.add_jobs(stored, now, epoch)
         return results
 
@@ -547,7 +540,7 @@ class QueueClient:
         if st is JobStatus.TODO:
             rec = await be.store.get_job(job_id)
             if rec is not None:
-                epoch = await dispatch_records(be, [rec], now)
+                epoch = await be.dispatcher.rows([rec], now)
                 if epoch is not None:
                     be.marker.add([job_id], rec.updated_at, epoch)
 
@@ -564,7 +557,7 @@ class QueueClient:
             raise JobNotFoundError(job_id, f"no job {job_id}")
         if rec.status is JobStatus.RUNNING:
             raise JobError(job_id, f"job {job_id} is running: pass force=True to repush it")
-        epoch = await dispatch_records(be, [rec], now)
+        epoch = await be.dispatcher.rows([rec], now)
         if epoch is not None:
             be.marker.add([job_id], rec.updated_at, epoch)
         return Job(self, job_id)

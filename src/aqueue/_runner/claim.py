@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .._decisions import decide_claim_loss, local_deadline
+from .._dispatch import Routes, route_later
 from .._errors import BackendError
 from .._models import Message, new_token
 from .._store import claims
@@ -217,7 +218,7 @@ class Claimer:
         self._r.stats.claims_lost += len(lost)
         states = await claims.claim_states(be.store, [m.id for m in lost if m.id not in won])
         remove: list[bytes] = []
-        delayed: list[tuple[int, bytes]] = []
+        later = Routes()
         for m in lost:
             remove.append(m.raw)
             if m.id in won:
@@ -234,5 +235,5 @@ class Claimer:
                 message_attempts=m.attempts,
             )
             if decision.action == "delay" and decision.until is not None:
-                delayed.append((decision.until // 1000 + 1, m.raw))
-        await be.broker.settle(self._r.id, remove, delayed=delayed)
+                route_later(later, m.raw, decision.until)
+        await be.dispatcher.settle(self._r.id, remove, later)

@@ -12,11 +12,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._dispatch import Routes, route_follow_up
 from .._errors import BackendError
-from .._models import JobStatus, Message, encode_message
-from .._serde import dumps
+from .._models import JobStatus, Message
 from .._store.batcher import Batcher
 from .._store.store import Finish
 from .execute import Outcome
@@ -34,6 +34,8 @@ class _Settled:
     finish: Finish
     raw: bytes
     follow_up: bytes | None = None
+    priority: int = 0
+    """The follow-up's priority, which decides where it is sent."""
     at: int | None = None
     """The time of the first statement that carried this outcome: a retry writes the same
     ``updated_at``, so that when the first one did commit (its reply lost) the retry
@@ -58,25 +60,12 @@ class Recorder:
         """Record one job's outcome (batched with others); ``False`` when its lease token
         was revoked or the lease ran out before SQL could be reached."""
         assert outcome.status is not None
-        follow: bytes | None = None
-        if outcome.status is JobStatus.TODO:
-            body: dict[str, Any] = {"a": msg.args, "k": msg.kwargs}
-            if msg.options:
-                body["o"] = msg.options
-            payload = dumps(body, "payload")
-            follow = encode_message(
-                msg.id,
-                msg.task,
-                payload,
-                msg.attempts + 1,
-                msg.max_attempts,
-                msg.priority,
-                msg.stalls,
-            ).encode()
+        follow = msg.follow_up() if outcome.status is JobStatus.TODO else None
         item = _Settled(
             Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
             msg.raw,
             follow,
+            msg.priority,
         )
         self.recording.add((msg.id, token))
         try:
@@ -113,8 +102,7 @@ class Recorder:
             same = [i.finish for i in items if i.at == at]
             accepted |= await be.store.finish(same, at)
         crash_point("after_commit")
-        ready: list[bytes] = []
-        delayed: list[tuple[int, bytes]] = []
+        follow_ups = Routes()
         out: list[bool | BaseException] = []
         for i in items:
             ok = i.finish.id in accepted
@@ -132,11 +120,7 @@ class Recorder:
                 stats.failed += 1
             elif st is JobStatus.TODO and i.follow_up is not None:
                 stats.retried += 1
-                run_at = i.finish.run_at or now
-                if run_at <= now and b'"r":' not in i.follow_up[:200]:
-                    ready.append(i.follow_up)  # normal level; others via the delayed set
-                else:
-                    delayed.append((run_at // 1000, i.follow_up))
+                route_follow_up(follow_ups, i.follow_up, i.priority, i.finish.run_at or now, now)
         final = [
             i.finish.id
             for i, ok in zip(items, out, strict=True)
@@ -145,7 +129,7 @@ class Recorder:
         # SQL has recorded the outcomes: from here on only Redis is left to do, and it is
         # retried in place (never by re-submitting the finish, which SQL would now refuse).
         # Waiters on results are told in the same call (a hint: they also poll).
-        await self._settle_retrying([i.raw for i in items], ready, delayed, final)
+        await self._settle_retrying([i.raw for i in items], follow_ups, final)
         retried = [
             i.finish.id
             for i, ok in zip(items, out, strict=True)
@@ -162,16 +146,13 @@ class Recorder:
     async def _settle_retrying(
         self,
         remove: list[bytes],
-        ready: list[bytes],
-        delayed: list[tuple[int, bytes]],
+        follow_ups: Routes,
         finished: list[str],
     ) -> None:
         delay = 0.05
         while True:
             try:
-                await self._be.broker.settle(
-                    self._r.id, remove, ready=ready, delayed=delayed, finished=finished
-                )
+                await self._be.dispatcher.settle(self._r.id, remove, follow_ups, finished)
                 return
             except BackendError as exc:
                 if self._r._stopping:

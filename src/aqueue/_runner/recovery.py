@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .._backend import Backend, dispatch_records
+from .._backend import Backend
 from .._decisions import decide_reclaim
 from .._errors import BackendError
 from .._models import JobStatus
@@ -52,7 +52,7 @@ async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig,
             for r, d in zip(rows, decisions, strict=True)
             if r.id in changed and d.status is JobStatus.TODO
         ]
-        epoch = await dispatch_records(be, revived, now, max_stalls=cfg.max_stalls)
+        epoch = await be.dispatcher.rows(revived, now, max_stalls=cfg.max_stalls)
         if epoch is not None:
             be.marker.add((r.id for r in revived), now, epoch)
         for r, d in zip(rows, decisions, strict=True):
@@ -114,7 +114,7 @@ async def sweep_pass(
             if not rows:
                 cursor.after = ""
                 break
-            pushed = await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
+            pushed = await be.dispatcher.rows(rows, now, max_stalls=cfg.max_stalls)
             await store.mark_dispatched([(r.id, r.updated_at) for r in rows], pushed or epoch, now)
             total += len(rows)
             cursor.after = rows[-1].id
@@ -140,7 +140,7 @@ async def resync_all(be: Backend, clock: Callable[[], int], cfg: RunnerConfig) -
                 return total
             after = page[-1].id
             rows = [r for r in page if r.status is JobStatus.TODO]
-            pushed = await dispatch_records(be, rows, now, max_stalls=cfg.max_stalls)
+            pushed = await be.dispatcher.rows(rows, now, max_stalls=cfg.max_stalls)
             await store.mark_dispatched([(r.id, r.updated_at) for r in rows], pushed or epoch, now)
             total += len(rows)
     except BackendError as exc:

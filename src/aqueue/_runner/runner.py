@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
 from .._decisions import local_deadline
+from .._dispatch import Routes, route_give_back
 from .._errors import (
     BackendError,
     CommitError,
@@ -674,11 +675,14 @@ class Runner:
         ready list of its priority). Retried while Redis is out of reach: a message left
         in the working list would wait for this runner's exit."""
         assert self._be is not None
-        delayed = [(self.clock() // 1000, raw)] if back else []
+        routes = None
+        if back:
+            routes = Routes()
+            route_give_back(routes, raw, self.clock())
         delay = 0.05
         for _ in range(10):
             try:
-                await self._be.broker.settle(self.id, [raw], delayed=delayed)
+                await self._be.dispatcher.settle(self.id, [raw], routes)
                 return
             except BackendError as exc:
                 log.warning("settling in Redis failed (%s); retrying in %.2fs", exc, delay)
