@@ -76,6 +76,56 @@ def hexid(n: int = 10) -> str:
     return uuid.uuid4().hex[:n]
 
 
+# -- a TCP relay for SQL proxies ------------------------------------------------------------
+
+Pair = tuple[asyncio.StreamWriter, asyncio.StreamWriter]
+
+
+async def relay(
+    cr: asyncio.StreamReader,
+    cw: asyncio.StreamWriter,
+    target: tuple[str, int],
+    down: Callable[[], bool],
+    conns: set[Pair],
+) -> None:
+    """Serve one client connection of a proxy: refused (aborted) while ``down()``,
+    otherwise piped both ways to ``target`` until either side ends; the pair sits in
+    ``conns`` meanwhile, so that the proxy can cut every open connection."""
+    if down():
+        cw.transport.abort()
+        return
+    try:
+        sr, sw = await asyncio.open_connection(*target)
+    except OSError:
+        cw.transport.abort()  # the server is down: the client sees its connection fail
+        return
+    if down():  # cut while connecting
+        cw.transport.abort()
+        sw.transport.abort()
+        return
+    pair = (cw, sw)
+    conns.add(pair)
+
+    async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await r.read(65536):
+                w.write(data)
+                await w.drain()
+
+    ups = asyncio.ensure_future(pump(cr, sw))
+    downs = asyncio.ensure_future(pump(sr, cw))
+    try:
+        await asyncio.wait({ups, downs}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (ups, downs):
+            t.cancel()
+            with contextlib.suppress(BaseException):
+                await t
+        conns.discard(pair)
+        for w in pair:
+            w.transport.abort()
+
+
 # -- Redis servers of our own ------------------------------------------------------------
 
 

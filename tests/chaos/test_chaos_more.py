@@ -46,10 +46,12 @@ from aqueue import EnqueueOutcomeUnknownError, JobStatus, Options, Queue, StoreE
 from .harness import (
     MYSQL_URL,
     ChaosEnv,
+    Pair,
     RedisServer,
     RunnerProcess,
     drain,
     now_us,
+    relay,
     wait_for,
 )
 
@@ -140,7 +142,7 @@ class SqlProxy:
         self.server: asyncio.Server | None = None
         self.accepted = 0
         self.down = False
-        self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._conns: set[Pair] = set()
 
     @property
     def url(self) -> str:
@@ -154,39 +156,7 @@ class SqlProxy:
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        if self.down:
-            cw.transport.abort()
-            return
-        try:
-            sr, sw = await asyncio.open_connection(*self.target)
-        except OSError:
-            cw.transport.abort()
-            return
-        if self.down:  # cut while connecting
-            cw.transport.abort()
-            sw.transport.abort()
-            return
-        pair = (cw, sw)
-        self._conns.add(pair)
-
-        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-
-        ups = asyncio.ensure_future(pump(cr, sw))
-        downs = asyncio.ensure_future(pump(sr, cw))
-        try:
-            await asyncio.wait({ups, downs}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (ups, downs):
-                t.cancel()
-                with contextlib.suppress(BaseException):
-                    await t
-            self._conns.discard(pair)
-            for w in pair:
-                w.transport.abort()
+        await relay(cr, cw, self.target, lambda: self.down, self._conns)
 
     async def cut(self) -> int:
         """Refuse new connections and abort the open ones; returns how many were cut."""

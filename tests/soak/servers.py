@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.chaos.harness import free_port
+from tests.chaos.harness import Pair, free_port, relay
 
 T = TypeVar("T")
 
@@ -172,7 +172,7 @@ class SqlProxy:
         self.cuts = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
-        self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._conns: set[Pair] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
 
@@ -188,39 +188,7 @@ class SqlProxy:
         )
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        if self.down:
-            cw.transport.abort()
-            return
-        try:
-            sr, sw = await asyncio.open_connection(*self.target)
-        except OSError:
-            cw.transport.abort()  # the server is down: the client sees its connection fail
-            return
-        if self.down:  # cut while connecting
-            cw.transport.abort()
-            sw.transport.abort()
-            return
-        pair = (cw, sw)
-        self._conns.add(pair)
-
-        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-
-        ups = asyncio.ensure_future(pump(cr, sw))
-        downs = asyncio.ensure_future(pump(sr, cw))
-        try:
-            await asyncio.wait({ups, downs}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (ups, downs):
-                t.cancel()
-                with contextlib.suppress(BaseException):
-                    await t
-            self._conns.discard(pair)
-            for w in pair:
-                w.transport.abort()
+        await relay(cr, cw, self.target, lambda: self.down, self._conns)
 
     def cut(self) -> int:
         """Refuse new connections, abort the open ones; returns how many were cut."""
