@@ -51,6 +51,9 @@ from ._store.store import Finish, Store
 from ._task import Task, make_config
 
 log = logging.getLogger("aqueue")
+# What ``QueueClient._parts_factory`` returns: the store, broker and finish listener a
+# queue runs on.
+PartsFactory = Callable[[], Awaitable[tuple[Store, Broker, FinishListener]]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -116,6 +119,10 @@ class QueueClient:
         self.after_hooks: list[AfterHook] = []
         self.middlewares: list[Middleware] = []
         self._be: Backend | None = None
+        # A private injection point (used by ``aqueue.testing``): when set, ``_connect``
+        # runs the queue on the parts this async factory returns (store, broker, finish
+        # listener) instead of building them from the URLs.
+        self._parts_factory: PartsFactory | None = None
         self._be_lock: asyncio.Lock | None = None
         self._be_lock_loop: asyncio.AbstractEventLoop | None = None
 
@@ -294,16 +301,10 @@ class QueueClient:
         return redis_url, db_url
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> Backend:
-        redis_url, db_url = await self._resolve_urls()
-        store = Store(db_url, table=self.table, lock_wait_timeout=self.sql_lock_wait_timeout)
-        broker = Broker(redis_url, self.key_prefix, self.name)
-        try:
-            if self.init_db:
-                await store.init_schema()
-        except BaseException:
-            await store.close()
-            await broker.close()
-            raise
+        if self._parts_factory is not None:
+            store, broker, listener = await self._parts_factory()
+        else:
+            store, broker, listener = await self._connect_parts()
         marker = DispatchMarker(store)
         dispatcher = Dispatcher(broker)
         inserter: Batcher[NewJob, str] = Batcher(
@@ -314,8 +315,20 @@ class QueueClient:
             size_of=lambda j: len(j.payload) + 200,
             parallel=1 if store.is_sqlite else 4,
         )
-        listener = FinishListener(broker.redis, broker.keys.finished)
         return Backend(loop, self.name, store, broker, inserter, marker, listener, dispatcher)
+
+    async def _connect_parts(self) -> tuple[Store, Broker, FinishListener]:
+        redis_url, db_url = await self._resolve_urls()
+        store = Store(db_url, table=self.table, lock_wait_timeout=self.sql_lock_wait_timeout)
+        broker = Broker(redis_url, self.key_prefix, self.name)
+        try:
+            if self.init_db:
+                await store.init_schema()
+        except BaseException:
+            await store.close()
+            await broker.close()
+            raise
+        return store, broker, FinishListener(broker.redis, broker.keys.finished)
 
     async def connect(self) -> None:
         """Connect now (create the schema when ``init_db``) instead of at first use."""
