@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ._broker.broker import Broker
-from ._broker.notify import FinishListener
+from ._broker.base import FinishWaiters, MessageBroker
 from ._dispatch import Dispatcher
 from ._models import NewJob
 from ._store.batcher import Batcher
@@ -23,8 +22,8 @@ class Backend:
     loop: asyncio.AbstractEventLoop
     queue_name: str
     store: Store
-    broker: Broker
+    broker: MessageBroker
     inserter: Batcher[NewJob, str]
     marker: DispatchMarker
-    listener: FinishListener
+    listener: FinishWaiters
     dispatcher: Dispatcher

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ._broker.broker import Broker
+from ._broker.base import MessageBroker
 from ._decisions import suspect_lane
 from ._models import JobRecord, NewJob, encode_message
 
@@ -115,7 +115,7 @@ class Dispatcher:
 
     __slots__ = ("broker",)
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: MessageBroker) -> None:
         self.broker = broker
 
     async def send(self, routes: Routes) -> str | None:

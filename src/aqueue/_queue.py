@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ParamSpec, Self, TypeVar, overload
 
 from ._backend import Backend
+from ._broker.base import FinishWaiters, MessageBroker
 from ._broker.broker import Broker
 from ._broker.notify import FinishListener
 from ._cron import MissedPolicy, Schedule, validate_cron
@@ -53,7 +54,7 @@ from ._task import Task, make_config
 log = logging.getLogger("aqueue")
 # What ``QueueClient._parts_factory`` returns: the store, broker and finish listener a
 # queue runs on.
-PartsFactory = Callable[[], Awaitable[tuple[Store, Broker, FinishListener]]]
+PartsFactory = Callable[[], Awaitable[tuple[Store, MessageBroker, FinishWaiters]]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -317,7 +318,7 @@ class QueueClient:
         )
         return Backend(loop, self.name, store, broker, inserter, marker, listener, dispatcher)
 
-    async def _connect_parts(self) -> tuple[Store, Broker, FinishListener]:
+    async def _connect_parts(self) -> tuple[Store, MessageBroker, FinishWaiters]:
         redis_url, db_url = await self._resolve_urls()
         store = Store(db_url, table=self.table, lock_wait_timeout=self.sql_lock_wait_timeout)
         broker = Broker(redis_url, self.key_prefix, self.name)
