@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from ._broker.base import FinishWaiters, MessageBroker
 from ._dispatch import Dispatcher
 from ._models import NewJob
+from ._store.base import JobStore
 from ._store.batcher import Batcher
 from ._store.marker import DispatchMarker
-from ._store.store import Store
 
 
 @dataclass(slots=True)
 class Backend:
     loop: asyncio.AbstractEventLoop
     queue_name: str
-    store: Store
+    store: JobStore
     broker: MessageBroker
     inserter: Batcher[NewJob, str]
     marker: DispatchMarker

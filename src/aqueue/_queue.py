@@ -44,17 +44,16 @@ from ._models import (
 )
 from ._registry import AfterHook, Hook, JobHook, Middleware
 from ._serde import dumps, encode_payload, encode_reason
-from ._store import recovery
+from ._store.base import Finish, JobStore
 from ._store.batcher import Batcher
 from ._store.marker import DispatchMarker
-from ._store.size import waiting_jobs
-from ._store.store import Finish, Store
+from ._store.store import Store
 from ._task import Task, make_config
 
 log = logging.getLogger("aqueue")
 # What ``QueueClient._parts_factory`` returns: the store, broker and finish listener a
 # queue runs on.
-PartsFactory = Callable[[], Awaitable[tuple[Store, MessageBroker, FinishWaiters]]]
+PartsFactory = Callable[[], Awaitable[tuple[JobStore, MessageBroker, FinishWaiters]]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -311,14 +310,14 @@ class QueueClient:
         inserter: Batcher[NewJob, str] = Batcher(
             "enqueue",
             lambda jobs: self._flush_inserts(store, dispatcher, marker, jobs),
-            max_items=self.enqueue_batch or (1000 if store.is_sqlite else 500),
+            max_items=self.enqueue_batch or (1000 if store.single_writer else 500),
             max_bytes=8 * 1024 * 1024,
             size_of=lambda j: len(j.payload) + 200,
-            parallel=1 if store.is_sqlite else 4,
+            parallel=1 if store.single_writer else 4,
         )
         return Backend(loop, self.name, store, broker, inserter, marker, listener, dispatcher)
 
-    async def _connect_parts(self) -> tuple[Store, MessageBroker, FinishWaiters]:
+    async def _connect_parts(self) -> tuple[JobStore, MessageBroker, FinishWaiters]:
         redis_url, db_url = await self._resolve_urls()
         store = Store(db_url, table=self.table, lock_wait_timeout=self.sql_lock_wait_timeout)
         broker = Broker(redis_url, self.key_prefix, self.name)
@@ -485,7 +484,7 @@ class QueueClient:
             return
         counted_at, size = self._size_seen
         if time.monotonic() - counted_at > 0.2 or size + adding > limit:
-            size = await waiting_jobs(be.store, self.name, limit + 1)
+            size = await be.store.waiting_jobs(self.name, limit + 1)
             counted_at = time.monotonic()
         if size + adding > limit:
             self._size_seen = (counted_at, size)
@@ -495,7 +494,11 @@ class QueueClient:
         self._size_seen = (counted_at, size + adding)
 
     async def _flush_inserts(
-        self, store: Store, dispatcher: Dispatcher, marker: DispatchMarker, jobs: Sequence[NewJob]
+        self,
+        store: JobStore,
+        dispatcher: Dispatcher,
+        marker: DispatchMarker,
+        jobs: Sequence[NewJob],
     ) -> list[str | BaseException]:
         now = now_us()
         results = await store.insert_jobs(jobs, now)
@@ -566,7 +569,7 @@ class QueueClient:
         runs at once."""
         be = await self._backend()
         now = now_us()
-        rec = await recovery.repush(be.store, job_id, now, force=force)
+        rec = await be.store.repush(job_id, now, force=force)
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")
         if rec.status is JobStatus.RUNNING:
@@ -585,7 +588,7 @@ class QueueClient:
         rec = await be.store.get_job(job_id)
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")
-        ok = await recovery.cancel(be.store, job_id, encode_reason("Cancelled", reason), now_us())
+        ok = await be.store.cancel(job_id, encode_reason("Cancelled", reason), now_us())
         if ok:
             with contextlib.suppress(BrokerError):
                 await be.broker.notify_finished([job_id])
@@ -596,7 +599,7 @@ class QueueClient:
         ``older_than`` seconds ago. Runners also do it
         periodically when ``RunnerConfig.keep_results`` is set."""
         be = await self._backend()
-        return await recovery.purge_finished(be.store, self.name, now_us() - int(older_than * 1e6))
+        return await be.store.purge_finished(self.name, now_us() - int(older_than * 1e6))
 
     async def runner_stats(self) -> dict[str, dict[str, int]]:
         """Per-runner counters (executed, done, failed, retried, ...) published by the
@@ -654,7 +657,7 @@ class QueueClient:
     async def job_ids(self, status: str | JobStatus, limit: int = 1000) -> list[str]:
         """Ids of this queue's jobs in ``status`` (oldest first)."""
         be = await self._backend()
-        return await recovery.ids_by_status(be.store, self.name, JobStatus(status), limit)
+        return await be.store.ids_by_status(self.name, JobStatus(status), limit)
 
     async def counts(self) -> dict[JobStatus, int]:
         """Number of jobs of this queue in each status (from SQL)."""

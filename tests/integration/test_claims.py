@@ -9,8 +9,8 @@ from typing import Any
 
 from aqueue import Job, JobStatus, Retry, Runner, RunnerConfig, current_job
 from aqueue._models import JobRecord, encode_message, now_us
-from aqueue._store import claims
-from aqueue._store.store import Finish, Store
+from aqueue._store.base import Claim, Finish
+from aqueue._store.store import Store
 
 from ..conftest import QueueFactory
 
@@ -28,9 +28,9 @@ async def _one_job(make_queue: QueueFactory) -> tuple[Store, Job]:
     return (await q._backend()).store, job
 
 
-def _claim(job_ids: list[str], owner: str, token: str, *, attempts: int = 0) -> claims.Claim:
+def _claim(job_ids: list[str], owner: str, token: str, *, attempts: int = 0) -> Claim:
     now = now_us()
-    return claims.Claim([(i, 0, attempts) for i in job_ids], owner, token, now + LEASE, now)
+    return Claim([(i, 0, attempts) for i in job_ids], owner, token, now + LEASE, now)
 
 
 async def _statements_running(store: Store, marker: str) -> int:
@@ -47,7 +47,7 @@ async def test_open_claim_holds_its_jobs_until_committed(
     make_queue: QueueFactory, backend: str
 ) -> None:
     store, job = await _one_job(make_queue)
-    won, commit = await claims.claim_open(store, _claim([job.id], "r1", "tok1"))
+    won, commit = await store.claim_open(_claim([job.id], "r1", "tok1"))
     assert won == {job.id}
     if backend == "sqlite":
         assert commit is None  # committed at once: SQLite's writer lock is not held
@@ -57,7 +57,7 @@ async def test_open_claim_holds_its_jobs_until_committed(
         try:
             assert (await job.info()).status is JobStatus.TODO  # not visible before commit
             # A rival claim waits on the row lock, then finds the job taken.
-            rival = asyncio.ensure_future(claims.claim(store, _claim([job.id], "r2", "tok2")))
+            rival = asyncio.ensure_future(store.claim(_claim([job.id], "r2", "tok2")))
             deadline = time.monotonic() + 10
             while await _statements_running(store, "'tok2'") == 0:
                 assert not rival.done(), rival
@@ -78,15 +78,15 @@ async def test_open_claim_holds_its_jobs_until_committed(
     )
     # Taken again under the same token (its commit failed, outcome unknown): still won,
     # and nothing changes; any other token loses.
-    assert await claims.claim(store, _claim([job.id], "r1", "tok1"), again=True) == {job.id}
-    assert await claims.claim(store, _claim([job.id], "r3", "tok3")) == set()
+    assert await store.claim(_claim([job.id], "r1", "tok1"), again=True) == {job.id}
+    assert await store.claim(_claim([job.id], "r3", "tok3")) == set()
     assert (await job.info()).attempts == 1
 
 
 async def test_open_claim_lost_commits_nothing(make_queue: QueueFactory) -> None:
     store, job = await _one_job(make_queue)
-    assert await claims.claim(store, _claim([job.id], "r1", "tok1")) == {job.id}
-    won, commit = await claims.claim_open(store, _claim([job.id, "no-such-job"], "r2", "tok2"))
+    assert await store.claim(_claim([job.id], "r1", "tok1")) == {job.id}
+    won, commit = await store.claim_open(_claim([job.id, "no-such-job"], "r2", "tok2"))
     assert (won, commit) == (set(), None)
     assert (await job.info()).lease_token == "tok1"
 
@@ -102,8 +102,8 @@ async def test_batch_renew_and_finish_fence_each_job_by_its_own_token(
 
     a, b, c, d = [(await t.enqueue(i)).id for i in range(4)]
     store = (await q._backend()).store
-    assert await claims.claim(store, _claim([a, b], "r1", "T1")) == {a, b}
-    assert await claims.claim(store, _claim([c, d], "r1", "T2")) == {c, d}
+    assert await store.claim(_claim([a, b], "r1", "T1")) == {a, b}
+    assert await store.claim(_claim([c, d], "r1", "T2")) == {c, d}
     # b was taken over meanwhile (another run of it, under another token)
     p = store._ph
     await store._exec(f"UPDATE {store._t} SET lease_token = {p} WHERE id = {p}", ("T3", b))
@@ -123,13 +123,13 @@ async def test_batch_renew_and_finish_fence_each_job_by_its_own_token(
 
 async def test_a_copy_older_than_the_last_attempt_cannot_claim(make_queue: QueueFactory) -> None:
     store, job = await _one_job(make_queue)
-    assert await claims.claim(store, _claim([job.id], "r1", "tok1")) == {job.id}
+    assert await store.claim(_claim([job.id], "r1", "tok1")) == {job.id}
     retry = Finish(job.id, "tok1", JobStatus.TODO, run_at=now_us())
     assert await store.finish([retry], now_us()) == {job.id}
     # The job's first message (0 attempts made) is stale now: the retry's carries 1.
-    assert await claims.claim(store, _claim([job.id], "r2", "tok2")) == set()
-    assert (await claims.claim_states(store, [job.id]))[job.id].attempts == 1
-    assert await claims.claim(store, _claim([job.id], "r3", "tok3", attempts=1)) == {job.id}
+    assert await store.claim(_claim([job.id], "r2", "tok2")) == set()
+    assert (await store.claim_states([job.id]))[job.id].attempts == 1
+    assert await store.claim(_claim([job.id], "r3", "tok3", attempts=1)) == {job.id}
     info = await job.info()
     assert (info.lease_token, info.attempts) == ("tok3", 2)
 

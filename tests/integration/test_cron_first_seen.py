@@ -11,7 +11,6 @@ from collections.abc import Callable
 from aqueue import Queue, Runner, RunnerConfig, current_job
 from aqueue._cron import tick_job_id
 from aqueue._models import now_us
-from aqueue._store.schedules import first_seen
 
 from ..conftest import QueueFactory
 
@@ -91,7 +90,7 @@ async def test_catch_up_of_a_long_existing_schedule_stays_within_its_window(
     # The schedule existed an hour ago and no runner has been up since.
     be = await q._backend()
     sched = q.schedules["tick"]
-    await first_seen(be.store, sched.key(q.name), now_us() - 3600 * S)
+    await be.store.first_seen(sched.key(q.name), now_us() - 3600 * S)
     started = now_us()
     await run_until(q, lambda: len(ran) >= 7, "the catch-up")
     before = tick_ids(q, range(started // step * step - 3600 * S, started, step))

@@ -9,7 +9,6 @@ import pytest
 
 from aqueue import ConfigurationError, JobStatus, Queue, Retry, Runner, RunnerConfig
 from aqueue._models import IdRun, NewJob, id_runs, new_job_id, new_job_ids, now_us
-from aqueue._store.recovery import undispatched
 from aqueue._store.store import Store
 
 from ..conftest import QueueFactory
@@ -177,5 +176,5 @@ async def test_a_push_lost_before_its_mark_is_dispatched_again(
     assert len(marks) == 4
     assert all(ep != new for _, ep in marks.values()), marks  # not under the new dataset
     # what a runner's sweeper picks up (grace 0): all four, though each was marked
-    swept = await undispatched(be.store, be.queue_name, new, now_us(), "", 100)
+    swept = await be.store.undispatched(be.queue_name, new, now_us(), "", 100)
     assert {r.id for r in swept} == {job.id, *(j.id for j in many)}

@@ -4,7 +4,7 @@ Whole fetched batches are claimed; batches that wait while a claim statement is 
 go together in the next one (a slow database then sees fewer, larger statements instead
 of a queue of small ones). A small batch (an idle runner woken by one job) is claimed
 *open*: the jobs start once the claim statement has run, while its commit is flushed
-(see ``_store/claims.py``); nothing is recorded for them before that commit is durable.
+(see ``JobStore.claim_open``); nothing is recorded for them before that commit is durable.
 A claim lost keeps the message delayed until SQL says the job may run, or drops it when
 the job cannot run any more (never a job that is not finished).
 """
@@ -22,7 +22,7 @@ from .._decisions import decide_claim_loss, local_deadline
 from .._dispatch import Routes, route_later
 from .._errors import BackendError
 from .._models import Message, new_token
-from .._store import claims
+from .._store.base import Claim, Commit, fences
 from .._store.batcher import Batcher
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class Claimer:
         return "durable" if c.msg.id in durable else "elsewhere"
 
     async def _confirm(
-        self, commit: claims.Commit, msgs: Sequence[Message], request: claims.Claim, sent: float
+        self, commit: Commit, msgs: Sequence[Message], request: Claim, sent: float
     ) -> set[str]:
         """Commit an open claim. If the commit fails (a connection lost in an outage, a
         server restart), SQL may or may not have it: take the claim again under the same
@@ -130,7 +130,7 @@ class Claimer:
         finally:
             self.confirming -= keys
 
-    async def _claim_again(self, request: claims.Claim, ids: set[str], sent: float) -> set[str]:
+    async def _claim_again(self, request: Claim, ids: set[str], sent: float) -> set[str]:
         r, cfg = self._r, self._r.config
         delay = 0.02
         while True:
@@ -142,11 +142,9 @@ class Claimer:
                 )
                 raise BackendError("claim outcome unknown past the local deadline")
             now = r.clock()
-            again = claims.Claim(
-                request.items, r.id, request.token, now + int(cfg.lease * 1e6), now
-            )
+            again = Claim(request.items, r.id, request.token, now + int(cfg.lease * 1e6), now)
             try:
-                held, retaken = await claims.claim_again(self._be.store, again)
+                held, retaken = await self._be.store.claim_again(again)
             except BackendError as exc:
                 log.warning("claiming again failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -180,23 +178,23 @@ class Claimer:
         token = new_token()
         now = r.clock()
         items = [(m.id, m.stalls, m.attempts) for m in msgs]
-        request = claims.Claim(items, r.id, token, now + int(cfg.lease * 1e6), now)
+        request = Claim(items, r.id, token, now + int(cfg.lease * 1e6), now)
         sent = time.monotonic()
         commit: asyncio.Future[set[str]] | None = None
         if len(msgs) <= OPEN_AT_MOST:
-            won, pending = await claims.claim_open(store, request)
+            won, pending = await store.claim_open(request)
             if pending is not None:
                 mine = [m for m in msgs if m.id in won]
                 held = [(m.id, m.stalls, m.attempts) for m in mine]
-                req = claims.Claim(held, r.id, token, request.leased_until, now)
+                req = Claim(held, r.id, token, request.leased_until, now)
                 commit = asyncio.ensure_future(self._confirm(pending, mine, req, sent))
                 commit.add_done_callback(_retrieve)
                 self._confirmations.add(commit)
                 commit.add_done_callback(self._confirmations.discard)
         else:
-            won = await claims.claim(store, request)
+            won = await store.claim(request)
         out: list[Claimed] = []
-        fenced = claims.fences(items)
+        fenced = fences(items)
         seen: set[str] = set()
         lost: list[Message] = []
         for m in msgs:
@@ -216,7 +214,7 @@ class Claimer:
         it delayed until SQL says it may run (never drop a job that is not finished)."""
         be = self._be
         self._r.stats.claims_lost += len(lost)
-        states = await claims.claim_states(be.store, [m.id for m in lost if m.id not in won])
+        states = await be.store.claim_states([m.id for m in lost if m.id not in won])
         remove: list[bytes] = []
         later = Routes()
         for m in lost:

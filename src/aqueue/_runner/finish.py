@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from .._dispatch import Routes, route_follow_up
 from .._errors import BackendError
 from .._models import JobStatus, Message
+from .._store.base import Finish
 from .._store.batcher import Batcher
-from .._store.store import Finish
 from .execute import Outcome
 from .faults import crash_point
 

@@ -14,7 +14,7 @@ from .._decisions import decide_reclaim
 from .._errors import BackendError
 from .._models import JobStatus
 from .._serde import encode_reason
-from .._store import recovery as q
+from .._store.base import Reclaim
 from .config import RunnerConfig
 
 log = logging.getLogger("aqueue.recovery")
@@ -34,7 +34,7 @@ async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig,
         return 0
     try:
         now = clock()
-        rows = await q.expired_leases(store, be.queue_name, now, cfg.reclaim_limit)
+        rows = await store.expired_leases(be.queue_name, now, cfg.reclaim_limit)
         decisions = []
         for r in rows:
             verdict = decide_reclaim(
@@ -44,8 +44,8 @@ async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig,
                 owner=r.lease_owner,
             )
             err = encode_reason("RunnerDied", verdict.reason) if verdict.reason else None
-            decisions.append(q.Reclaim(r.id, r.lease_token or "", verdict.status, err))
-        changed = await q.reclaim(store, decisions, now, now) if decisions else set()
+            decisions.append(Reclaim(r.id, r.lease_token or "", verdict.status, err))
+        changed = await store.reclaim(decisions, now, now) if decisions else set()
         # As SQL now stands (stall counted, attempt given back): always a suspect lane.
         revived = [
             replace(r, attempts=max(r.attempts - 1, 0), stalls=r.stalls + 1, run_at=now)
@@ -70,7 +70,7 @@ async def _forget_dead_runners(be: Backend, me: str) -> None:
     for rid, alive in (await be.broker.runners()).items():
         if alive or rid == me:
             continue
-        if await q.owner_running(be.store, be.queue_name, rid) == 0:
+        if await be.store.owner_running(be.queue_name, rid) == 0:
             moved = await be.broker.requeue_all(rid)
             await be.broker.forget_runner(rid)
             if moved:
@@ -102,8 +102,7 @@ async def sweep_pass(
         total = 0
         while total < limit:
             now = clock()
-            rows = await q.undispatched(
-                store,
+            rows = await store.undispatched(
                 be.queue_name,
                 epoch,
                 now - int(grace * 1e6),

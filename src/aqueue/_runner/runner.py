@@ -37,7 +37,6 @@ from .._models import (
     now_us,
 )
 from .._serde import dumps, encode_reason
-from .._store import claims
 from . import gctune
 from . import side as side_tasks
 from .claim import Claimed, Claimer
@@ -134,7 +133,7 @@ class Runner:
         self._epoch = await be.broker.epoch()
         # SQLite runs one write at a time: a second statement in flight would only queue
         # behind the first, with fewer rows than if it had waited.
-        lanes = 1 if be.store.is_sqlite else 2
+        lanes = 1 if be.store.single_writer else 2
         self._recorder = Recorder(self, be, batch=cfg.batch, lanes=lanes)
         self._claimer = Claimer(self, be, batch=cfg.batch, lanes=lanes)
         await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
@@ -228,7 +227,7 @@ class Runner:
 
     async def _measure_clock(self) -> None:
         """Offset of the SQL server's clock from ours (midpoint of a round trip)."""
-        if not self._sync_clock or self._be is None or self._be.store.is_sqlite:
+        if not self._sync_clock or self._be is None or self._be.store.shares_clock:
             return
         t0 = now_us()
         server = await self._be.store.server_time_us()
@@ -652,7 +651,7 @@ class Runner:
             if claimed.commit is not None:
                 await asyncio.shield(claimed.commit)
         with contextlib.suppress(BackendError):
-            await claims.release_claims(be.store, [(msg.id, claimed.token)], self.clock())
+            await be.store.release_claims([(msg.id, claimed.token)], self.clock())
         self.stats.released += 1
         await self._settle_retrying(msg.raw, back=True)
 

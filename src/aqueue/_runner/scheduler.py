@@ -10,7 +10,6 @@ from collections.abc import Callable
 from .._cron import due, tick_job_id
 from .._models import Options
 from .._registry import Registry
-from .._store.schedules import first_seen
 
 log = logging.getLogger("aqueue.cron")
 
@@ -27,7 +26,7 @@ async def run_scheduler(
             if name not in seen:
                 try:
                     be = await queue._backend()
-                    seen[name] = await first_seen(be.store, sched.key(queue.name), now)
+                    seen[name] = await be.store.first_seen(sched.key(queue.name), now)
                 except Exception as exc:
                     # Without it, a new schedule would take its whole window as missed.
                     log.warning("could not read schedule %s's state (%s); trying again", name, exc)

@@ -17,7 +17,6 @@ from .._backend import Backend
 from .._decisions import paused_for, reclaim_hold
 from .._errors import BackendError
 from .._store.marker import LINGER as MARK_LINGER
-from .._store.recovery import purge_finished
 from .claim import Claimer
 from .config import RunnerConfig
 from .finish import Recorder
@@ -168,7 +167,7 @@ async def sweep_loop(r: SideHost) -> None:
                 log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
             if cfg.keep_results is not None:
                 before = r.clock() - int(cfg.keep_results * 1e6)
-                gone = await purge_finished(be.store, be.queue_name, before)
+                gone = await be.store.purge_finished(be.queue_name, before)
                 if gone:
                     log.info("purged %d finished job(s) older than the keep time", gone)
         except BackendError as exc:

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 
 from .._errors import BackendError
 from .._models import IdRun, NewJob, id_runs, now_us
-from .store import Store
+from .base import JobStore
 
 log = logging.getLogger("aqueue.marker")
 
@@ -42,7 +42,7 @@ sit in Redis with no mark in SQL while its producer lives)."""
 
 
 class DispatchMarker:
-    def __init__(self, store: Store, *, linger: float = LINGER) -> None:
+    def __init__(self, store: JobStore, *, linger: float = LINGER) -> None:
         self._store = store
         self._linger = linger
         # (job id, updated_at of its write, epoch of its push), and runs of batch ids

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
+from .base import Claim, ClaimState, Commit, Finish, Reclaim, fences
 from .conns import Held, HeldPool, alive
 from .schema import MIGRATIONS, SCHEMA_VERSION, build_tables
 
@@ -130,20 +130,9 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """One finished attempt to record (fenced by the claim's lease token)."""
-
-    id: str
-    token: str
-    status: JobStatus
-    result: str | None = None
-    error: str | None = None
-    run_at: int | None = None  # for a retry (status todo)
-
-
 class Store:
-    """Named SQL operations over an async engine (MySQL/MariaDB via asyncmy, SQLite)."""
+    """Named SQL operations over an async engine (MySQL/MariaDB via asyncmy, SQLite): the
+    SQL implementation of ``JobStore``."""
 
     def __init__(
         self,
@@ -167,6 +156,10 @@ class Store:
                 "sqlite+aiosqlite:///path"
             )
         self.is_sqlite = backend == "sqlite"
+        # JobStore capabilities: SQLite writes one statement at a time, and its clock is
+        # this machine's.
+        self.single_writer = self.is_sqlite
+        self.shares_clock = self.is_sqlite
         if self.is_sqlite and sa_url.drivername != "sqlite+aiosqlite":
             sa_url = sa_url.set(drivername="sqlite+aiosqlite")
         if not self.is_sqlite and sa_url.drivername in ("mysql", "mariadb"):
@@ -746,6 +739,366 @@ class Store:
     async def purge_queue(self, queue: str) -> int:
         sql = f"DELETE FROM {self._t} WHERE queue = {self._ph}"
         return await self._run("purging", lambda: self._exec(sql, (queue,)))
+
+    # -- claims ----------------------------------------------------------------------
+
+    def _claim_sql(self, c: Claim) -> tuple[str, list[Any], list[str]]:
+        p = self._ph
+        fenced = fences(c.items)
+        ordered = sorted(fenced)
+        params: list[Any] = [c.owner, c.token, c.leased_until, c.now, c.now, *ordered, c.now]
+        where = f"id IN ({self._in(len(ordered))}) AND status = 'todo' AND run_at <= {p}"
+        for col, k in (("stalls", 0), ("attempts", 1)):
+            values = {v[k] for v in fenced.values()}
+            if len(values) == 1:  # the usual case: one literal, no CASE
+                where += f" AND {col} = {int(values.pop())}"
+            else:
+                where += f" AND {col} = " + self._case([(i, fenced[i][k]) for i in ordered], params)
+        sql = (
+            f"UPDATE {self._t} SET status = 'running', lease_owner = {p}, lease_token = {p}, "
+            f"leased_until = {p}, attempts = attempts + 1, updated_at = {p}, "
+            f"dispatched_at = COALESCE(dispatched_at, {p}) WHERE {where}"
+        )
+        return sql, params, ordered
+
+    def _won_sql(self, n: int) -> str:
+        return f"SELECT id FROM {self._t} WHERE id IN ({self._in(n)}) AND lease_token = {self._ph}"
+
+    async def claim(self, c: Claim, *, again: bool = False) -> set[str]:
+        """Claim the jobs that are ``todo``, due, and have the stall and attempt counts their
+        message carries: a stale copy cannot claim (one made before a reclaim, a retry or a
+        repush; the copy made by whoever wrote the job last carries SQL's counts); returns
+        the ids won. ``again``: the token was used
+        before (a claim whose commit failed, taken again): jobs held under it count as won."""
+        if not c.items:
+            return set()
+        sql, params, ordered = self._claim_sql(c)
+        count = await self._run("claiming jobs", lambda: self._exec(sql, params))
+        if count == len(ordered):
+            return set(ordered)
+        if count == 0 and not again:
+            return set()
+        rows = await self._run(
+            "reading claimed jobs",
+            lambda: self._fetch(self._won_sql(len(ordered)), [*ordered, c.token]),
+        )
+        return {r[0] for r in rows}
+
+    async def claim_again(self, c: Claim) -> tuple[set[str], set[str]]:
+        """Take a claim again whose commit failed (rolled back, or its outcome unknown), under
+        the same token: returns ``(held, retaken)``, the ids whose first claim had committed
+        after all (SQL holds them under this token) and the ids claimed now. An id in neither
+        was claimed elsewhere meanwhile (or can no longer run)."""
+        if not c.items:
+            return set(), set()
+        ids = sorted({i for i, _, _ in c.items})
+        rows = await self._run(
+            "reading claimed jobs",
+            lambda: self._fetch(
+                f"SELECT id FROM {self._t} WHERE id IN ({self._in(len(ids))}) "
+                f"AND lease_token = {self._ph} AND status = 'running'",
+                [*ids, c.token],
+            ),
+        )
+        held = {r[0] for r in rows}
+        rest = [item for item in c.items if item[0] not in held]
+        if not rest:
+            return held, set()
+        retaken = await self.claim(Claim(rest, c.owner, c.token, c.leased_until, c.now), again=True)
+        return held, retaken
+
+    async def claim_open(self, c: Claim) -> tuple[set[str], Commit | None]:
+        """:func:`claim` with its commit left to the caller: returns the ids won and the
+        commit to await before anything is recorded for them (None: nothing to commit). On
+        SQLite, whose writer lock would be held meanwhile, the claim is committed at once."""
+        if self.is_sqlite or not c.items:
+            return await self.claim(c), None
+        sql, params, ordered = self._claim_sql(c)
+        return await self._run("claiming jobs", lambda: self._open(sql, params, ordered, c.token))
+
+    async def _open(
+        self, sql: str, params: list[Any], ordered: list[str], token: str
+    ) -> tuple[set[str], Commit | None]:
+        conns = self.claim_conns  # autocommit off: the UPDATE opens the transaction
+        held = await conns.take()
+        raw: Any = held.raw
+        try:
+            async with raw.cursor() as cur:
+                await cur.execute(sql, tuple(params))
+                count = int(cur.rowcount)
+                if count == len(ordered):
+                    won = set(ordered)
+                elif count == 0:
+                    won = set()
+                else:
+                    await cur.execute(self._won_sql(len(ordered)), (*ordered, token))
+                    won = {r[0] for r in await cur.fetchall()}
+            if not won:
+                await raw.commit()  # nothing changed: no log flush to wait for
+        except BaseException:
+            await conns.discard(held)  # the server rolls the transaction back
+            raise
+        if not won:
+            await conns.give(held)
+            return won, None
+
+        async def commit() -> None:
+            try:
+                await self._run("committing claims", raw.commit, attempts=1)
+            except BaseException:
+                await conns.discard(held)
+                raise
+            await conns.give(held)
+
+        return won, commit
+
+    async def claim_states(self, ids: Sequence[str]) -> dict[str, ClaimState]:
+        """What SQL says about jobs whose claim was lost (missing ids: no such job)."""
+        if not ids:
+            return {}
+        rows = await self._run(
+            "reading job states",
+            lambda: self._fetch(
+                f"SELECT id, status, run_at, leased_until, stalls, attempts FROM {self._t} "
+                f"WHERE id IN ({self._in(len(ids))})",
+                list(ids),
+            ),
+        )
+        return {
+            r[0]: ClaimState(JobStatus(r[1]), int(r[2]), r[3], int(r[4]), int(r[5])) for r in rows
+        }
+
+    async def release_claims(self, items: Sequence[tuple[str, str]], now: int) -> int:
+        """Give back claimed jobs that did not start, by ``(id, token)``: ``todo`` again,
+        attempt not used up, no stall counted. A claim revoked meanwhile is left alone."""
+        if not items:
+            return 0
+        p = self._ph
+        params: list[Any] = [now]
+        ids = sorted(i for i, _ in items)
+        params.extend(ids)
+        where = f"id IN ({self._in(len(ids))}) AND status = 'running' AND "
+        where += self._tokens_match(sorted(items), params)
+        sql = (
+            f"UPDATE {self._t} SET status = 'todo', attempts = attempts - 1, "
+            f"lease_owner = NULL, lease_token = NULL, leased_until = NULL, updated_at = {p} "
+            f"WHERE {where}"
+        )
+        return await self._run("releasing claims", lambda: self._exec(sql, params))
+
+    # -- recovery --------------------------------------------------------------------
+
+    async def expired_leases(self, queue: str, before: int, limit: int) -> list[JobRecord]:
+        """``running`` jobs of ``queue`` whose lease ended before ``before`` (oldest first)."""
+        p = self._ph
+        rows = await self._run(
+            "reading expired leases",
+            lambda: self._fetch(
+                f"SELECT {_JOB_COLUMNS} FROM {self._t} WHERE status = 'running' AND "
+                f"leased_until < {p} AND queue = {p} ORDER BY leased_until LIMIT {int(limit)}",
+                (before, queue),
+            ),
+        )
+        return [_record(r) for r in rows]
+
+    async def reclaim(self, items: Sequence[Reclaim], before: int, now: int) -> set[str]:
+        """Apply reclaim decisions, fenced by the token that was read and by the lease still
+        being expired. The stall is counted; the attempt the dead run used is given back.
+        Returns the ids changed."""
+        done: set[str] = set()
+        groups: dict[JobStatus, list[Reclaim]] = {}
+        for it in items:
+            groups.setdefault(it.status, []).append(it)
+        for status, group in groups.items():
+            group = sorted(group, key=lambda r: r.id)
+            p = self._ph
+            params: list[Any] = [status.value, now]
+            sets = [
+                f"status = {p}",
+                f"updated_at = {p}",
+                "stalls = stalls + 1",
+                "lease_owner = NULL",
+                "lease_token = NULL",
+                "leased_until = NULL",
+            ]
+            if status is JobStatus.TODO:
+                sets.append("attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+                sets.append("dispatched_at = NULL")  # until the suspect message is pushed
+                sets.append(f"run_at = {p}")
+                params.append(now)
+            else:
+                sets.append(f"finished_at = {p}, unique_key = NULL")
+                params.append(now)
+                sets.append(self._set_value("error", [(r.id, r.error) for r in group], params))
+            ids = [r.id for r in group]
+            params.extend(ids)
+            where = (
+                f"id IN ({self._in(len(ids))}) AND status = 'running' AND leased_until < {p} AND "
+            )
+            params.append(before)
+            where += self._tokens_match([(r.id, r.token) for r in group], params)
+            sql = f"UPDATE {self._t} SET {', '.join(sets)} WHERE {where}"
+            count = await self._run("reclaiming jobs", self._bind(sql, params))
+            if count == len(group):
+                done |= set(ids)
+                continue
+            states = await self.claim_states(ids)
+            done |= {i for i in ids if (st := states.get(i)) and st.status is status}
+        return done
+
+    async def owner_running(self, queue: str, owner: str) -> int:
+        """How many jobs of ``queue`` run under ``owner`` (a runner serves one queue)."""
+        p = self._ph
+        rows = await self._run(
+            "counting a runner's jobs",
+            lambda: self._fetch(
+                f"SELECT COUNT(*) FROM {self._t} WHERE queue = {p} AND status = 'running' "
+                f"AND lease_owner = {p}",
+                (queue, owner),
+            ),
+        )
+        return int(rows[0][0])
+
+    async def undispatched(
+        self, queue: str, epoch: str, written_before: int, after_id: str, limit: int
+    ) -> list[JobRecord]:
+        """Keyset page of ``todo`` jobs that this Redis (epoch) may not hold: not marked
+        dispatched since their last write (enqueue, retry, reclaim, repush) and that write
+        older than the grace period, or dispatched under another epoch. The grace runs from
+        the last write, not from creation: a job reclaimed or retried a moment ago is being
+        pushed by whoever wrote it, and a second copy would lose its place (a reclaimed job's
+        copy in a ready list could run beside other jobs instead of in its suspect lane)."""
+        p = self._ph
+        rows = await self._run(
+            "sweeping",
+            lambda: self._fetch(
+                f"SELECT {_JOB_COLUMNS} FROM {self._t} WHERE queue = {p} AND status = 'todo' "
+                f"AND id > {p} AND ((dispatched_at IS NULL AND updated_at < {p}) OR "
+                "(dispatched_at IS NOT NULL AND "
+                f"(dispatch_epoch IS NULL OR dispatch_epoch <> {p}))) "
+                f"ORDER BY id LIMIT {int(limit)}",
+                (queue, after_id, written_before, epoch),
+            ),
+        )
+        return [_record(r) for r in rows]
+
+    async def repush(self, job_id: str, now: int, *, force: bool) -> JobRecord | None:
+        """Force a job back to ``todo`` with fresh attempts. A ``running`` job is changed only
+        with ``force``: its token is revoked and it may start again only when the old lease
+        would have ended, by which time its runner has noticed and cancelled the handler.
+        Returns the job as it now stands (``None`` when there is no such job)."""
+        p = self._ph
+        base = (
+            f"status = 'todo', attempts = 0, stalls = 0, lease_owner = NULL, lease_token = NULL, "
+            f"dispatched_at = NULL, "
+            f"leased_until = NULL, finished_at = NULL, result = NULL, error = NULL, "
+            f"updated_at = {p}"
+        )
+        sql = f"UPDATE {self._t} SET {base}, run_at = {p} WHERE id = {p} AND status <> 'running'"
+        changed = await self._run("repushing a job", lambda: self._exec(sql, (now, now, job_id)))
+        if not changed and force:
+            # run_at first: MySQL evaluates SET assignments left to right.
+            sql = (
+                f"UPDATE {self._t} SET run_at = COALESCE(leased_until, {p}), {base} "
+                f"WHERE id = {p} AND status = 'running'"
+            )
+            await self._run("repushing a running job", lambda: self._exec(sql, (now, now, job_id)))
+        return await self.get_job(job_id)
+
+    async def cancel(self, job_id: str, reason: str, now: int) -> bool:
+        """``todo``/``running`` -> ``cancelled`` (final). A running job's token is revoked:
+        its runner cancels the handler at its next lease renewal, and its finish is refused."""
+        p = self._ph
+        # A delayed job cancelled before it was due: run_at becomes the cancel time, as a
+        # finished job's run_at is never after its finished_at (the purge relies on it).
+        sql = (
+            f"UPDATE {self._t} SET status = 'cancelled', error = {p}, finished_at = {p}, "
+            f"run_at = {self.earlier('run_at')}, updated_at = {p}, lease_token = NULL, "
+            f"leased_until = NULL, unique_key = NULL "
+            f"WHERE id = {p} AND status IN ('todo', 'running')"
+        )
+        params = (reason, now, now, now, now, job_id)
+        return await self._run("cancelling a job", lambda: self._exec(sql, params)) > 0
+
+    async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:
+        """Delete finished jobs (done/failed/cancelled) of ``queue`` that finished before
+        ``before``, in pages. Returns how many were deleted.
+
+        No index holds ``finished_at`` (every finish would move it): a finished job's
+        ``run_at`` is never after its ``finished_at`` (it ran when due, or was cancelled with
+        ``run_at`` brought forward), so ``run_at < before`` bounds the index range to read
+        without missing any, and ``finished_at`` is checked on those rows only."""
+        p = self._ph
+        total = 0
+        while True:
+            rows = await self._run(
+                "listing finished jobs",
+                lambda: self._fetch(
+                    f"SELECT id FROM {self._t} WHERE queue = {p} AND "
+                    f"status IN ('done', 'failed', 'cancelled') AND run_at < {p} "
+                    f"AND finished_at < {p} LIMIT {int(limit)}",
+                    (queue, before, before),
+                ),
+            )
+            if not rows:
+                return total
+            ids = sorted(r[0] for r in rows)
+            sql = (
+                f"DELETE FROM {self._t} WHERE id IN ({self._in(len(ids))}) "
+                "AND status IN ('done', 'failed', 'cancelled')"
+            )
+            total += await self._run("purging finished jobs", self._bind(sql, ids))
+            if len(rows) < limit:
+                return total
+
+    async def ids_by_status(self, queue: str, status: JobStatus, limit: int) -> list[str]:
+        p = self._ph
+        rows = await self._run(
+            "listing jobs",
+            lambda: self._fetch(
+                f"SELECT id FROM {self._t} WHERE queue = {p} AND status = {p} ORDER BY id "
+                f"LIMIT {int(limit)}",
+                (queue, status.value),
+            ),
+        )
+        return [r[0] for r in rows]
+
+    def _bind(self, sql: str, params: Sequence[Any]) -> Callable[[], Awaitable[int]]:
+        async def go() -> int:
+            return await self._exec(sql, params)
+
+        return go
+
+    async def waiting_jobs(self, queue: str, cap: int) -> int:
+        """The jobs of ``queue`` that can still run: ``todo``, due or delayed (never
+        cancelled, finished or running ones), counted up to ``cap``. The count reads the
+        ``(queue, status, run_at)`` index, and the cap bounds it when a queue holds far
+        more than its ``max_size`` (jobs enqueued by producers without one)."""
+        p = self._ph
+        sql = (
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM {self._t} WHERE queue = {p} AND "
+            f"status = 'todo' LIMIT {int(cap)}) AS waiting"
+        )
+        rows = await self._run("counting waiting jobs", lambda: self._fetch(sql, (queue,)))
+        return int(rows[0][0])
+
+    async def first_seen(self, key: str, now: int) -> int:
+        """When the schedule ``key`` was first seen (UNIX µs): ``now`` if never before, and
+        then recorded. Every runner reads the same time: the first insert wins."""
+        p = self._ph
+        meta = self.engine.dialect.identifier_preparer.quote(self.meta.name)
+        insert = "INSERT OR IGNORE" if self.is_sqlite else "INSERT IGNORE"
+        await self._run(
+            "recording a schedule",
+            lambda: self._exec(
+                f"{insert} INTO {meta} (name, value) VALUES ({p}, {p})", (key, str(now))
+            ),
+        )
+        rows = await self._run(
+            "reading a schedule",
+            lambda: self._fetch(f"SELECT value FROM {meta} WHERE name = {p}", (key,)),
+        )
+        return int(rows[0][0]) if rows else now
 
 
 def _record(r: Sequence[Any]) -> JobRecord:
