@@ -1,0 +1,488 @@
+"""An in-memory job store: the ``JobStore`` interface over a dict of rows, with the SQL
+store's compare-and-set semantics (tests/contract runs one suite over both).
+
+Each operation runs without an ``await`` in between its read and its write, so it is
+atomic as one SQL statement is; it yields to the event loop once first, as a statement
+sent to a server does."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .._errors import StoreError
+from .._models import IdRun, JobRecord, JobStatus, NewJob, now_us
+from .._store.base import Claim, ClaimState, Commit, Finish, Reclaim, fences
+from .._store.schema import SCHEMA_VERSION
+
+_FINAL = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(slots=True)
+class _Row:
+    id: str
+    queue: str
+    task: str
+    payload: str
+    status: JobStatus
+    priority: int
+    attempts: int
+    stalls: int
+    max_attempts: int
+    run_at: int
+    lease_owner: str | None
+    lease_token: str | None
+    leased_until: int | None
+    result: str | None
+    error: str | None
+    unique_key: str | None
+    created_at: int
+    updated_at: int
+    finished_at: int | None
+    dispatched_at: int | None = None
+    dispatch_epoch: str | None = None
+
+    def record(self) -> JobRecord:
+        fields = {f.name for f in dataclasses.fields(JobRecord)}
+        return JobRecord(**{k: getattr(self, k) for k in fields})
+
+    def leave_running(self) -> None:
+        self.lease_owner = self.lease_token = None
+        self.leased_until = None
+
+
+class MemoryStore:
+    """Jobs in a dict, for tests: no durability, one process. ``clock``: the store's
+    own clock (``server_time_us``), the real time by default."""
+
+    def __init__(self, clock: Callable[[], int] | None = None) -> None:
+        self._clock = clock or now_us
+        self._rows: dict[str, _Row] = {}
+        self._meta: dict[str, str] = {}
+        self._schema: int | None = None
+        self.closed = False
+
+    @property
+    def single_writer(self) -> bool:
+        return False
+
+    @property
+    def shares_clock(self) -> bool:
+        return True
+
+    def jobs(self) -> list[JobRecord]:
+        """Every job as it stands (in id order): for assertions in tests."""
+        return [self._rows[k].record() for k in sorted(self._rows)]
+
+    async def _step(self) -> None:
+        if self.closed:
+            raise StoreError("the memory store is closed")
+        await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    # -- schema ---------------------------------------------------------------------
+
+    async def schema_version(self) -> int | None:
+        await self._step()
+        return self._schema
+
+    async def init_schema(self) -> int:
+        await self._step()
+        self._schema = SCHEMA_VERSION
+        return SCHEMA_VERSION
+
+    async def upgrade_schema(self) -> tuple[int, int]:
+        await self._step()
+        before, self._schema = self._schema or 0, SCHEMA_VERSION
+        return before, SCHEMA_VERSION
+
+    async def drop_schema(self) -> None:
+        await self._step()
+        self._rows.clear()
+        self._meta.clear()
+        self._schema = None
+
+    async def server_time_us(self) -> int:
+        await self._step()
+        return self._clock()
+
+    # -- enqueue --------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[NewJob], now: int) -> list[str | BaseException]:
+        await self._step()
+        out: list[str | BaseException] = []
+        for j in jobs:
+            if j.id in self._rows:
+                # an explicit id stands for the job stored under it (stored and run once)
+                if j.explicit_id or j.unique_key:
+                    out.append(j.id)
+                else:
+                    out.append(StoreError(f"job {j.id} was not stored (conflict)"))
+                continue
+            if j.unique_key is not None:
+                holder = self._unique_holder(j.queue, j.unique_key)
+                if holder is not None:
+                    out.append(holder)
+                    continue
+            self._rows[j.id] = _Row(
+                id=j.id,
+                queue=j.queue,
+                task=j.task,
+                payload=j.payload,
+                status=JobStatus.TODO,
+                priority=j.priority,
+                attempts=0,
+                stalls=0,
+                max_attempts=j.max_attempts,
+                run_at=j.run_at,
+                lease_owner=None,
+                lease_token=None,
+                leased_until=None,
+                result=None,
+                error=None,
+                unique_key=j.unique_key,
+                created_at=j.created_at,
+                updated_at=now,
+                finished_at=None,
+            )
+            out.append(j.id)
+        return out
+
+    def _unique_holder(self, queue: str, key: str) -> str | None:
+        for r in self._rows.values():
+            if r.unique_key == key and r.queue == queue:
+                return r.id
+        return None
+
+    # -- claim / finish -------------------------------------------------------------
+
+    async def claim(self, c: Claim, *, again: bool = False) -> set[str]:
+        await self._step()
+        return self._claim(c)
+
+    def _claim(self, c: Claim) -> set[str]:
+        won: set[str] = set()
+        for job_id, (stalls, attempts) in fences(c.items).items():
+            r = self._rows.get(job_id)
+            if r is None:
+                continue
+            if r.lease_token == c.token and r.status is JobStatus.RUNNING:
+                won.add(job_id)  # held under this token already (a claim taken again)
+                continue
+            if (
+                r.status is not JobStatus.TODO
+                or r.run_at > c.now
+                or r.stalls != stalls
+                or r.attempts != attempts
+            ):
+                continue
+            r.status = JobStatus.RUNNING
+            r.lease_owner, r.lease_token, r.leased_until = c.owner, c.token, c.leased_until
+            r.attempts += 1
+            r.updated_at = c.now
+            if r.dispatched_at is None:
+                r.dispatched_at = c.now
+            won.add(job_id)
+        return won
+
+    async def claim_again(self, c: Claim) -> tuple[set[str], set[str]]:
+        await self._step()
+        held = {
+            i
+            for i, _, _ in c.items
+            if (r := self._rows.get(i)) is not None
+            and r.lease_token == c.token
+            and r.status is JobStatus.RUNNING
+        }
+        rest = [item for item in c.items if item[0] not in held]
+        retaken = self._claim(Claim(rest, c.owner, c.token, c.leased_until, c.now))
+        return held, retaken
+
+    async def claim_open(self, c: Claim) -> tuple[set[str], Commit | None]:
+        return await self.claim(c), None  # nothing to hold open: durable at once
+
+    async def claim_states(self, ids: Sequence[str]) -> dict[str, ClaimState]:
+        await self._step()
+        return {
+            i: ClaimState(r.status, r.run_at, r.leased_until, r.stalls, r.attempts)
+            for i in ids
+            if (r := self._rows.get(i)) is not None
+        }
+
+    def _held(self, job_id: str, token: str) -> _Row | None:
+        r = self._rows.get(job_id)
+        if r is None or r.status is not JobStatus.RUNNING or r.lease_token != token:
+            return None
+        return r
+
+    async def release_claims(self, items: Sequence[tuple[str, str]], now: int) -> int:
+        await self._step()
+        n = 0
+        for job_id, token in items:
+            if (r := self._held(job_id, token)) is not None:
+                self._put_back(r, now)
+                n += 1
+        return n
+
+    @staticmethod
+    def _put_back(r: _Row, now: int) -> None:
+        r.status = JobStatus.TODO
+        r.attempts -= 1
+        r.leave_running()
+        r.updated_at = now
+
+    async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
+        await self._step()
+        accepted: set[str] = set()
+        for f in items:
+            r = self._held(f.id, f.token)
+            if r is None:
+                continue
+            r.status = f.status
+            r.updated_at = now
+            if f.status is JobStatus.DONE:
+                r.result = f.result
+            else:
+                r.error = f.error
+            if f.status is JobStatus.TODO:
+                r.run_at = f.run_at or now
+                r.leave_running()
+                r.dispatched_at = None  # until the follow-up message is pushed and marked
+            else:
+                r.finished_at = now
+                r.leased_until = None
+                r.unique_key = None
+            accepted.add(f.id)
+        return accepted
+
+    async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:
+        await self._step()
+        lost: set[str] = set()
+        for job_id, token in items:
+            r = self._held(job_id, token)
+            if r is None:
+                lost.add(job_id)
+            else:
+                r.leased_until = leased_until
+        return lost
+
+    async def release_owner(
+        self, queue: str, owner: str, now: int, *, keep: Sequence[str] = ()
+    ) -> int:
+        await self._step()
+        n = 0
+        for r in self._rows.values():
+            if (
+                r.queue == queue
+                and r.status is JobStatus.RUNNING
+                and r.lease_owner == owner
+                and r.id not in keep
+            ):
+                self._put_back(r, now)
+                n += 1
+        return n
+
+    async def fail_unclaimed(self, job_id: str, error: str, now: int) -> bool:
+        await self._step()
+        r = self._rows.get(job_id)
+        if r is None or r.status is not JobStatus.TODO:
+            return False
+        r.status, r.error, r.finished_at = JobStatus.FAILED, error, now
+        r.run_at, r.updated_at, r.unique_key = min(r.run_at, now), now, None
+        return True
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        await self._step()
+        r = self._rows.get(job_id)
+        return None if r is None else r.record()
+
+    def _of(self, queue: str) -> list[_Row]:
+        return sorted((r for r in self._rows.values() if r.queue == queue), key=lambda r: r.id)
+
+    async def count_by_status(self, queue: str) -> dict[JobStatus, int]:
+        await self._step()
+        counts = dict.fromkeys(JobStatus, 0)
+        for r in self._of(queue):
+            counts[r.status] += 1
+        return counts
+
+    async def ids_by_status(self, queue: str, status: JobStatus, limit: int) -> list[str]:
+        await self._step()
+        return [r.id for r in self._of(queue) if r.status is status][:limit]
+
+    async def unfinished_count(self, queue: str, now: int) -> int:
+        await self._step()
+        return sum(
+            1
+            for r in self._of(queue)
+            if r.status is JobStatus.RUNNING or (r.status is JobStatus.TODO and r.run_at <= now)
+        )
+
+    async def waiting_jobs(self, queue: str, cap: int) -> int:
+        await self._step()
+        return min(cap, sum(1 for r in self._of(queue) if r.status is JobStatus.TODO))
+
+    # -- dispatch marks and recovery --------------------------------------------------
+
+    async def dispatchable(
+        self, queue: str, after_id: str, limit: int, now: int
+    ) -> list[JobRecord]:
+        await self._step()
+        rows = [
+            r.record()
+            for r in self._of(queue)
+            if r.id > after_id
+            and (
+                r.status is JobStatus.TODO
+                or (
+                    r.status is JobStatus.RUNNING
+                    and r.leased_until is not None
+                    and r.leased_until < now
+                )
+            )
+        ]
+        return rows[:limit]
+
+    async def mark_dispatched(
+        self,
+        marks: Sequence[tuple[str, int]],
+        epoch: str,
+        now: int,
+        runs: Sequence[tuple[IdRun, int]] = (),
+        *,
+        unmarked_only: bool = False,
+    ) -> None:
+        await self._step()
+        chosen: list[_Row] = []
+        for job_id, written_at in marks:
+            r = self._rows.get(job_id)
+            if r is not None and r.updated_at == written_at:
+                chosen.append(r)
+        for run, written_at in runs:
+            chosen.extend(
+                r
+                for r in self._rows.values()
+                if run.first <= r.id <= run.last
+                and r.created_at == run.created_at
+                and r.updated_at == written_at
+            )
+        for r in chosen:
+            if unmarked_only and r.dispatched_at is not None:
+                continue
+            r.dispatched_at, r.dispatch_epoch = now, epoch
+
+    async def undispatched(
+        self, queue: str, epoch: str, written_before: int, after_id: str, limit: int
+    ) -> list[JobRecord]:
+        await self._step()
+        rows = [
+            r.record()
+            for r in self._of(queue)
+            if r.status is JobStatus.TODO
+            and r.id > after_id
+            and (
+                (r.dispatched_at is None and r.updated_at < written_before)
+                or (r.dispatched_at is not None and r.dispatch_epoch != epoch)
+            )
+        ]
+        return rows[:limit]
+
+    async def expired_leases(self, queue: str, before: int, limit: int) -> list[JobRecord]:
+        await self._step()
+        rows = [
+            r
+            for r in self._of(queue)
+            if r.status is JobStatus.RUNNING
+            and r.leased_until is not None
+            and r.leased_until < before
+        ]
+        rows.sort(key=lambda r: r.leased_until or 0)
+        return [r.record() for r in rows[:limit]]
+
+    async def reclaim(self, items: Sequence[Reclaim], before: int, now: int) -> set[str]:
+        await self._step()
+        done: set[str] = set()
+        for it in items:
+            r = self._held(it.id, it.token)
+            if r is None or r.leased_until is None or r.leased_until >= before:
+                continue
+            r.status, r.updated_at = it.status, now
+            r.stalls += 1
+            r.leave_running()
+            if it.status is JobStatus.TODO:
+                r.attempts = max(r.attempts - 1, 0)
+                r.dispatched_at = None  # until the suspect message is pushed
+                r.run_at = now
+            else:
+                r.finished_at, r.unique_key, r.error = now, None, it.error
+            done.add(it.id)
+        return done
+
+    async def owner_running(self, queue: str, owner: str) -> int:
+        await self._step()
+        return sum(
+            1 for r in self._of(queue) if r.status is JobStatus.RUNNING and r.lease_owner == owner
+        )
+
+    # -- job control ----------------------------------------------------------------
+
+    async def repush(self, job_id: str, now: int, *, force: bool) -> JobRecord | None:
+        await self._step()
+        r = self._rows.get(job_id)
+        if r is None:
+            return None
+        if r.status is JobStatus.RUNNING:
+            if not force:
+                return r.record()
+            r.run_at = r.leased_until if r.leased_until is not None else now
+        else:
+            r.run_at = now
+        r.status, r.attempts, r.stalls = JobStatus.TODO, 0, 0
+        r.leave_running()
+        r.dispatched_at = r.finished_at = None
+        r.result = r.error = None
+        r.updated_at = now
+        return r.record()
+
+    async def cancel(self, job_id: str, reason: str, now: int) -> bool:
+        await self._step()
+        r = self._rows.get(job_id)
+        if r is None or r.status not in (JobStatus.TODO, JobStatus.RUNNING):
+            return False
+        r.status, r.error, r.finished_at = JobStatus.CANCELLED, reason, now
+        r.run_at, r.updated_at = min(r.run_at, now), now
+        r.lease_token, r.leased_until, r.unique_key = None, None, None
+        return True
+
+    async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:
+        await self._step()
+        gone = [
+            r.id
+            for r in self._of(queue)
+            if r.status in _FINAL and r.finished_at is not None and r.finished_at < before
+        ]
+        for i in gone:
+            del self._rows[i]
+        return len(gone)
+
+    async def purge_queue(self, queue: str) -> int:
+        await self._step()
+        gone = [r.id for r in self._of(queue)]
+        for i in gone:
+            del self._rows[i]
+        return len(gone)
+
+    # -- schedules ------------------------------------------------------------------
+
+    async def first_seen(self, key: str, now: int) -> int:
+        await self._step()
+        return int(self._meta.setdefault(key, str(now)))
+
+
+__all__ = ["MemoryStore"]
