@@ -465,7 +465,10 @@ class MemoryStore:
         gone = [
             r.id
             for r in self._of(queue)
-            if r.status in _FINAL and r.finished_at is not None and r.finished_at < before
+            if r.status in _FINAL
+            and r.run_at < before
+            and r.finished_at is not None
+            and r.finished_at < before
         ]
         for i in gone:
             del self._rows[i]
