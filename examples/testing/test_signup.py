@@ -99,6 +99,3 @@ async def test_without_the_fixture() -> None:
         assert signup.outbox == ["welcome:5", "reminder:5"]
         assert len(signup.digests) == 24  # a day of hourly digests
         assert (await signup.queue.counts())[JobStatus.TODO] == 0
-    # the queue is back as it was: not connected, no in-memory parts left
-    assert signup.queue._be is None
-    assert signup.queue._parts_factory is None

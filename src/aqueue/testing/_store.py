@@ -8,49 +8,13 @@ sent to a server does."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from .._errors import StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, now_us
 from .._store.base import Claim, ClaimState, Commit, Finish, Reclaim, fences
 from .._store.schema import SCHEMA_VERSION
-
-_FINAL = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-@dataclass(slots=True)
-class _Row:
-    id: str
-    queue: str
-    task: str
-    payload: str
-    status: JobStatus
-    priority: int
-    attempts: int
-    stalls: int
-    max_attempts: int
-    run_at: int
-    lease_owner: str | None
-    lease_token: str | None
-    leased_until: int | None
-    result: str | None
-    error: str | None
-    unique_key: str | None
-    created_at: int
-    updated_at: int
-    finished_at: int | None
-    dispatched_at: int | None = None
-    dispatch_epoch: str | None = None
-
-    def record(self) -> JobRecord:
-        fields = {f.name for f in dataclasses.fields(JobRecord)}
-        return JobRecord(**{k: getattr(self, k) for k in fields})
-
-    def leave_running(self) -> None:
-        self.lease_owner = self.lease_token = None
-        self.leased_until = None
+from ._rows import Row, Table
 
 
 class MemoryStore:
@@ -59,7 +23,8 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], int] | None = None) -> None:
         self._clock = clock or now_us
-        self._rows: dict[str, _Row] = {}
+        self._table = Table()
+        self._rows = self._table.rows
         self._meta: dict[str, str] = {}
         self._schema: int | None = None
         self.closed = False
@@ -124,39 +89,13 @@ class MemoryStore:
                     out.append(StoreError(f"job {j.id} was not stored (conflict)"))
                 continue
             if j.unique_key is not None:
-                holder = self._unique_holder(j.queue, j.unique_key)
+                holder = self._table.unique_holder(j.queue, j.unique_key)
                 if holder is not None:
                     out.append(holder)
                     continue
-            self._rows[j.id] = _Row(
-                id=j.id,
-                queue=j.queue,
-                task=j.task,
-                payload=j.payload,
-                status=JobStatus.TODO,
-                priority=j.priority,
-                attempts=0,
-                stalls=0,
-                max_attempts=j.max_attempts,
-                run_at=j.run_at,
-                lease_owner=None,
-                lease_token=None,
-                leased_until=None,
-                result=None,
-                error=None,
-                unique_key=j.unique_key,
-                created_at=j.created_at,
-                updated_at=now,
-                finished_at=None,
-            )
+            self._rows[j.id] = Row.new(j, now)
             out.append(j.id)
         return out
-
-    def _unique_holder(self, queue: str, key: str) -> str | None:
-        for r in self._rows.values():
-            if r.unique_key == key and r.queue == queue:
-                return r.id
-        return None
 
     # -- claim / finish -------------------------------------------------------------
 
@@ -213,33 +152,20 @@ class MemoryStore:
             if (r := self._rows.get(i)) is not None
         }
 
-    def _held(self, job_id: str, token: str) -> _Row | None:
-        r = self._rows.get(job_id)
-        if r is None or r.status is not JobStatus.RUNNING or r.lease_token != token:
-            return None
-        return r
-
     async def release_claims(self, items: Sequence[tuple[str, str]], now: int) -> int:
         await self._step()
         n = 0
         for job_id, token in items:
-            if (r := self._held(job_id, token)) is not None:
-                self._put_back(r, now)
+            if (r := self._table.held(job_id, token)) is not None:
+                r.put_back(now)
                 n += 1
         return n
-
-    @staticmethod
-    def _put_back(r: _Row, now: int) -> None:
-        r.status = JobStatus.TODO
-        r.attempts -= 1
-        r.leave_running()
-        r.updated_at = now
 
     async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
         await self._step()
         accepted: set[str] = set()
         for f in items:
-            r = self._held(f.id, f.token)
+            r = self._table.held(f.id, f.token)
             if r is None:
                 continue
             r.status = f.status
@@ -263,7 +189,7 @@ class MemoryStore:
         await self._step()
         lost: set[str] = set()
         for job_id, token in items:
-            r = self._held(job_id, token)
+            r = self._table.held(job_id, token)
             if r is None:
                 lost.add(job_id)
             else:
@@ -282,7 +208,7 @@ class MemoryStore:
                 and r.lease_owner == owner
                 and r.id not in keep
             ):
-                self._put_back(r, now)
+                r.put_back(now)
                 n += 1
         return n
 
@@ -302,31 +228,28 @@ class MemoryStore:
         r = self._rows.get(job_id)
         return None if r is None else r.record()
 
-    def _of(self, queue: str) -> list[_Row]:
-        return sorted((r for r in self._rows.values() if r.queue == queue), key=lambda r: r.id)
-
     async def count_by_status(self, queue: str) -> dict[JobStatus, int]:
         await self._step()
         counts = dict.fromkeys(JobStatus, 0)
-        for r in self._of(queue):
+        for r in self._table.of(queue):
             counts[r.status] += 1
         return counts
 
     async def ids_by_status(self, queue: str, status: JobStatus, limit: int) -> list[str]:
         await self._step()
-        return [r.id for r in self._of(queue) if r.status is status][:limit]
+        return [r.id for r in self._table.of(queue) if r.status is status][:limit]
 
     async def unfinished_count(self, queue: str, now: int) -> int:
         await self._step()
         return sum(
             1
-            for r in self._of(queue)
+            for r in self._table.of(queue)
             if r.status is JobStatus.RUNNING or (r.status is JobStatus.TODO and r.run_at <= now)
         )
 
     async def waiting_jobs(self, queue: str, cap: int) -> int:
         await self._step()
-        return min(cap, sum(1 for r in self._of(queue) if r.status is JobStatus.TODO))
+        return min(cap, sum(1 for r in self._table.of(queue) if r.status is JobStatus.TODO))
 
     # -- dispatch marks and recovery --------------------------------------------------
 
@@ -336,15 +259,11 @@ class MemoryStore:
         await self._step()
         rows = [
             r.record()
-            for r in self._of(queue)
+            for r in self._table.of(queue)
             if r.id > after_id
             and (
                 r.status is JobStatus.TODO
-                or (
-                    r.status is JobStatus.RUNNING
-                    and r.leased_until is not None
-                    and r.leased_until < now
-                )
+                or (r.status is JobStatus.RUNNING and r.lease_ended_before(now))
             )
         ]
         return rows[:limit]
@@ -359,7 +278,7 @@ class MemoryStore:
         unmarked_only: bool = False,
     ) -> None:
         await self._step()
-        chosen: list[_Row] = []
+        chosen: list[Row] = []
         for job_id, written_at in marks:
             r = self._rows.get(job_id)
             if r is not None and r.updated_at == written_at:
@@ -383,7 +302,7 @@ class MemoryStore:
         await self._step()
         rows = [
             r.record()
-            for r in self._of(queue)
+            for r in self._table.of(queue)
             if r.status is JobStatus.TODO
             and r.id > after_id
             and (
@@ -397,10 +316,8 @@ class MemoryStore:
         await self._step()
         rows = [
             r
-            for r in self._of(queue)
-            if r.status is JobStatus.RUNNING
-            and r.leased_until is not None
-            and r.leased_until < before
+            for r in self._table.of(queue)
+            if r.status is JobStatus.RUNNING and r.lease_ended_before(before)
         ]
         rows.sort(key=lambda r: r.leased_until or 0)
         return [r.record() for r in rows[:limit]]
@@ -409,8 +326,8 @@ class MemoryStore:
         await self._step()
         done: set[str] = set()
         for it in items:
-            r = self._held(it.id, it.token)
-            if r is None or r.leased_until is None or r.leased_until >= before:
+            r = self._table.held(it.id, it.token)
+            if r is None or not r.lease_ended_before(before):
                 continue
             r.status, r.updated_at = it.status, now
             r.stalls += 1
@@ -426,9 +343,8 @@ class MemoryStore:
 
     async def owner_running(self, queue: str, owner: str) -> int:
         await self._step()
-        return sum(
-            1 for r in self._of(queue) if r.status is JobStatus.RUNNING and r.lease_owner == owner
-        )
+        running = (r for r in self._table.of(queue) if r.status is JobStatus.RUNNING)
+        return sum(1 for r in running if r.lease_owner == owner)
 
     # -- job control ----------------------------------------------------------------
 
@@ -464,22 +380,18 @@ class MemoryStore:
         await self._step()
         gone = [
             r.id
-            for r in self._of(queue)
-            if r.status in _FINAL
+            for r in self._table.of(queue)
+            if r.status.is_final
             and r.run_at < before
             and r.finished_at is not None
             and r.finished_at < before
         ]
-        for i in gone:
-            del self._rows[i]
-        return len(gone)
+        return self._table.delete(gone)
 
     async def purge_queue(self, queue: str) -> int:
         await self._step()
-        gone = [r.id for r in self._of(queue)]
-        for i in gone:
-            del self._rows[i]
-        return len(gone)
+        gone = [r.id for r in self._table.of(queue)]
+        return self._table.delete(gone)
 
     # -- schedules ------------------------------------------------------------------
 
