@@ -218,3 +218,28 @@ async def test_a_connected_queue_gets_its_backend_back(make_queue: QueueFactory)
     assert (await real.info()).status is JobStatus.TODO  # never run by the driven runner
     with pytest.raises(JobNotFoundError):
         await fake.info()
+
+
+async def test_two_queues_on_one_clock_exit_in_any_order() -> None:
+    clock = FakeClock(start=1_000_000_000_000_000)
+    qa, qb = offline_queue("a"), offline_queue("b")
+
+    @qa.task
+    async def ta() -> str:
+        return "a"
+
+    @qb.task
+    async def tb() -> str:
+        return "b"
+
+    first = drive(qa, clock=clock)
+    da = await first.__aenter__()
+    async with drive(qb, clock=clock) as db:
+        ja, jb = await ta.options(delay=5).enqueue(), await tb.enqueue()
+        await db.drain()
+        await da.advance(5)
+        assert await ja.result(timeout=1) == "a"
+        assert await jb.result(timeout=1) == "b"
+        await first.__aexit__(None, None, None)  # the outer one ends first
+        assert now_us() == clock()  # still followed: qb is driven
+    assert now_us() > 1_700_000_000_000_000

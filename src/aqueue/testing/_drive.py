@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
-from .. import _models
 from .._app import Queue
 from .._cron import due, tick_job_id
 from .._errors import ConfigurationError, RunnerCrashedError
@@ -17,7 +14,7 @@ from .._models import JobRecord, JobStatus
 from .._runner.config import RunnerConfig
 from .._runner.runner import Runner
 from ._broker import MemoryBroker, MemoryFinishWaiters
-from ._clock import FakeClock
+from ._clock import FakeClock, followed
 from ._store import MemoryStore
 
 DEFAULT_CONFIG = RunnerConfig(
@@ -29,20 +26,6 @@ DEFAULT_CONFIG = RunnerConfig(
     startup_wait=0.0,
 )
 """The runner's settings under :func:`drive` (pass ``config=`` to change them)."""
-
-
-class _ClockTime:
-    """What ``aqueue._models`` reads of the ``time`` module, on the fake clock: every
-    ``now`` of the producer side (delays, ``created_at``, job ids) follows it."""
-
-    def __init__(self, clock: Callable[[], int]) -> None:
-        self._clock = clock
-
-    def time_ns(self) -> int:
-        return self._clock() * 1000
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
 
 
 class Driver:
@@ -165,34 +148,38 @@ async def drive(
             await store.init_schema()
         return store, broker, waiters
 
-    saved_be, saved_time = queue._be, vars(_models)["time"]
+    saved_be = queue._be
     queue._be = None
     queue._parts_factory = parts
-    vars(_models)["time"] = _ClockTime(clock)
-    task: asyncio.Task[None] | None = None
     try:
-        runner = Runner(queue, config or DEFAULT_CONFIG, clock=clock)
-        task = asyncio.get_running_loop().create_task(runner.run(), name="aqueue-drive-runner")
-        started = asyncio.ensure_future(runner.started.wait())
-        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
-        driver = Driver(queue, clock, store, broker, runner, task)
-        driver._check_runner()
-        yield driver
-        driver._check_runner()
+        with followed(clock):
+            runner = Runner(queue, config or DEFAULT_CONFIG, clock=clock)
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(runner.run(), name="aqueue-drive-runner")
+            try:
+                started = loop.create_task(runner.started.wait())
+                await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+                started.cancel()
+                driver = Driver(queue, clock, store, broker, runner, task)
+                driver._check_runner()
+                yield driver
+                driver._check_runner()
+            finally:
+                await _stop(runner, task)
+                await queue.close()
     finally:
-        try:
-            if task is not None:
-                runner.stop()
-                await asyncio.wait({task}, timeout=30)
-                if not task.done():
-                    task.cancel()
-                    await asyncio.wait({task})
-        finally:
-            await queue.close()
-            vars(_models)["time"] = saved_time
-            queue._parts_factory = None
-            queue._be = saved_be
+        queue._parts_factory = None
+        queue._be = saved_be
+
+
+async def _stop(runner: Runner, task: asyncio.Task[None]) -> None:
+    """Stop the runner as a signal would (running handlers get the grace period); cancel
+    it if it does not end."""
+    runner.stop()
+    await asyncio.wait({task}, timeout=30)
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
 
 
 __all__ = ["DEFAULT_CONFIG", "Driver", "drive"]
