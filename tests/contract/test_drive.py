@@ -243,3 +243,25 @@ async def test_two_queues_on_one_clock_exit_in_any_order() -> None:
         await first.__aexit__(None, None, None)  # the outer one ends first
         assert now_us() == clock()  # still followed: qb is driven
     assert now_us() > 1_700_000_000_000_000
+
+
+async def test_a_running_job_cancelled_is_stopped_at_the_next_renewal() -> None:
+    q = offline_queue()
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    @q.task
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    async with drive(q) as d:
+        job = await forever.enqueue()
+        async with asyncio.timeout(5):
+            await started.wait()
+        assert await job.cancel()
+        await d.drain(timeout=5)
+        assert stopped.is_set()
+        assert (await job.info()).status is JobStatus.CANCELLED

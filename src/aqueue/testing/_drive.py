@@ -19,6 +19,8 @@ from ._store import MemoryStore
 
 DEFAULT_CONFIG = RunnerConfig(
     concurrency=10,
+    # real seconds: a running job cancelled or repushed is stopped within half a second
+    heartbeat=0.5,
     handle_signals=False,
     watchdog=None,
     gc_threshold=None,
