@@ -35,7 +35,7 @@ def _claim(job_ids: list[str], owner: str, token: str, *, attempts: int = 0) -> 
 
 async def _statements_running(store: Store, marker: str) -> int:
     """Statements of other connections containing ``marker`` now executing."""
-    rows = await store._fetch(
+    rows = await store.db.fetch(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID != CONNECTION_ID() "
         "AND COMMAND = 'Query' AND INFO LIKE %s",
         (f"%{marker}%",),
@@ -105,8 +105,8 @@ async def test_batch_renew_and_finish_fence_each_job_by_its_own_token(
     assert await store.claim(_claim([a, b], "r1", "T1")) == {a, b}
     assert await store.claim(_claim([c, d], "r1", "T2")) == {c, d}
     # b was taken over meanwhile (another run of it, under another token)
-    p = store._ph
-    await store._exec(f"UPDATE {store._t} SET lease_token = {p} WHERE id = {p}", ("T3", b))
+    p = store.sql.mark
+    await store.db.execute(f"UPDATE {store.sql.t} SET lease_token = {p} WHERE id = {p}", ("T3", b))
     # d is named with the token of the other batch: its own is T2
     asked = [(a, "T1"), (b, "T1"), (c, "T2"), (d, "T1")]
     assert await store.renew(asked, now_us() + LEASE) == {b, d}
@@ -174,9 +174,9 @@ async def test_a_stale_copy_never_takes_a_retry_turn(make_queue: QueueFactory) -
 
         await _wait_for("the retry to be recorded", retry_recorded)
         # The retry is due now, and the stale first message reaches the ready list.
-        p = be.store._ph
-        await be.store._exec(
-            f"UPDATE {be.store._t} SET run_at = {p} WHERE id = {p}", (now_us(), job.id)
+        p = be.store.sql.mark
+        await be.store.db.execute(
+            f"UPDATE {be.store.sql.t} SET run_at = {p} WHERE id = {p}", (now_us(), job.id)
         )
         lost = runner.stats.claims_lost
         await be.broker.dispatch([_message(first)], [])

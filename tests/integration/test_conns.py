@@ -27,7 +27,7 @@ async def store() -> AsyncIterator[Store]:
 
 
 async def _conn_id(store: Store) -> int:
-    return int((await store._fetch("SELECT CONNECTION_ID()"))[0][0])
+    return int((await store.db.fetch("SELECT CONNECTION_ID()"))[0][0])
 
 
 async def test_statements_reuse_one_connection(store: Store) -> None:
@@ -37,12 +37,12 @@ async def test_statements_reuse_one_connection(store: Store) -> None:
 
 async def test_idle_connections_are_bounded(store: Store) -> None:
     async def slow() -> int:
-        return int((await store._fetch("SELECT CONNECTION_ID() + SLEEP(0.05) * 0"))[0][0])
+        return int((await store.db.fetch("SELECT CONNECTION_ID() + SLEEP(0.05) * 0"))[0][0])
 
     ids = await asyncio.gather(*(slow() for _ in range(8)))
     # eight at once: the engine's bound (pool_size 3 + overflow 3) still holds
     assert len(set(ids)) == 6
-    assert len(store.conns._idle) == 3  # only pool_size of them kept held
+    assert len(store.db.conns.idle) == 3  # only pool_size of them kept held
     later = {await _conn_id(store) for _ in range(5)}
     assert later <= set(ids)
 
@@ -53,9 +53,9 @@ async def test_old_connections_go_back_to_the_engine(store: Store) -> None:
     for _ in range(3):
         await _conn_id(store)
     assert checkins == []  # held between statements
-    await store.conns.close()
+    await store.db.conns.close()
     assert len(checkins) == 1
-    store.conns = HeldPool(store.engine, keep=3, recycle=0.0)
+    store.db.conns = HeldPool(store.engine, keep=3, recycle=0.0)
     for _ in range(3):
         await _conn_id(store)
     # past its age a held connection goes back to the engine before the next statement
@@ -65,11 +65,11 @@ async def test_old_connections_go_back_to_the_engine(store: Store) -> None:
 
 async def test_cancelled_statement_discards_its_connection(store: Store) -> None:
     before = await _conn_id(store)
-    task = asyncio.create_task(store._fetch("SELECT SLEEP(5)"))
+    task = asyncio.create_task(store.db.fetch("SELECT SLEEP(5)"))
     deadline = asyncio.get_running_loop().time() + 5
-    while not task.done() and store.conns._idle and asyncio.get_running_loop().time() < deadline:
+    while not task.done() and store.db.conns.idle and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)  # until the statement holds the connection
-    assert not store.conns._idle
+    assert not store.db.conns.idle
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -81,48 +81,48 @@ async def test_connection_killed_while_idle_is_replaced_before_sending(store: St
     victim = await _conn_id(store)
     other = Store(MYSQL_URL, table=store.table_name)
     try:
-        await other._exec(f"KILL {victim}")
+        await other.db.execute(f"KILL {victim}")
     finally:
         await other.close()
-    await wait_for(lambda: not alive(store.conns._idle[0].raw), 5, "the kill seen")
+    await wait_for(lambda: not alive(store.db.conns.idle[0].raw), 5, "the kill seen")
     # closed by the server: not sent on (which would fail), replaced by a new connection
     assert await _conn_id(store) != victim
-    assert await store._fetch("SELECT 1") == [(1,)]
+    assert await store.db.fetch("SELECT 1") == [(1,)]
 
 
 async def test_connection_killed_during_a_statement_fails_it(store: Store) -> None:
     victim = await _conn_id(store)
-    task = asyncio.create_task(store._fetch("SELECT SLEEP(5)"))
-    await wait_for(lambda: not store.conns._idle, 5, "the statement holding it")
+    task = asyncio.create_task(store.db.fetch("SELECT SLEEP(5)"))
+    await wait_for(lambda: not store.db.conns.idle, 5, "the statement holding it")
     other = Store(MYSQL_URL, table=store.table_name)
     try:
-        await other._exec(f"KILL {victim}")
+        await other.db.execute(f"KILL {victim}")
     finally:
         await other.close()
     with pytest.raises(StoreError):  # sent: its outcome is the caller's to judge
-        await store._run("probe", lambda: task)
+        await store.db.run("probe", lambda: task)
     assert await _conn_id(store) != victim
 
 
 async def test_refused_statement_keeps_the_connection(store: Store) -> None:
     before = await _conn_id(store)
     with pytest.raises(StoreError):
-        await store._run("bad", lambda: store._fetch("SELECT no_such_column FROM DUAL"))
+        await store.db.run("bad", lambda: store.db.fetch("SELECT no_such_column FROM DUAL"))
     assert await _conn_id(store) == before
 
 
 async def test_claim_connections_never_reach_the_engine_with_autocommit_off(
     store: Store,
 ) -> None:
-    held = await store.claim_conns.take()
+    held = await store.db.claim_conns.take()
     async with held.raw.cursor() as cur:
         await cur.execute("SELECT @@autocommit")
         assert (await cur.fetchone())[0] == 0  # a claim's UPDATE opens its transaction
         await cur.execute("COMMIT")
-    await store.claim_conns.give(held)
-    await store.claim_conns.close()  # lets go of it: closed for good, not pooled
+    await store.db.claim_conns.give(held)
+    await store.db.claim_conns.close()  # lets go of it: closed for good, not pooled
     # were it pooled, one of these would get it, with autocommit still off
     many = await asyncio.gather(
-        *(store._fetch("SELECT @@autocommit, SLEEP(0.01)") for _ in range(6))
+        *(store.db.fetch("SELECT @@autocommit, SLEEP(0.01)") for _ in range(6))
     )
     assert all(r[0][0] == 1 for r in many)

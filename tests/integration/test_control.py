@@ -189,11 +189,11 @@ async def test_sweeper_sends_stalled_jobs_to_the_suspect_lanes_and_spares_fresh_
 
     plain, once, twice, fresh = [(await noop.enqueue()).id for _ in range(4)]
     be = await q._backend()
-    store, p = be.store, be.store._ph
+    store, p = be.store, be.store.sql.mark
     # wait for the enqueues' own dispatch marks, so they cannot land after the edits below
-    unmarked = f"SELECT COUNT(*) FROM {store._t} WHERE dispatched_at IS NULL"
+    unmarked = f"SELECT COUNT(*) FROM {store.sql.t} WHERE dispatched_at IS NULL"
     deadline = asyncio.get_running_loop().time() + 10
-    while (await store._fetch(unmarked))[0][0]:
+    while (await store.db.fetch(unmarked))[0][0]:
         assert asyncio.get_running_loop().time() < deadline, "dispatch marks never landed"
         await asyncio.sleep(0.01)
     keys = be.broker.keys
@@ -201,12 +201,12 @@ async def test_sweeper_sends_stalled_jobs_to_the_suspect_lanes_and_spares_fresh_
     old = now_us() - 10_000_000
     for job_id, stalls, written in ((plain, 0, old), (once, 1, old), (twice, 2, old)):
         sql = (
-            f"UPDATE {store._t} SET stalls = {p}, updated_at = {p}, dispatched_at = NULL "
+            f"UPDATE {store.sql.t} SET stalls = {p}, updated_at = {p}, dispatched_at = NULL "
             f"WHERE id = {p}"
         )
-        assert await store._exec(sql, (stalls, written, job_id)) == 1
-    sql = f"UPDATE {store._t} SET dispatched_at = NULL, updated_at = {p} WHERE id = {p}"
-    assert await store._exec(sql, (now_us(), fresh)) == 1
+        assert await store.db.execute(sql, (stalls, written, job_id)) == 1
+    sql = f"UPDATE {store.sql.t} SET dispatched_at = NULL, updated_at = {p} WHERE id = {p}"
+    assert await store.db.execute(sql, (now_us(), fresh)) == 1
 
     cfg = RunnerConfig(max_stalls=3)
     swept = await sweep_pass(be, now_us, cfg, SweepCursor(), grace=5.0, limit=100)

@@ -15,7 +15,7 @@ from ..conftest import QueueFactory
 
 
 async def _marks(store: Store) -> dict[str, tuple[int | None, str | None]]:
-    rows = await store._fetch(f"SELECT id, dispatched_at, dispatch_epoch FROM {store._t}")
+    rows = await store.db.fetch(f"SELECT id, dispatched_at, dispatch_epoch FROM {store.sql.t}")
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
@@ -82,10 +82,10 @@ async def test_a_late_mark_never_covers_a_later_write(make_queue: QueueFactory) 
     lone = NewJob(new_job_id(), "q", "t", "{}", 0, 1, now, now)
     batch = [NewJob(i, "q", "t", "{}", 0, 1, now, now) for i in ids]
     await store.insert_jobs([lone, *batch], now)
-    p = store._ph
+    p = store.sql.mark
     retried = (lone.id, ids[1])
-    await store._exec(
-        f"UPDATE {store._t} SET dispatched_at = NULL, updated_at = {p} WHERE id IN ({p}, {p})",
+    await store.db.execute(
+        f"UPDATE {store.sql.t} SET dispatched_at = NULL, updated_at = {p} WHERE id IN ({p}, {p})",
         [now + 1, *retried],
     )
     _, runs = id_runs(batch)
@@ -122,9 +122,9 @@ async def test_a_retried_job_is_marked_after_its_follow_up_push(make_queue: Queu
     await be.marker.close()
     info = await job.info()
     assert info.status is JobStatus.TODO and info.attempts == 1
-    rows = await be.store._fetch(
-        f"SELECT dispatched_at, dispatch_epoch, updated_at FROM {be.store._t} "
-        f"WHERE id = {be.store._ph}",
+    rows = await be.store.db.fetch(
+        f"SELECT dispatched_at, dispatch_epoch, updated_at FROM {be.store.sql.t} "
+        f"WHERE id = {be.store.sql.mark}",
         (job.id,),
     )
     dispatched_at, epoch, updated_at = rows[0]
@@ -146,7 +146,7 @@ async def test_enqueue_many_refuses_malformed_calls_and_stores_nothing(
         with pytest.raises(ConfigurationError, match=r"\(task, args, kwargs\)"):
             await q.enqueue_many([(t, (1,), {}), bad])
     be = await q._backend()
-    assert (await be.store._fetch(f"SELECT COUNT(*) FROM {be.store._t}"))[0][0] == 0
+    assert (await be.store.db.fetch(f"SELECT COUNT(*) FROM {be.store.sql.t}"))[0][0] == 0
 
 
 async def test_a_push_lost_before_its_mark_is_dispatched_again(

@@ -29,7 +29,7 @@ SCHEMA_3_INDEXES = {"qsr": ["queue", "status", "run_at"]}
 
 
 async def _collations(store: Store) -> set[str]:
-    rows = await store._fetch(
+    rows = await store.db.fetch(
         "SELECT DISTINCT COLLATION_NAME FROM information_schema.COLUMNS WHERE "
         "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLLATION_NAME IS NOT NULL",
         (store.table_name,),
@@ -39,19 +39,19 @@ async def _collations(store: Store) -> set[str]:
 
 async def _downgrade_to_1(store: Store) -> None:
     """Turn a fresh schema-3 table into what schema 1 created."""
-    t = store._t
+    t = store.sql.t
     fin, owner, lease = (f"ix_{store.table_name}_{n}" for n in ("fin", "owner", "lease"))
     if store.is_sqlite:
-        await store._exec(f"CREATE INDEX {fin} ON {t} (status, finished_at)")
-        await store._exec(f"CREATE INDEX {owner} ON {t} (lease_owner, status)")
-        await store._exec(f"CREATE INDEX {lease} ON {t} (status, leased_until)")
+        await store.db.execute(f"CREATE INDEX {fin} ON {t} (status, finished_at)")
+        await store.db.execute(f"CREATE INDEX {owner} ON {t} (lease_owner, status)")
+        await store.db.execute(f"CREATE INDEX {lease} ON {t} (status, leased_until)")
     else:
-        await store._exec(
+        await store.db.execute(
             f"ALTER TABLE {t} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, "
             f"ADD INDEX {fin} (status, finished_at), ADD INDEX {owner} (lease_owner, status), "
             f"ADD INDEX {lease} (status, leased_until)"
         )
-    await store._exec(
+    await store.db.execute(
         f"UPDATE {store.table_name}_meta SET value = '1' WHERE name = 'schema_version'"
     )
 

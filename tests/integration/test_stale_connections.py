@@ -37,8 +37,8 @@ async def _store(q: Queue) -> Store:
 
 async def _hold_several(store: Store, n: int = 6) -> None:
     """Statements at once, so that the store holds ``n`` connections between them."""
-    await asyncio.gather(*(store._fetch("SELECT SLEEP(0.05)") for _ in range(n)))
-    assert len(store.conns._idle) >= n
+    await asyncio.gather(*(store.db.fetch("SELECT SLEEP(0.05)") for _ in range(n)))
+    assert len(store.db.conns.idle) >= n
 
 
 async def _restart(server: FaultProxy, store: Store, down: float = 0.3) -> float:
@@ -49,7 +49,7 @@ async def _restart(server: FaultProxy, store: Store, down: float = 0.3) -> float
     server.go_down()
     await server.back.wait()
     await wait_for(
-        lambda: not any(alive(h.raw) for h in store.conns._idle),
+        lambda: not any(alive(h.raw) for h in store.db.conns.idle),
         5,
         "the closes seen",
         interval=0.001,
@@ -80,14 +80,14 @@ async def test_enqueues_after_a_database_restart_never_report_an_unknown_outcome
         if first_ok is None:
             first_ok = time.monotonic()
             # the first dead one found, its dead siblings were dropped with it
-            assert all(alive(h.raw) for h in store.conns._idle)
+            assert all(alive(h.raw) for h in store.db.conns.idle)
         ids.append(job.id)
     assert first_ok is not None
     recovery = first_ok - back
     assert recovery < 0.5, f"first enqueue after the restart took {recovery:.3f} s"
     # more statements at once than connections held: the engine's pool, which got back
     # the ones over the held bound before the restart, hands out none of its dead ones
-    await asyncio.gather(*(store._fetch("SELECT SLEEP(0.02)") for _ in range(15)))
+    await asyncio.gather(*(store.db.fetch("SELECT SLEEP(0.02)") for _ in range(15)))
     # each stored exactly once
     counts = await q.counts()
     assert sum(counts.values()) == len(before) + len(ids)
@@ -110,7 +110,7 @@ async def test_reply_lost_after_sending_is_still_an_unknown_outcome(
     await charge.enqueue(0)
     store = await _store(q)
     await _hold_several(store)
-    held = len(store.conns._idle)
+    held = len(store.db.conns.idle)
     proxy.armed = True  # the next INSERT reaches MariaDB and runs; its reply is lost
     with pytest.raises(EnqueueOutcomeUnknownError) as err:
         await charge.enqueue(7)
@@ -124,7 +124,7 @@ async def test_reply_lost_after_sending_is_still_an_unknown_outcome(
     assert await again.status() is JobStatus.TODO
     assert sum((await q.counts()).values()) == 2
     # the cut connection alone was dropped: its siblings are alive and kept
-    assert len(store.conns._idle) >= held - 1
+    assert len(store.db.conns.idle) >= held - 1
 
 
 @MYSQL_ONLY

@@ -25,7 +25,7 @@ async def test_a_connection_reset_during_the_handshake_is_a_store_error(tmp_path
 
     try:
         with pytest.raises(StoreError, match="Transport does not expose socket"):
-            await store._run("reading", connect, attempts=3)
+            await store.db.run("reading", connect, attempts=3)
         assert calls == 3  # nothing was sent: tried again, like a refused connection
     finally:
         await store.close()
@@ -39,6 +39,6 @@ async def test_other_runtime_errors_are_not_taken_for_database_errors(tmp_path: 
 
     try:
         with pytest.raises(RuntimeError, match="a bug"):
-            await store._run("reading", bug)
+            await store.db.run("reading", bug)
     finally:
         await store.close()

@@ -1,0 +1,104 @@
+"""What a database error means: retry it, send the statement again elsewhere, or report it
+(a definite refusal, or an outcome unknown). The executor maps every one of them to
+``StoreError`` / ``EnqueueOutcomeUnknownError`` at the store's boundary."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+RETRYABLE_MYSQL = {1213, 1205}
+# asyncmy raises 2006 ("server has gone away") only when it cannot write the request (the
+# stream is closed): the statement never reached the server. 2013/2055 come once it was
+# written, while waiting for the reply: it may have run.
+NOT_SENT_MYSQL = 2006
+CONNECTION_LOST_MYSQL = {2013, 2055}
+
+
+try:  # the drivers' own errors: hot-path statements go to the driver directly
+    from asyncmy.errors import MySQLError as AsyncmyError
+except ImportError:  # pragma: no cover - MySQL support not installed
+
+    class AsyncmyError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    OSError,
+    sqlite3.Error,
+    AsyncmyError,
+)
+
+
+NOT_CONNECTED = "aqueue: raised while connecting, before any statement was sent"
+
+
+def connect_failed(exc: BaseException) -> bool:
+    """asyncmy's ``connect()`` on a connection closed during its handshake (a proxy that
+    accepts, then resets, in front of a server that is down) raises a bare RuntimeError:
+    nothing was sent, the database is unreachable."""
+    return isinstance(exc, RuntimeError) and "Transport does not expose socket" in str(exc)
+
+
+def db_error(exc: BaseException) -> bool:
+    """An error of the database or its connection (mapped to ``StoreError``)."""
+    return isinstance(exc, DB_ERRORS) or connect_failed(exc)
+
+
+def mysql_code(exc: BaseException) -> int | None:
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", None)
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    code = mysql_code(exc)
+    if code in RETRYABLE_MYSQL:
+        return True
+    return "database is locked" in str(exc)
+
+
+def not_sent(exc: BaseException) -> bool:
+    """True when the driver refused to send the statement on a closed connection: it did
+    not run, so it can run again on another connection whatever it does."""
+    if connect_failed(exc):
+        return True
+    if not isinstance(exc, AsyncmyError):
+        return False
+    code = mysql_code(exc)
+    # InterfaceError(0, ...): the connection was already closed, before any write
+    return code == NOT_SENT_MYSQL or (code == 0 and type(exc).__name__ == "InterfaceError")
+
+
+def is_definite(exc: BaseException) -> bool:
+    """True when the statement certainly did not take effect (an error reported by the
+    server about the statement), False when the outcome is unknown (connection lost)."""
+    if isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError | sa.exc.ProgrammingError):
+        return True
+    if type(exc).__name__ in ("IntegrityError", "DataError", "ProgrammingError"):
+        return True
+    if connect_failed(exc) or NOT_CONNECTED in getattr(exc, "__notes__", ()):
+        return True
+    code = mysql_code(exc)
+    if code is None:
+        return False
+    if code in (NOT_SENT_MYSQL, 2003):  # not sent; could not connect
+        return True
+    return code not in CONNECTION_LOST_MYSQL and code < 2000
+
+
+def connection_broken(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | AsyncmyError) and not isinstance(exc, sqlite3.Error):
+        code = mysql_code(exc)
+        return code is None or code >= 2000 or type(exc).__name__ == "InterfaceError"
+    return False
+
+
+def short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -1,0 +1,21 @@
+"""MySQL/MariaDB (asyncmy): what its statements do differently from the shared ones."""
+
+from __future__ import annotations
+
+from .claims import Queries
+
+
+class MySQLQueries(Queries):
+    mark = "%s"
+    insert_or_ignore = "INSERT IGNORE"
+    # A no-op update: the row whose key exists is left as it is, and counted as matched.
+    on_conflict_ignore = " ON DUPLICATE KEY UPDATE id = id"
+    server_time_sql = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
+    holds_claims_open = True
+
+    @staticmethod
+    def session(*, sqlite_synchronous: str, lock_wait_timeout: int) -> list[str]:
+        return [
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_timeout)}",
+        ]
