@@ -148,9 +148,11 @@ class JobStore(Protocol):
         """Move to ``running`` under ``c.token`` (owner, ``leased_until``, attempts + 1,
         ``updated_at`` and, when unset, ``dispatched_at`` = ``c.now``) the jobs of
         ``c.items`` that are ``todo``, due (``run_at <= c.now``) and have the stall and
-        attempt counts their message carries (:func:`fences`): a stale copy cannot claim.
-        Returns the ids won. ``again``: the token was used before (a claim whose commit
-        failed, taken again): jobs already held under it count as won."""
+        attempt counts their message carries (:func:`fences`): a stale copy (one made
+        before a reclaim, a retry or a repush; the copy made by whoever wrote the job last
+        carries the store's counts) cannot claim. Returns the ids won. ``again``: the
+        token was used before (a claim whose commit failed, taken again): jobs already held
+        under it count as won."""
         ...
 
     async def claim_again(self, c: Claim) -> tuple[set[str], set[str]]:
@@ -195,7 +197,9 @@ class JobStore(Protocol):
         self, queue: str, owner: str, now: int, *, keep: Sequence[str] = ()
     ) -> int:
         """Put back every job of ``queue`` still ``running`` under ``owner`` except
-        ``keep``: ``todo``, lease cleared, attempt given back. Returns how many."""
+        ``keep`` (graceful shutdown, once the owner's handlers have all stopped; ``keep``:
+        handlers that ignored their cancellation): ``todo``, lease cleared, attempt given
+        back. Returns how many."""
         ...
 
     async def fail_unclaimed(self, job_id: str, error: str, now: int) -> bool:
@@ -287,14 +291,16 @@ class JobStore(Protocol):
         """Put a job back to ``todo`` with fresh attempts and stalls (lease, result,
         error, ``finished_at`` and dispatch mark cleared, ``run_at`` ``now``). A
         ``running`` job only with ``force``: its token is revoked and its ``run_at``
-        becomes the end of its old lease. Returns the job as it now stands (``None``: no
+        becomes the end of its old lease, by which time its runner has noticed and
+        cancelled the handler. Returns the job as it now stands (``None``: no
         such job)."""
         ...
 
     async def cancel(self, job_id: str, reason: str, now: int) -> bool:
         """``todo``/``running`` -> ``cancelled`` (error ``reason``, ``finished_at``
         ``now``, ``run_at`` brought forward to ``now`` if later, token revoked, unique key
-        released). False when the job was not ``todo`` or ``running``."""
+        released). A running job's runner cancels the handler at its next lease renewal,
+        and its finish is refused. False when the job was not ``todo`` or ``running``."""
         ...
 
     async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:

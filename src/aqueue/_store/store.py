@@ -104,8 +104,7 @@ class Store:
         return await self._resolve_conflicts(jobs)
 
     async def _resolve_conflicts(self, jobs: Sequence[NewJob]) -> list[str | BaseException]:
-        sql, params = self.sql.inserted([j.id for j in jobs])
-        rows = await self.db.run("reading inserted jobs", lambda: self.db.fetch(sql, params))
+        rows = await self._fetch("reading inserted jobs", *self.sql.inserted([j.id for j in jobs]))
         present = {r[0]: (r[1], r[2]) for r in rows}
         out: list[str | BaseException] = []
         for j in jobs:
@@ -139,9 +138,8 @@ class Store:
             return set(ordered)
         if count == 0 and not again:
             return set()
-        return {
-            r[0] for r in await self._fetch("reading claimed jobs", *self.sql.won(ordered, c.token))
-        }
+        rows = await self._fetch("reading claimed jobs", *self.sql.won(ordered, c.token))
+        return {r[0] for r in rows}
 
     async def claim_again(self, c: Claim) -> tuple[set[str], set[str]]:
         if not c.items:
