@@ -35,7 +35,8 @@ from typing import Any
 from run import cpu_seconds, pids_where
 
 from aqueue import Queue
-from aqueue._models import NewJob, id_runs, new_job_ids, now_us
+from aqueue._ids import new_job_ids, now_us
+from aqueue._models import NewJob, id_runs
 from aqueue._store.store import Store
 
 

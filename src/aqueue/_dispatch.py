@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from ._broker.base import MessageBroker
 from ._decisions import suspect_lane
-from ._models import JobRecord, NewJob, encode_message
+from ._message import encode_message
+from ._models import JobRecord, NewJob
 
 
 @dataclass(slots=True)

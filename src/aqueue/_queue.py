@@ -31,17 +31,9 @@ from ._errors import (
     QueueFullError,
     UnknownTaskError,
 )
+from ._ids import new_job_id, new_job_ids, now_us
 from ._job import Job
-from ._models import (
-    NO_OPTIONS,
-    JobStatus,
-    NewJob,
-    Options,
-    new_job_id,
-    new_job_ids,
-    now_us,
-    validate_name,
-)
+from ._models import NO_OPTIONS, JobStatus, NewJob, Options, validate_name
 from ._registry import AfterHook, Hook, JobHook, Middleware
 from ._serde import dumps, encode_payload, encode_reason
 from ._store.base import Finish, JobStore

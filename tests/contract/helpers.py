@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aqueue._models import NewJob, new_job_id, now_us
+from aqueue._ids import new_job_id, now_us
+from aqueue._models import NewJob
 from aqueue._store.base import Claim
 
 LEASE = 30_000_000

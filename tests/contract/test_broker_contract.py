@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from aqueue._broker.base import FinishWaiters, MessageBroker
-from aqueue._models import encode_message, now_us
+from aqueue._ids import now_us
+from aqueue._message import encode_message
 
 
 def msg(n: int, priority: int = 0) -> bytes:

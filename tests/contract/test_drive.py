@@ -21,7 +21,7 @@ from aqueue import (
     RunnerCrashedError,
     current_job,
 )
-from aqueue._models import now_us
+from aqueue._ids import now_us
 from aqueue.testing import FakeClock, drive
 
 from ..conftest import QueueFactory

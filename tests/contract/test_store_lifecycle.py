@@ -4,7 +4,8 @@ over the memory, SQLite and MariaDB stores (``store`` fixture)."""
 from __future__ import annotations
 
 from aqueue._errors import StoreError
-from aqueue._models import JobStatus, now_us
+from aqueue._ids import now_us
+from aqueue._models import JobStatus
 from aqueue._store.base import Finish, JobStore
 
 from .helpers import LEASE, claim, new

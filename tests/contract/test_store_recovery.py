@@ -4,7 +4,8 @@ and MariaDB stores (``store`` fixture)."""
 
 from __future__ import annotations
 
-from aqueue._models import JobStatus, id_runs, new_job_ids, now_us
+from aqueue._ids import new_job_ids, now_us
+from aqueue._models import JobStatus, id_runs
 from aqueue._store.base import Finish, JobStore, Reclaim
 
 from .helpers import claim, new

@@ -8,7 +8,9 @@ import time
 from typing import Any
 
 from aqueue import Job, JobStatus, Retry, Runner, RunnerConfig, current_job
-from aqueue._models import JobRecord, encode_message, now_us
+from aqueue._ids import now_us
+from aqueue._message import encode_message
+from aqueue._models import JobRecord
 from aqueue._store.base import Claim, Finish
 from aqueue._store.store import Store
 

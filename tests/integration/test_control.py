@@ -178,7 +178,8 @@ async def test_sweeper_sends_stalled_jobs_to_the_suspect_lanes_and_spares_fresh_
     ready list, where it would run beside other jobs (if it is a poison job, they would be
     charged with its stalls); and a row written a moment ago is being pushed by its
     writer, so the sweeper leaves it alone."""
-    from aqueue._models import decode_message, now_us
+    from aqueue._ids import now_us
+    from aqueue._message import decode_message
     from aqueue._runner.recovery import SweepCursor, sweep_pass
 
     q = make_queue()

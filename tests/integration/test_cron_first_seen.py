@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aqueue import Queue, Runner, RunnerConfig, current_job
 from aqueue._cron import tick_job_id
-from aqueue._models import now_us
+from aqueue._ids import now_us
 
 from ..conftest import QueueFactory
 

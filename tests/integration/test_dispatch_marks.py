@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from aqueue import ConfigurationError, JobStatus, Queue, Retry, Runner, RunnerConfig
-from aqueue._models import IdRun, NewJob, id_runs, new_job_id, new_job_ids, now_us
+from aqueue._ids import new_job_id, new_job_ids, now_us
+from aqueue._models import IdRun, NewJob, id_runs
 from aqueue._store.store import Store
 
 from ..conftest import QueueFactory

@@ -20,7 +20,8 @@ from aqueue._dispatch import (
     route_rows,
     row_message,
 )
-from aqueue._models import JobRecord, JobStatus, NewJob, decode_message, encode_message
+from aqueue._message import decode_message, encode_message
+from aqueue._models import JobRecord, JobStatus, NewJob
 from aqueue._serde import encode_payload
 
 NOW = 1_000_000_000_000  # µs

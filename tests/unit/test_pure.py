@@ -17,17 +17,9 @@ from aqueue._decisions import (
     local_deadline,
     suspect_lane,
 )
-from aqueue._models import (
-    IdRun,
-    NewJob,
-    decode_message,
-    encode_message,
-    id_runs,
-    message_job_id,
-    new_job_id,
-    new_job_ids,
-    validate_identifier,
-)
+from aqueue._ids import new_job_id, new_job_ids
+from aqueue._message import decode_message, encode_message, message_job_id
+from aqueue._models import IdRun, NewJob, id_runs, validate_identifier
 from aqueue._serde import decode_error, dumps, encode_error, encode_payload
 
 S = 1_000_000

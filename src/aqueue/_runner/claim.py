@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Literal
 from .._decisions import decide_claim_loss, local_deadline
 from .._dispatch import Routes, route_later
 from .._errors import BackendError
-from .._models import Message, new_token
+from .._ids import new_token
+from .._message import Message
 from .._store.base import Claim, Commit, fences
 from .._store.batcher import Batcher
 

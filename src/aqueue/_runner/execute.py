@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from .._context import JobContext, _current
 from .._decisions import decide_failure
 from .._errors import JobExpiredError, Retry, SerializationError, UnknownTaskError
-from .._models import JobStatus, Message
+from .._message import Message
+from .._models import JobStatus
 from .._serde import dumps, encode_error
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from .._dispatch import Routes, route_follow_up
 from .._errors import BackendError
-from .._models import JobStatus, Message
+from .._message import Message
+from .._models import JobStatus
 from .._store.base import Finish
 from .._store.batcher import Batcher
 from .execute import Outcome

@@ -28,14 +28,9 @@ from .._errors import (
     SerializationError,
     UnsupportedMessageError,
 )
-from .._models import (
-    JobStatus,
-    Message,
-    decode_message,
-    message_job_id,
-    new_runner_id,
-    now_us,
-)
+from .._ids import new_runner_id, now_us
+from .._message import Message, decode_message, message_job_id
+from .._models import JobStatus
 from .._serde import dumps, encode_reason
 from . import gctune
 from . import side as side_tasks

@@ -31,7 +31,8 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from .._errors import BackendError
-from .._models import IdRun, NewJob, id_runs, now_us
+from .._ids import now_us
+from .._models import IdRun, NewJob, id_runs
 from .base import JobStore
 
 log = logging.getLogger("aqueue.marker")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from .._broker.broker import WAKE, Keys
 from .._errors import BrokerError
-from .._models import now_us
+from .._ids import now_us
 
 
 def _b(message: str | bytes) -> bytes:

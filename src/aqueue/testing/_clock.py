@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import _models
-from .._models import now_us
+from .. import _ids
+from .._ids import now_us
 
 
 class FakeClock:
@@ -54,7 +54,7 @@ _followed: list[Callable[[], int]] = []
 
 
 class _FollowedTime:
-    """What ``aqueue._models`` reads of the ``time`` module, with the wall clock taken
+    """What ``aqueue._ids`` reads of the ``time`` module, with the wall clock taken
     from the innermost followed clock: every ``now`` of the producer side (delays,
     ``created_at``, job ids) then follows it."""
 
@@ -71,11 +71,11 @@ def followed(clock: Callable[[], int]) -> Iterator[None]:
     ``clock``'s (the innermost one's when nested; queues driven at once share one
     clock). The process's ``time`` module itself is left alone."""
     if not _followed:
-        vars(_models)["time"] = _FollowedTime()
+        vars(_ids)["time"] = _FollowedTime()
     _followed.append(clock)
     try:
         yield
     finally:
         _followed.remove(clock)
         if not _followed:
-            vars(_models)["time"] = time
+            vars(_ids)["time"] = time

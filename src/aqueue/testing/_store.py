@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from .._errors import StoreError
-from .._models import IdRun, JobRecord, JobStatus, NewJob, now_us
+from .._ids import now_us
+from .._models import IdRun, JobRecord, JobStatus, NewJob
 from .._store.base import Claim, ClaimState, Commit, Finish, Reclaim, fences
 from .._store.schema import SCHEMA_VERSION
 from ._rows import Row, Table
