@@ -501,7 +501,7 @@ def _where(func: str, path: str) -> str:
 _ROOTS = (
     "<frozen runpy>",
     "click/",
-    "aqueue/_cli.py",
+    "aqueue/_cli/",
     "aqueue/__main__.py",
     "uvloop/",
     "asyncio/runners.py",

@@ -10,8 +10,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aqueue import ConfigurationError, RunnerConfig, _cli
-from aqueue._cli import _duration_or_forever, cli
+from aqueue import ConfigurationError, RunnerConfig
+from aqueue._cli import cli, worker
+from aqueue._cli.options import duration_or_forever, parse_duration
 from aqueue._runner import gctune
 
 
@@ -29,7 +30,7 @@ from aqueue._runner import gctune
     ],
 )
 def test_keep_results_durations(text: str, seconds: float | None) -> None:
-    assert _duration_or_forever(None, None, text) == seconds  # type: ignore[arg-type]
+    assert duration_or_forever(None, None, text) == seconds  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -108,8 +109,8 @@ def test_lookback_and_reclaim_limit_reach_the_runner_config(
     monkeypatch: pytest.MonkeyPatch, args: list[str], lookback: float, reclaim_limit: int
 ) -> None:
     queue = _CapturingQueue()
-    monkeypatch.setattr(_cli, "load_queue", lambda _path: queue)
-    monkeypatch.setattr(_cli, "_setup_logging", lambda _level: None)
+    monkeypatch.setattr(worker, "load_queue", lambda _path: queue)
+    monkeypatch.setattr(worker, "setup_logging", lambda _level: None)
     result = CliRunner().invoke(cli, ["run", "app:queue", *args])
     assert result.exit_code == 0, result.output
     [config] = queue.configs
@@ -139,8 +140,8 @@ def test_run_without_options_builds_the_default_runner_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = _CapturingQueue()
-    monkeypatch.setattr(_cli, "load_queue", lambda _path: queue)
-    monkeypatch.setattr(_cli, "_setup_logging", lambda _level: None)
+    monkeypatch.setattr(worker, "load_queue", lambda _path: queue)
+    monkeypatch.setattr(worker, "setup_logging", lambda _level: None)
     result = CliRunner().invoke(cli, ["run", "app:queue"])
     assert result.exit_code == 0, result.output
     assert queue.configs == [RunnerConfig()]
@@ -148,10 +149,10 @@ def test_run_without_options_builds_the_default_runner_config(
 
 @pytest.mark.parametrize(("option", "field"), sorted(_OPTION_FIELDS.items()))
 def test_each_run_option_defaults_to_runner_config_and_shows_it(option: str, field: str) -> None:
-    [param] = [p for p in _cli.run.params if p.name == option]
+    [param] = [p for p in worker.run.params if p.name == option]
     default = param.default
     if option in ("lookback", "keep_results"):
-        default = _cli._seconds(default, forever=option == "keep_results")
+        default = parse_duration(default, forever=option == "keep_results")
     elif option in ("watchdog", "gc_threshold"):
         default = default or None  # 0 on the command line is None in RunnerConfig
     expected = {f.name: f.default for f in dataclasses.fields(RunnerConfig)}[field]

@@ -1,0 +1,32 @@
+"""``python -m aqueue``: run runners and administer queues.
+
+The group is assembled here from one module per family of commands: ``worker`` (run),
+``database`` (``db``: the jobs table), ``embedded_redis`` (``embedded``) and ``jobs``
+(stats, status, repush). ``common`` holds what they share (loading the app's queue,
+errors, running a coroutine), ``options`` the duration options and the options that
+default to ``RunnerConfig``'s fields. The commands are plain click commands added to
+the group, so no command module imports this one.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .database import db
+from .embedded_redis import embedded
+from .jobs import repush, stats, status
+from .worker import run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aqueue")
+def cli() -> None:
+    """aqueue: durable asyncio task queue (SQL + Redis)."""
+
+
+for command in (run, db, embedded, stats, status, repush):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="python -m aqueue")
