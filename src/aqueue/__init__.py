@@ -31,7 +31,7 @@ from ._errors import (
 )
 from ._job import Job
 from ._models import JobRecord, JobStatus, Options
-from ._queue import BoundQueue
+from ._queue.client import BoundQueue
 from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
 from ._task import BoundTask, Task

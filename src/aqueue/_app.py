@@ -3,7 +3,7 @@ the runner (``_runner``), which never import each other."""
 
 from __future__ import annotations
 
-from ._queue import QueueClient
+from ._queue.client import QueueClient
 from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
 

@@ -1,0 +1,41 @@
+"""The client of a queue, :class:`QueueClient`: everything of :class:`aqueue.Queue`
+but running it, which ``aqueue._app`` adds on top. :class:`BoundQueue` is the queue
+with job options bound, as ``queue.options(...)`` returns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .._job import Job
+from .._models import Options
+from .._task import Task
+from .exec import Exec
+
+
+class QueueClient(Exec):
+    """Everything of :class:`aqueue.Queue` but running it: registration, configuration,
+    the backend (connected at first use), enqueue, job control and admin reads."""
+
+    def options(self, **options: Any) -> BoundQueue:
+        """Job options (the fields of :class:`Options`) for the enqueues made through the
+        result: ``await queue.options(delay=5).enqueue("task", *args, **kwargs)``."""
+        return BoundQueue(self, Options(**options))
+
+
+class BoundQueue:
+    """A queue with job options bound, as returned by ``queue.options(...)``: its
+    ``enqueue`` and ``enqueue_many`` apply them to every job."""
+
+    def __init__(self, queue: QueueClient, options: Options) -> None:
+        self._queue = queue
+        self._opts = options
+
+    async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        return await self._queue._enqueue(task, args, kwargs, self._opts)
+
+    async def enqueue_many(
+        self, calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]]
+    ) -> list[Job]:
+        return await self._queue.enqueue_many(calls, options=self._opts)

@@ -1,0 +1,165 @@
+"""Enqueue: a call checked and made into a job (task resolved, payload encoded, id and
+times set), the queue's size limit, and the job handed to the insert batcher, which
+returns once it is durable in SQL. A mixin of the client (see ``aqueue._queue``); it
+sits above :class:`JobControl` because the jobs it returns are handles that can be
+cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .._backend import Backend
+from .._errors import (
+    ConfigurationError,
+    EnqueueOutcomeUnknownError,
+    QueueFullError,
+    UnknownTaskError,
+)
+from .._ids import new_job_id, new_job_ids, now_us
+from .._job import Job
+from .._models import NO_OPTIONS, NewJob, Options, validate_name
+from .._serde import encode_payload
+from .._task import Task
+from .control import JobControl
+
+
+class Enqueuing(JobControl):
+    """Makes jobs from calls and stores them."""
+
+    async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Queue ``task`` (a name or a Task) with these arguments; returns once the job is
+        durable in SQL."""
+        return await self._enqueue(task, args, kwargs, NO_OPTIONS)
+
+    def _resolve_task(self, task: str | Task[Any, Any], opts: Options) -> tuple[str, int]:
+        """The task's name and the job's ``max_attempts``, or a clear error."""
+        name = task.name if isinstance(task, Task) else task
+        if not isinstance(name, str):
+            raise UnknownTaskError(f"task must be a task name or a Task, got {task!r}")
+        t = self.tasks.get(name)
+        strict = self.strict_tasks if self.strict_tasks is not None else bool(self.tasks)
+        if t is None and strict:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(f"unknown task {name!r} on queue {self.name!r} (known: {known})")
+        if t is None:  # a registered task's name was checked when it was registered
+            validate_name(name, "task name")
+        # A producer that does not know the task leaves the retries to the runner that
+        # does (max_attempts 0 = "the task's own").
+        retries = (
+            opts.retries
+            if opts.retries is not None
+            else (t.config.retries if t is not None else -1)
+        )
+        return name, retries + 1
+
+    def _new_job(
+        self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
+    ) -> NewJob:
+        name, max_attempts = self._resolve_task(task, opts)
+        now = now_us()
+        payload = encode_payload(
+            tuple(args), dict(kwargs), self.max_payload_bytes, opts.run_options(now)
+        )
+        return NewJob(
+            id=opts.job_id or new_job_id(),
+            queue=self.name,
+            task=name,
+            payload=payload,
+            priority=opts.priority,
+            max_attempts=max_attempts,
+            run_at=opts.start_time_us(now),
+            created_at=now,
+            unique_key=opts.unique_key,
+            explicit_id=opts.job_id is not None,
+        )
+
+    def _new_jobs(
+        self,
+        calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]],
+        opts: Options,
+    ) -> list[NewJob]:
+        """``_new_job`` for a batch: one clock reading, one id range, each task checked
+        once."""
+        calls = list(calls)
+        now = now_us()
+        run_options, run_at = opts.run_options(now), opts.start_time_us(now)
+        limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
+        resolved: dict[str, tuple[str, int]] = {}
+        jobs: list[NewJob] = []
+        for call, job_id in zip(calls, new_job_ids(len(calls)), strict=True):
+            try:
+                task, args, kwargs = call
+                args, kwargs = tuple(args), dict(kwargs)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"enqueue_many takes (task, args, kwargs) tuples, got {call!r}: {exc}"
+                ) from None
+            name = task.name if isinstance(task, Task) else task
+            known = resolved.get(name) if isinstance(name, str) else None
+            if known is None:
+                known = self._resolve_task(task, opts)
+                resolved[known[0]] = known
+            payload = encode_payload(args, kwargs, limit, run_options)
+            jobs.append(NewJob(job_id, queue, known[0], payload, priority, known[1], run_at, now))
+        return jobs
+
+    async def _enqueue(
+        self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
+    ) -> Job:
+        new = self._new_job(task, args, kwargs, opts)
+        be = await self._backend()
+        await self._check_size(be, 1)
+        try:
+            job_id = await be.inserter.submit(new)
+        except EnqueueOutcomeUnknownError as exc:
+            raise EnqueueOutcomeUnknownError(new.id, exc.reason) from exc
+        return Job(self, job_id)
+
+    async def enqueue_many(
+        self,
+        calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]],
+        *,
+        options: Options | None = None,
+    ) -> list[Job]:
+        """Queue many jobs at once: ``calls`` yields ``(task, args, kwargs)``. Every job is
+        checked before any is stored; returns once all are durable. The jobs' ids count up
+        from one random prefix (see ``new_job_ids``): unique, not secret."""
+        opts = options or Options()
+        if opts.job_id is not None or opts.unique_key is not None:
+            raise ConfigurationError("enqueue_many takes no job_id/unique_key option")
+        news = self._new_jobs(calls, opts)
+        be = await self._backend()
+        await self._check_size(be, len(news))
+        results = await be.inserter.submit_many(news)
+        jobs = []
+        for new, r in zip(news, results, strict=True):
+            if isinstance(r, EnqueueOutcomeUnknownError):
+                raise EnqueueOutcomeUnknownError(new.id, r.reason) from r
+            if isinstance(r, BaseException):
+                raise r
+            jobs.append(Job(self, r))
+        return jobs
+
+    async def _check_size(self, be: Backend, adding: int) -> None:
+        """The queue size limit (``max_size``), over the jobs that can still run (``todo``,
+        due or delayed) as SQL counts them: never refused, cancelled or finished jobs.
+        A count is reused for 0.2 s, plus what this producer enqueued since (so
+        concurrent producers can overshoot by what they enqueue within that window); a
+        refusal is always made on a new count, as jobs may have run or been cancelled
+        since (a bounded one: see ``waiting_jobs``)."""
+        limit = self.max_size
+        if limit is None:
+            return
+        counted_at, size = self._size_seen
+        if time.monotonic() - counted_at > 0.2 or size + adding > limit:
+            size = await be.store.waiting_jobs(self.name, limit + 1)
+            counted_at = time.monotonic()
+        if size + adding > limit:
+            self._size_seen = (counted_at, size)
+            shown = str(size) if size <= limit else f"over {limit}"
+            raise QueueFullError(f"queue {self.name!r} is full ({shown} waiting, max_size={limit})")
+        # counted before it is stored: concurrent enqueues of this producer see it
+        self._size_seen = (counted_at, size + adding)
