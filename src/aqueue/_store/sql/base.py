@@ -349,6 +349,8 @@ class BaseQueries:
     # -- schedules ------------------------------------------------------------------
 
     def record_first_seen(self, key: str, now: int) -> Statement:
+        """A periodic or cron schedule's state is the time it was first seen: one row per
+        schedule in the meta table (the jobs table's companion); the first insert wins."""
         b = self.bind
         params: list[Any] = []
         sql = (
