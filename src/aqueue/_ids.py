@@ -1,9 +1,8 @@
 """Identifiers and the wall clock they are made from: job ids (UUIDv7, time-ordered),
-lease tokens, runner ids, and ``now_us``.
-
-The clock and the job ids read ``time`` through this module's global, so that
-``aqueue.testing`` can make both follow a fake clock.
-"""
+lease tokens, runner ids, and ``now_us``. Code that must follow a test's clock takes
+a clock as a parameter (the runner's ``clock``, the queue's producer-side clock) instead
+of reading ``now_us`` directly; job ids always read the real time (they only need to be
+unique and roughly ordered)."""
 
 from __future__ import annotations
 

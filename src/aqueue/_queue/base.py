@@ -18,6 +18,7 @@ from .._broker.base import FinishWaiters, MessageBroker
 from .._cron import Schedule
 from .._decisions import Backoff
 from .._errors import ConfigurationError
+from .._ids import now_us
 from .._models import validate_identifier, validate_name
 from .._registry import AfterHook, Hook, JobHook, Middleware
 from .._store.base import JobStore
@@ -90,6 +91,10 @@ class QueueBase:
         # runs the queue on the parts this async factory returns (store, broker, finish
         # listener) instead of building them from the URLs.
         self._parts_factory: PartsFactory | None = None
+        # The wall clock (UNIX µs) of the producer side's writes: enqueue and run_at
+        # times, repush, cancel, purge, dispatch marks. ``aqueue.testing`` passes its
+        # clock here, as it passes it to the runner.
+        self._clock: Callable[[], int] = now_us
         self._be_lock: asyncio.Lock | None = None
         self._be_lock_loop: asyncio.AbstractEventLoop | None = None
 

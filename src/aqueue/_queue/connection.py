@@ -18,7 +18,6 @@ from .._broker.broker import Broker
 from .._broker.notify import FinishListener
 from .._dispatch import Dispatcher
 from .._errors import BrokerError
-from .._ids import now_us
 from .._models import NewJob
 from .._store.base import JobStore
 from .._store.batcher import Batcher
@@ -69,7 +68,7 @@ class Connection(QueueBase):
             store, broker, listener = await self._parts_factory()
         else:
             store, broker, listener = await self._connect_parts()
-        marker = DispatchMarker(store)
+        marker = DispatchMarker(store, clock=self._clock)
         dispatcher = Dispatcher(broker)
         inserter: Batcher[NewJob, str] = Batcher(
             "enqueue",
@@ -122,7 +121,7 @@ class Connection(QueueBase):
         marker: DispatchMarker,
         jobs: Sequence[NewJob],
     ) -> list[str | BaseException]:
-        now = now_us()
+        now = self._clock()
         results = await store.insert_jobs(jobs, now)
         stored = [j for j, r in zip(jobs, results, strict=True) if r == j.id]
         if not stored:

@@ -9,7 +9,6 @@ import contextlib
 from typing import Any
 
 from .._errors import BrokerError, CommitError, JobError, JobNotFoundError
-from .._ids import now_us
 from .._job import Job
 from .._models import JobStatus
 from .._serde import dumps, encode_reason
@@ -42,7 +41,7 @@ class JobControl(Connection):
         if st not in (JobStatus.DONE, JobStatus.FAILED, JobStatus.TODO):
             raise CommitError(f"cannot commit a job as {st.value!r}")
         be = await self._backend()
-        now = now_us()
+        now = self._clock()
         run_at = now + int(max(0.0, delay or 0.0) * 1e6)
         finish = Finish(
             job_id,
@@ -71,7 +70,7 @@ class JobControl(Connection):
         and the job may start again only when the old lease would have ended — never two
         runs at once."""
         be = await self._backend()
-        now = now_us()
+        now = self._clock()
         rec = await be.store.repush(job_id, now, force=force)
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")
@@ -91,7 +90,7 @@ class JobControl(Connection):
         rec = await be.store.get_job(job_id)
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")
-        ok = await be.store.cancel(job_id, encode_reason("Cancelled", reason), now_us())
+        ok = await be.store.cancel(job_id, encode_reason("Cancelled", reason), self._clock())
         if ok:
             with contextlib.suppress(BrokerError):
                 await be.broker.notify_finished([job_id])
@@ -102,7 +101,7 @@ class JobControl(Connection):
         ``older_than`` seconds ago. Runners also do it
         periodically when ``RunnerConfig.keep_results`` is set."""
         be = await self._backend()
-        return await be.store.purge_finished(self.name, now_us() - int(older_than * 1e6))
+        return await be.store.purge_finished(self.name, self._clock() - int(older_than * 1e6))
 
     async def runner_stats(self) -> dict[str, dict[str, int]]:
         """Per-runner counters (executed, done, failed, retried, ...) published by the

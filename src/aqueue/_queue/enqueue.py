@@ -18,7 +18,7 @@ from .._errors import (
     QueueFullError,
     UnknownTaskError,
 )
-from .._ids import new_job_id, new_job_ids, now_us
+from .._ids import new_job_id, new_job_ids
 from .._job import Job
 from .._models import NO_OPTIONS, NewJob, Options, validate_name
 from .._serde import encode_payload
@@ -59,7 +59,7 @@ class Enqueuing(JobControl):
         self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
     ) -> NewJob:
         name, max_attempts = self._resolve_task(task, opts)
-        now = now_us()
+        now = self._clock()
         payload = encode_payload(
             tuple(args), dict(kwargs), self.max_payload_bytes, opts.run_options(now)
         )
@@ -84,7 +84,7 @@ class Enqueuing(JobControl):
         """``_new_job`` for a batch: one clock reading, one id range, each task checked
         once."""
         calls = list(calls)
-        now = now_us()
+        now = self._clock()
         run_options, run_at = opts.run_options(now), opts.start_time_us(now)
         limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
         resolved: dict[str, tuple[str, int]] = {}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .._errors import BackendError
 from .._ids import now_us
@@ -43,8 +43,11 @@ sit in Redis with no mark in SQL while its producer lives)."""
 
 
 class DispatchMarker:
-    def __init__(self, store: JobStore, *, linger: float = LINGER) -> None:
+    def __init__(
+        self, store: JobStore, *, linger: float = LINGER, clock: Callable[[], int] = now_us
+    ) -> None:
         self._store = store
+        self._clock = clock
         self._linger = linger
         # (job id, updated_at of its write, epoch of its push), and runs of batch ids
         self._pending: list[tuple[str, int, str]] = []
@@ -106,7 +109,7 @@ class DispatchMarker:
         self, marks: list[tuple[str, int]], runs: list[tuple[IdRun, int]], epoch: str
     ) -> None:
         try:
-            await self._store.mark_dispatched(marks, epoch, now_us(), runs, unmarked_only=True)
+            await self._store.mark_dispatched(marks, epoch, self._clock(), runs, unmarked_only=True)
         except BackendError as exc:  # the sweeper copes: it only re-dispatches once
             log.debug("could not mark %d job(s) dispatched: %s", len(marks) + len(runs), exc)
 

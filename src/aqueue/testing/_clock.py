@@ -1,14 +1,7 @@
-"""A clock that stands still until a test moves it, and aqueue's own readings of the
-wall clock following it."""
+"""A clock that stands still until a test moves it."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
-
-from .. import _ids
 from .._ids import now_us
 
 
@@ -48,34 +41,3 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"<FakeClock {self._now}>"
-
-
-_followed: list[Callable[[], int]] = []
-
-
-class _FollowedTime:
-    """What ``aqueue._ids`` reads of the ``time`` module, with the wall clock taken
-    from the innermost followed clock: every ``now`` of the producer side (delays,
-    ``created_at``, job ids) then follows it."""
-
-    def time_ns(self) -> int:
-        return _followed[-1]() * 1000
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
-@contextlib.contextmanager
-def followed(clock: Callable[[], int]) -> Iterator[None]:
-    """While inside, aqueue's readings of the wall clock (``now_us``, job ids) are
-    ``clock``'s (the innermost one's when nested; queues driven at once share one
-    clock). The process's ``time`` module itself is left alone."""
-    if not _followed:
-        vars(_ids)["time"] = _FollowedTime()
-    _followed.append(clock)
-    try:
-        yield
-    finally:
-        _followed.remove(clock)
-        if not _followed:
-            vars(_ids)["time"] = time

@@ -14,7 +14,7 @@ from .._models import JobRecord, JobStatus
 from .._runner.config import RunnerConfig
 from .._runner.runner import Runner
 from ._broker import MemoryBroker, MemoryFinishWaiters
-from ._clock import FakeClock, followed
+from ._clock import FakeClock
 from ._store import MemoryStore
 
 DEFAULT_CONFIG = RunnerConfig(
@@ -150,28 +150,29 @@ async def drive(
             await store.init_schema()
         return store, broker, waiters
 
-    saved_be = queue._be
+    saved_be, saved_clock = queue._be, queue._clock
     queue._be = None
     queue._parts_factory = parts
+    queue._clock = clock  # the producer side's writes read the test's clock
     try:
-        with followed(clock):
-            runner = Runner(queue, config or DEFAULT_CONFIG, clock=clock)
-            loop = asyncio.get_running_loop()
-            task = loop.create_task(runner.run(), name="aqueue-drive-runner")
-            try:
-                started = loop.create_task(runner.started.wait())
-                await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-                started.cancel()
-                driver = Driver(queue, clock, store, broker, runner, task)
-                driver._check_runner()
-                yield driver
-                driver._check_runner()
-            finally:
-                await _stop(runner, task)
-                await queue.close()
+        runner = Runner(queue, config or DEFAULT_CONFIG, clock=clock)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(runner.run(), name="aqueue-drive-runner")
+        try:
+            started = loop.create_task(runner.started.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            driver = Driver(queue, clock, store, broker, runner, task)
+            driver._check_runner()
+            yield driver
+            driver._check_runner()
+        finally:
+            await _stop(runner, task)
+            await queue.close()
     finally:
         queue._parts_factory = None
         queue._be = saved_be
+        queue._clock = saved_clock
 
 
 async def _stop(runner: Runner, task: asyncio.Task[None]) -> None:
