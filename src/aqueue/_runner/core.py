@@ -1,0 +1,185 @@
+"""The runner's state and decisions, without I/O (sans-I/O core).
+
+What a runner must remember to keep its promises (free slots, the jobs running here
+under which lease token, the runs it revoked itself, the messages each task holds, the
+last lease renewal SQL acknowledged, the Redis epoch, whether it is stopping) and what
+it decides from them on each event. Times are passed in (``now``: ``time.monotonic()``
+readings), so every edge case is a plain function call in a unit test; the asyncio shell
+(``runner.Runner``) carries the returned actions out: cancel these handlers, give back
+these slots, put these messages back.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+from .._decisions import local_deadline
+
+H = TypeVar("H")  # the shell's handle on a running handler (an asyncio.Task)
+T = TypeVar("T", bound=Hashable)  # the shell's handle on a task holding messages
+
+
+class RunnerCore(Generic[H, T]):
+    """State of one runner; every method is synchronous and reads no clock."""
+
+    __slots__ = (
+        "_inflight",
+        "epoch",
+        "free",
+        "last_ack",
+        "lease",
+        "margin",
+        "revoked",
+        "running",
+        "slots",
+        "stopping",
+    )
+
+    def __init__(
+        self, *, concurrency: int, prefetch: int, lease: float, margin: float, now: float
+    ) -> None:
+        self.slots = concurrency + prefetch
+        self.free = self.slots
+        self.lease = lease
+        self.margin = margin
+        self.last_ack = now
+        self.epoch: str | None = None
+        self.stopping = False
+        # job id -> (lease token, handler): the leases this runner renews.
+        self.running: dict[str, tuple[str, H]] = {}
+        # Runs this runner cancelled itself (lease revoked or local deadline passed):
+        # their cancellation is not a shutdown and not the handler's own.
+        self.revoked: set[tuple[str, str]] = set()
+        # task -> the raw messages it holds in this runner's working list.
+        self._inflight: dict[T, list[bytes]] = {}
+
+    # -- slots -----------------------------------------------------------------------
+
+    def take_slots(self, n: int) -> None:
+        """``n`` messages were moved into the working list: each holds a slot."""
+        self.free -= n
+
+    def release_slots(self, n: int) -> None:
+        self.free += n
+
+    def fetch_size(self, batch: int, *, busy: bool) -> int:
+        """How many messages to fetch now; 0 means wait for slots. With work in flight
+        the runner waits until a quarter of the slots are free, so moves and claims go in
+        batches; an idle runner fetches at once."""
+        low_water = max(1, min(batch, self.slots // 4))
+        if self.free <= 0 or (self.free < low_water and busy):
+            return 0
+        return min(self.free, batch)
+
+    def all_free(self, *, busy: bool) -> bool:
+        return self.free >= self.slots and not busy
+
+    # -- messages held by tasks --------------------------------------------------------
+
+    def hold(self, task: T, raws: list[bytes]) -> None:
+        self._inflight[task] = raws
+
+    def drop(self, task: T) -> None:
+        self._inflight.pop(task, None)
+
+    def orphans(self, working: Iterable[bytes]) -> list[bytes]:
+        """Messages in this runner's working list that no task of it holds (a move whose
+        reply was lost): these go back to the ready list."""
+        known = collections.Counter(raw for raws in self._inflight.values() for raw in raws)
+        out: list[bytes] = []
+        for raw in working:
+            if known[raw] > 0:
+                known[raw] -= 1
+            else:
+                out.append(raw)
+        return out
+
+    # -- leases ------------------------------------------------------------------------
+
+    def deadline_passed(self, now: float) -> bool:
+        """No renewal acknowledged within the lease (minus the margin): the leases of
+        this runner may be gone."""
+        return now > local_deadline(self.last_ack, self.lease, self.margin)
+
+    def may_start(self, sent_at: float, now: float) -> bool:
+        """A handler starts only while not stopping and its lease surely holds: before
+        the local deadline counted from the later of the last acknowledged renewal and
+        the claim itself."""
+        if self.stopping:
+            return False
+        return now <= local_deadline(max(self.last_ack, sent_at), self.lease, self.margin)
+
+    def started(self, job_id: str, token: str, handler: H) -> None:
+        self.running[job_id] = (token, handler)
+
+    def forget(self, job_id: str, token: str) -> None:
+        """Stop renewing this run's lease (only this run's: the job may have been claimed
+        again since under another token)."""
+        self.revoked.discard((job_id, token))
+        entry = self.running.get(job_id)
+        if entry is not None and entry[0] == token:
+            del self.running[job_id]
+
+    def renewal_items(self) -> list[tuple[str, str]]:
+        return [(job_id, token) for job_id, (token, _) in self.running.items()]
+
+    def acknowledged(self, sent: float) -> None:
+        """SQL acknowledged a renewal sent at ``sent``."""
+        self.last_ack = sent
+
+    def on_lost(
+        self,
+        sent: list[tuple[str, str]],
+        lost: Iterable[str],
+        *,
+        recording: set[tuple[str, str]],
+        confirming: set[tuple[str, str]],
+    ) -> list[H]:
+        """SQL answered a renewal of ``sent`` with the jobs whose lease is ``lost``: the
+        handlers to cancel. A run whose outcome is being recorded, or whose claim is being
+        confirmed, is left alone; so is a job claimed again since under another token."""
+        tokens = dict(sent)
+        cancel: list[H] = []
+        for job_id in lost:
+            entry = self.running.get(job_id)
+            if entry is None:
+                continue
+            key = (job_id, entry[0])
+            if key in recording or key in confirming:
+                continue
+            if entry[0] == tokens.get(job_id):
+                self.revoked.add(key)
+                cancel.append(entry[1])
+        return cancel
+
+    def revoke_all(self, now: float) -> list[H]:
+        """Past the local deadline: every running handler is cancelled (they will run
+        again elsewhere); nothing before it."""
+        if not self.deadline_passed(now):
+            return []
+        cancel: list[H] = []
+        for job_id, (token, handler) in list(self.running.items()):
+            self.revoked.add((job_id, token))
+            cancel.append(handler)
+        return cancel
+
+    def revoked_by_us(self, job_id: str, token: str) -> bool:
+        """A cancelled handler: did this runner revoke it (and not a shutdown)? If so the
+        revocation is consumed and the run forgotten."""
+        if (job_id, token) not in self.revoked or self.stopping:
+            return False
+        self.revoked.discard((job_id, token))
+        self.forget(job_id, token)
+        return True
+
+    def epoch_changed(self, epoch: str) -> bool:
+        """Redis answered with ``epoch``: True (once) when it lost its data since."""
+        if epoch == self.epoch:
+            return False
+        self.epoch = epoch
+        return True
+
+    def stop(self) -> None:
+        self.stopping = True
