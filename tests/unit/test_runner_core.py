@@ -69,7 +69,7 @@ def test_a_lost_lease_cancels_its_handler_and_marks_it_revoked() -> None:
     c.started("a", "t1", "task-a")
     c.started("b", "t2", "task-b")
     sent = c.renewal_items()
-    assert c.on_lost(sent, ["a"], recording=set(), confirming=set()) == ["task-a"]
+    assert c.on_lost(sent, ["a"], recording=set(), confirming=set()) == [("a", "task-a")]
     assert ("a", "t1") in c.revoked
     assert ("b", "t2") not in c.revoked
 

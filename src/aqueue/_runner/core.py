@@ -25,9 +25,9 @@ class RunnerCore(Generic[H, T]):
     """State of one runner; every method is synchronous and reads no clock."""
 
     __slots__ = (
-        "_inflight",
         "epoch",
         "free",
+        "inflight",
         "last_ack",
         "lease",
         "margin",
@@ -53,7 +53,7 @@ class RunnerCore(Generic[H, T]):
         # their cancellation is not a shutdown and not the handler's own.
         self.revoked: set[tuple[str, str]] = set()
         # task -> the raw messages it holds in this runner's working list.
-        self._inflight: dict[T, list[bytes]] = {}
+        self.inflight: dict[T, list[bytes]] = {}
 
     # -- slots -----------------------------------------------------------------------
 
@@ -79,15 +79,15 @@ class RunnerCore(Generic[H, T]):
     # -- messages held by tasks --------------------------------------------------------
 
     def hold(self, task: T, raws: list[bytes]) -> None:
-        self._inflight[task] = raws
+        self.inflight[task] = raws
 
     def drop(self, task: T) -> None:
-        self._inflight.pop(task, None)
+        self.inflight.pop(task, None)
 
     def orphans(self, working: Iterable[bytes]) -> list[bytes]:
         """Messages in this runner's working list that no task of it holds (a move whose
         reply was lost): these go back to the ready list."""
-        known = collections.Counter(raw for raws in self._inflight.values() for raw in raws)
+        known = collections.Counter(raw for raws in self.inflight.values() for raw in raws)
         out: list[bytes] = []
         for raw in working:
             if known[raw] > 0:
@@ -136,12 +136,12 @@ class RunnerCore(Generic[H, T]):
         *,
         recording: set[tuple[str, str]],
         confirming: set[tuple[str, str]],
-    ) -> list[H]:
+    ) -> list[tuple[str, H]]:
         """SQL answered a renewal of ``sent`` with the jobs whose lease is ``lost``: the
         handlers to cancel. A run whose outcome is being recorded, or whose claim is being
         confirmed, is left alone; so is a job claimed again since under another token."""
         tokens = dict(sent)
-        cancel: list[H] = []
+        cancel: list[tuple[str, H]] = []
         for job_id in lost:
             entry = self.running.get(job_id)
             if entry is None:
@@ -151,7 +151,7 @@ class RunnerCore(Generic[H, T]):
                 continue
             if entry[0] == tokens.get(job_id):
                 self.revoked.add(key)
-                cancel.append(entry[1])
+                cancel.append((job_id, entry[1]))
         return cancel
 
     def revoke_all(self, now: float) -> list[H]:

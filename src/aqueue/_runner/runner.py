@@ -10,7 +10,6 @@ batch) and then removes the messages from the working list (one Lua call per bat
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import signal
@@ -19,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext
-from .._decisions import local_deadline
 from .._dispatch import Routes, route_give_back
 from .._errors import (
     BackendError,
@@ -36,6 +34,7 @@ from . import gctune
 from . import side as side_tasks
 from .claim import Claimed, Claimer
 from .config import RunnerConfig
+from .core import RunnerCore
 from .execute import ABANDON_AFTER, Outcome, abandoned_jobs, execute, run_after_hooks
 from .faults import crash_point
 from .finish import Recorder
@@ -93,25 +92,62 @@ class Runner:
         self.stats = RunnerStats()
         self.state: dict[str, Any] = {}
         self._stop = asyncio.Event()
-        self._stopping = False
-        self._slots = self.config.concurrency + self.config.prefetch_count
-        self._free = self._slots
+        cfg = self.config
+        # The state behind the runner's promises, and the decisions on it (sans-I/O).
+        self.core: RunnerCore[asyncio.Task[None], asyncio.Task[None]] = RunnerCore(
+            concurrency=cfg.concurrency,
+            prefetch=cfg.prefetch_count,
+            lease=cfg.lease,
+            margin=cfg.margin,
+            now=time.monotonic(),
+        )
         self._handler_gate = Gate(self.config.concurrency)
         self._free_changed = asyncio.Event()
         self._jobs: set[asyncio.Task[None]] = set()
-        self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
-        self._revoked: set[tuple[str, str]] = set()
+        self._running = self.core.running
+        self._revoked = self.core.revoked
         self._task_sems: dict[str, Gate] = {}
-        self._inflight: dict[asyncio.Task[None], list[bytes]] = {}
-        self._last_ack = time.monotonic()
+        self._inflight = self.core.inflight
         self._last_burst_resync = 0.0
         self._next_suspect_check = 0.0
         self._sweep_cursor = SweepCursor()
-        self._epoch: str | None = None
         self._be: Backend | None = None
         self._recorder: Recorder | None = None
         self._claimer: Claimer | None = None
         self.started = asyncio.Event()
+
+    # The core's fields under the names the claimer, recorder and side tasks read.
+    @property
+    def _stopping(self) -> bool:
+        return self.core.stopping
+
+    @_stopping.setter
+    def _stopping(self, value: bool) -> None:
+        self.core.stopping = value
+
+    @property
+    def _last_ack(self) -> float:
+        return self.core.last_ack
+
+    @_last_ack.setter
+    def _last_ack(self, value: float) -> None:
+        self.core.last_ack = value
+
+    @property
+    def _epoch(self) -> str | None:
+        return self.core.epoch
+
+    @_epoch.setter
+    def _epoch(self, value: str | None) -> None:
+        self.core.epoch = value
+
+    @property
+    def _slots(self) -> int:
+        return self.core.slots
+
+    @property
+    def _free(self) -> int:
+        return self.core.free
 
     # -- public ------------------------------------------------------------------------
 
@@ -351,7 +387,7 @@ class Runner:
     # -- fetch & claim -------------------------------------------------------------------
 
     def _release_slots(self, n: int) -> None:
-        self._free += n
+        self.core.free += n
         self._free_changed.set()
 
     async def _fetch_loop(self) -> None:
@@ -368,11 +404,9 @@ class Runner:
             # With work in flight, wait until a quarter of the slots are free: moves and
             # claims then go in batches (fewer round trips and statements per job). An
             # idle runner fetches at once, so latency does not suffer.
-            low_water = max(1, min(cfg.batch, self._slots // 4))
-            while self._free <= 0 or (self._free < low_water and self._jobs):
+            while not (n := self.core.fetch_size(cfg.batch, busy=bool(self._jobs))):
                 self._free_changed.clear()
                 await self._free_changed.wait()
-            n = min(self._free, cfg.batch)
             try:
                 if time.monotonic() >= self._next_suspect_check:
                     self._next_suspect_check = time.monotonic() + 0.5
@@ -424,7 +458,7 @@ class Runner:
         """Until nothing is in flight here: no handler running and no outcome waiting
         to be recorded (a job whose outcome is not yet in SQL still counts as running
         under this runner, and would be charged a stall if the runner died now)."""
-        while self._free < self._slots or self._jobs:
+        while not self.core.all_free(busy=bool(self._jobs)):
             self._free_changed.clear()
             await self._free_changed.wait()
 
@@ -493,7 +527,7 @@ class Runner:
     def _start_batch(self, raws: list[bytes]) -> None:
         """Messages just moved into the working list: one task claims them all (one
         statement), then each won job runs in a task of its own."""
-        self._free -= len(raws)
+        self.core.free -= len(raws)
         self._spawn(self._claim_batch(raws), raws)
 
     async def _claim_batch(self, raws: list[bytes]) -> None:
@@ -579,15 +613,13 @@ class Runner:
                     await self._give_back(claimed)
                     return
             except asyncio.CancelledError:
-                if (msg.id, token) in self._revoked and not self._stopping:
+                if self.core.revoked_by_us(msg.id, token):
                     # We cancelled it ourselves (lease revoked, or the local deadline
                     # passed): the job is someone else's now, or the reclaimer's once
                     # the lease runs out. Forget our delivery of it; but if its claim
                     # never became durable, SQL may still hold the job as ``todo`` with
                     # no one to send it again: then the message goes back too.
                     current.uncancel()
-                    self._revoked.discard((msg.id, token))
-                    self._forget(msg.id, token)
                     back = False
                     if claimed.commit is not None and self._claimer is not None:
                         back = await self._claimer.confirmed(claimed) == "unknown"
@@ -622,9 +654,7 @@ class Runner:
         SIGSTOP, wakes with claimed jobs that may have been reclaimed and run elsewhere)."""
         if self._stop.is_set():
             return False
-        cfg = self.config
-        since = max(self._last_ack, claimed.sent_at)
-        return time.monotonic() <= local_deadline(since, cfg.lease, cfg.margin)
+        return self.core.may_start(claimed.sent_at, time.monotonic())
 
     async def _give_back(self, claimed: Claimed) -> None:
         """A claimed job that must not start here. When stopping, the shutdown puts it
@@ -735,23 +765,14 @@ class Runner:
     def _forget(self, job_id: str, token: str) -> None:
         """Stop renewing this run's lease (only this run's: the same job may have been
         claimed again since, under another token)."""
-        self._revoked.discard((job_id, token))
-        entry = self._running.get(job_id)
-        if entry is not None and entry[0] == token:
-            del self._running[job_id]
+        self.core.forget(job_id, token)
 
     async def _reconcile_working(self) -> None:
         """After a Redis error on a move, the reply may have been lost while the move
         happened: messages sit in this runner's working list that no task of it knows.
         Put those back on the ready list."""
         assert self._be is not None
-        known = collections.Counter(raw for raws in self._inflight.values() for raw in raws)
-        orphans: list[bytes] = []
-        for raw in await self._be.broker.working_items(self.id):
-            if known[raw] > 0:
-                known[raw] -= 1
-            else:
-                orphans.append(raw)
+        orphans = self.core.orphans(await self._be.broker.working_items(self.id))
         if orphans:
             await self._be.broker.settle(self.id, orphans, ready=orphans)
             log.warning(
@@ -761,8 +782,7 @@ class Runner:
     # -- side tasks ------------------------------------------------------------------------
 
     def _local_deadline_passed(self) -> bool:
-        cfg = self.config
-        return time.monotonic() > local_deadline(self._last_ack, cfg.lease, cfg.margin)
+        return self.core.deadline_passed(time.monotonic())
 
 
 def _replace_grace(cfg: RunnerConfig, grace: float) -> RunnerConfig:

@@ -19,6 +19,7 @@ from .._errors import BackendError
 from .._store.marker import LINGER as MARK_LINGER
 from .claim import Claimer
 from .config import RunnerConfig
+from .core import RunnerCore
 from .finish import Recorder
 from .host import RunnerHost
 from .recovery import SweepCursor, reclaim_pass, resync_all, sweep_pass
@@ -35,6 +36,7 @@ class SideHost(RunnerHost, Protocol):
     _recorder: Recorder | None
     _claimer: Claimer | None
     _sweep_cursor: SweepCursor
+    core: RunnerCore[asyncio.Task[None], asyncio.Task[None]]
 
     @property
     def startup_grace(self) -> float: ...
@@ -60,14 +62,13 @@ async def heartbeat_loop(r: SideHost) -> None:
         wait = (
             cfg.heartbeat if ok else min(cfg.heartbeat, 0.1 if wait >= cfg.heartbeat else wait * 2)
         )
-        if r._local_deadline_passed() and r._running:
+        if cancel := r.core.revoke_all(time.monotonic()):
             log.error(
                 "no lease renewal acknowledged within the lease: cancelling %d running "
                 "job(s), they will run again elsewhere",
-                len(r._running),
+                len(cancel),
             )
-            for job_id, (token, task) in list(r._running.items()):
-                r._revoked.add((job_id, token))
+            for task in cancel:
                 task.cancel()
 
 
@@ -76,7 +77,7 @@ async def _beat(r: SideHost, be: Backend, cfg: RunnerConfig) -> bool:
     sent = time.monotonic()
     with contextlib.suppress(BackendError):
         await r._measure_clock()
-    items = [(job_id, token) for job_id, (token, _) in r._running.items()]
+    items = r.core.renewal_items()
     try:
         async with asyncio.timeout(cfg.heartbeat):
             lost = await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
@@ -86,16 +87,11 @@ async def _beat(r: SideHost, be: Backend, cfg: RunnerConfig) -> bool:
         return False
     recording = r._recorder.recording if r._recorder is not None else set()
     confirming = r._claimer.confirming if r._claimer is not None else set()
-    for job_id in lost:
-        entry = r._running.get(job_id)
-        if entry is not None and (job_id, entry[0]) in recording:
-            continue  # its outcome is being recorded right now: nothing to cancel
-        if entry is not None and (job_id, entry[0]) in confirming:
-            continue  # its claim's commit failed and is being taken again
-        if entry is not None and entry[0] == dict(items).get(job_id):
-            log.warning("lease of job %s was revoked: cancelling its handler", job_id)
-            r._revoked.add((job_id, entry[0]))
-            entry[1].cancel()
+    # A run whose outcome is being recorded, or whose claim's commit failed and is being
+    # taken again, is left alone: the core returns only the handlers to cancel.
+    for job_id, task in r.core.on_lost(items, lost, recording=recording, confirming=confirming):
+        log.warning("lease of job %s was revoked: cancelling its handler", job_id)
+        task.cancel()
     try:
         async with asyncio.timeout(cfg.heartbeat):
             await be.broker.heartbeat(r.id, int(cfg.lease * 1000))
