@@ -12,6 +12,7 @@ from ._backend import Backend
 from ._errors import JobFailedError, JobNotFoundError, ResultTimeoutError
 from ._models import JobRecord, JobStatus
 from ._serde import decode_error
+from ._store.caller import connection_of, get_job_on, sql_store
 
 
 class JobOwner(Protocol):
@@ -21,7 +22,9 @@ class JobOwner(Protocol):
 
     async def _backend(self) -> Backend: ...
 
-    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool: ...
+    async def cancel(
+        self, job_id: str, reason: str = "cancelled", *, connection: Any = None
+    ) -> bool: ...
 
 
 class Job:
@@ -42,20 +45,29 @@ class Job:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    async def info(self) -> JobRecord:
-        """The job's whole row (status, attempts, result, error, times)."""
+    async def info(self, *, connection: Any = None) -> JobRecord:
+        """The job's whole row (status, attempts, result, error, times); with
+        ``connection`` (the application's SQLAlchemy connection or session), as its
+        transaction sees it."""
         backend = await self.queue._backend()
-        rec = await backend.store.get_job(self.id)
+        if connection is not None:
+            store = sql_store(backend.store)
+            conn = await connection_of(store, connection)
+            rec = await get_job_on(store, conn, self.id)
+        else:
+            rec = await backend.store.get_job(self.id)
         if rec is None:
             raise JobNotFoundError(self.id, f"no job {self.id}")
         return rec
 
-    async def cancel(self, reason: str = "cancelled") -> bool:
+    async def cancel(self, reason: str = "cancelled", *, connection: Any = None) -> bool:
         """See :meth:`Queue.cancel`."""
-        return await self.queue.cancel(self.id, reason)
+        if connection is None:
+            return await self.queue.cancel(self.id, reason)
+        return await self.queue.cancel(self.id, reason, connection=connection)
 
-    async def status(self) -> JobStatus:
-        return (await self.info()).status
+    async def status(self, *, connection: Any = None) -> JobStatus:
+        return (await self.info(connection=connection)).status
 
     async def result(self, timeout: float | None = None, *, poll: float = 1.0) -> Any:
         """Wait for the job to finish and return the handler's return value.

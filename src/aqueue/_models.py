@@ -78,6 +78,10 @@ class Options:
     """Run-time limit of each attempt of this job (overrides the task's)."""
     expires: float | None = None
     """Seconds after enqueue: a job not started by then is not run (it fails "expired")."""
+    connection: Any = None
+    """The application's SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the job is
+    written in its transaction, and sent to Redis once it commits (see
+    docs/transactional-enqueue.md)."""
 
     def __post_init__(self) -> None:
         if self.delay is not None and (not isinstance(self.delay, int | float) or self.delay < 0):

@@ -175,8 +175,9 @@ SNAPSHOT: dict[str, Any] = {
             "before_job": ("method", "(self, fn: 'JobHook') -> 'JobHook'", "48e830ff9a0d6e95"),
             "cancel": (
                 "async method",
-                "(self, job_id: 'str', reason: 'str' = 'cancelled') -> 'bool'",
-                "3478e9f245fe51f7",
+                "(self, job_id: 'str', reason: 'str' = 'cancelled', *, "
+                "connection: 'Any' = None) -> 'bool'",
+                "d3a0ee903853910d",
             ),
             "close": ("async method", "(self) -> 'None'", "e3b0c44298fc1c14"),
             "commit": (
@@ -317,18 +318,26 @@ SNAPSHOT: dict[str, Any] = {
             ),
             "cancel": (
                 "async method",
-                "(self, reason: 'str' = 'cancelled') -> 'bool'",
+                "(self, reason: 'str' = 'cancelled', *, connection: 'Any' = None) -> 'bool'",
                 "baf1c16620e286d9",
             ),
             "id": ("attribute", "member_descriptor"),
-            "info": ("async method", "(self) -> 'JobRecord'", "18082d4a7ba6cf23"),
+            "info": (
+                "async method",
+                "(self, *, connection: 'Any' = None) -> 'JobRecord'",
+                "41671ee3c689d98f",
+            ),
             "queue": ("attribute", "member_descriptor"),
             "result": (
                 "async method",
                 "(self, timeout: 'float | None' = None, *, poll: 'float' = 1.0) -> 'Any'",
                 "4a9eb59de328b0bc",
             ),
-            "status": ("async method", "(self) -> 'JobStatus'", "e3b0c44298fc1c14"),
+            "status": (
+                "async method",
+                "(self, *, connection: 'Any' = None) -> 'JobStatus'",
+                "e3b0c44298fc1c14",
+            ),
         },
     },
     "BoundQueue": {

@@ -13,6 +13,7 @@ from .._job import Job
 from .._models import JobStatus
 from .._serde import dumps, encode_reason
 from .._store.base import Finish
+from .._store.caller import cancel_on, connection_of, get_job_on, sql_store
 from .connection import Connection
 
 
@@ -81,12 +82,22 @@ class JobControl(Connection):
             be.marker.add([job_id], rec.updated_at, epoch)
         return Job(self, job_id)
 
-    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+    async def cancel(
+        self, job_id: str, reason: str = "cancelled", *, connection: Any = None
+    ) -> bool:
         """Cancel a job that has not finished: a queued one never runs; a running one has
         its coroutine cancelled on whichever runner holds it (at that runner's next lease
         renewal, within ``heartbeat`` seconds) and its outcome is not recorded. Returns
-        False when the job had already finished."""
+        False when the job had already finished. With ``connection`` (the application's
+        SQLAlchemy connection or session) the cancel is made in its transaction."""
         be = await self._backend()
+        if connection is not None:
+            store = sql_store(be.store)
+            conn = await connection_of(store, connection)
+            if await get_job_on(store, conn, job_id) is None:
+                raise JobNotFoundError(job_id, f"no job {job_id}")
+            reason = encode_reason("Cancelled", reason)
+            return await cancel_on(store, conn, job_id, reason, self._clock())
         rec = await be.store.get_job(job_id)
         if rec is None:
             raise JobNotFoundError(job_id, f"no job {job_id}")

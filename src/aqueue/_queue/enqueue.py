@@ -7,12 +7,14 @@ cancelled.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._backend import Backend
 from .._errors import (
+    BrokerError,
     ConfigurationError,
     EnqueueOutcomeUnknownError,
     QueueFullError,
@@ -22,8 +24,12 @@ from .._ids import new_job_id, new_job_ids
 from .._job import Job
 from .._models import NO_OPTIONS, NewJob, Options, validate_name
 from .._serde import encode_payload
+from .._store.caller import connection_of, insert_on, sql_store
 from .._task import Task
 from .control import JobControl
+from .outbox import after_commit
+
+log = logging.getLogger("aqueue")
 
 
 class Enqueuing(JobControl):
@@ -110,6 +116,11 @@ class Enqueuing(JobControl):
         self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
     ) -> Job:
         new = self._new_job(task, args, kwargs, opts)
+        if opts.connection is not None:
+            result = (await self._store_in(opts.connection, [new]))[0]
+            if isinstance(result, BaseException):
+                raise result
+            return Job(self, result)
         be = await self._backend()
         await self._check_size(be, 1)
         try:
@@ -131,6 +142,9 @@ class Enqueuing(JobControl):
         if opts.job_id is not None or opts.unique_key is not None:
             raise ConfigurationError("enqueue_many takes no job_id/unique_key option")
         news = self._new_jobs(calls, opts)
+        if opts.connection is not None:
+            results = await self._store_in(opts.connection, news)
+            return [Job(self, r) if isinstance(r, str) else _raise(r) for r in results]
         be = await self._backend()
         await self._check_size(be, len(news))
         results = await be.inserter.submit_many(news)
@@ -142,6 +156,21 @@ class Enqueuing(JobControl):
                 raise r
             jobs.append(Job(self, r))
         return jobs
+
+    async def _store_in(self, caller: object, news: list[NewJob]) -> list[str | BaseException]:
+        """Transactional enqueue: the rows are inserted in the caller's transaction (one
+        statement; see ``_store.caller``) and pushed to Redis after it commits (see
+        ``outbox``); nothing is committed or rolled back here."""
+        be = await self._backend()
+        store = sql_store(be.store)
+        conn = await connection_of(store, caller)
+        await self._check_size(be, len(news))
+        now = self._clock()
+        results = await insert_on(store, conn, news, now)
+        stored = [j for j, r in zip(news, results, strict=True) if r == j.id]
+        if stored:
+            after_commit(caller, conn, lambda: _push(be, stored, now))
+        return results
 
     async def _check_size(self, be: Backend, adding: int) -> None:
         """The queue size limit (``max_size``), over the jobs that can still run (``todo``,
@@ -163,3 +192,19 @@ class Enqueuing(JobControl):
             raise QueueFullError(f"queue {self.name!r} is full ({shown} waiting, max_size={limit})")
         # counted before it is stored: concurrent enqueues of this producer see it
         self._size_seen = (counted_at, size + adding)
+
+
+def _raise(exc: BaseException) -> Job:
+    raise exc
+
+
+async def _push(be: Backend, stored: Sequence[NewJob], now: int) -> None:
+    """Send jobs stored by a caller's committed transaction, then mark them dispatched
+    (so the sweeper does not send them again), as ``_flush_inserts`` does."""
+    try:
+        epoch = await be.dispatcher.new_jobs(stored, now)
+    except BrokerError as exc:
+        log.warning("jobs committed but not dispatched (%s); the sweeper will", exc)
+        return
+    assert epoch is not None
+    be.marker.add_jobs(stored, now, epoch)

@@ -1,0 +1,273 @@
+"""Transactional enqueue: the job row written in the application's own SQLAlchemy
+transaction (``connection=`` an ``AsyncConnection`` or an ``AsyncSession``), pushed to
+Redis after its commit, and sent by the sweeper when the push never happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+
+from aqueue import (
+    ConfigurationError,
+    JobNotFoundError,
+    JobStatus,
+    Options,
+    Queue,
+    Runner,
+    RunnerConfig,
+)
+from aqueue._queue import enqueue as enqueue_module
+from aqueue._queue import outbox
+
+from ..conftest import QueueFactory, unique
+
+pytestmark = pytest.mark.usefixtures("backend")
+
+Caller = AsyncConnection | AsyncSession
+
+
+@pytest.fixture
+async def app_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """The application's own engine on the jobs' database, with its own table."""
+    engine = create_async_engine(db_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def orders(app_engine: AsyncEngine) -> AsyncIterator[sa.Table]:
+    table = sa.Table(
+        unique("orders"),
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("item", sa.String(50), nullable=False),
+    )
+    async with app_engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    yield table
+    async with app_engine.begin() as conn:
+        await conn.run_sync(table.metadata.drop_all)
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, kind: str) -> AsyncIterator[Caller]:
+    """An open transaction of the application: the caller commits or rolls back."""
+    if kind == "session":
+        async with AsyncSession(engine) as session:
+            yield session
+    else:
+        async with engine.connect() as conn:
+            yield conn
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+    assert await check(), what
+
+
+@asynccontextmanager
+async def running(q: Queue, **config: Any) -> AsyncIterator[Runner]:
+    config.setdefault("handle_signals", False)
+    runner = Runner(q, RunnerConfig(**config))
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+
+
+def counting_queue(make_queue: QueueFactory) -> tuple[Queue, list[str]]:
+    q = make_queue()
+    runs: list[str] = []
+
+    @q.task()
+    async def send(item: str) -> str:
+        runs.append(item)
+        return item
+
+    return q, runs
+
+
+async def redis_keys(q: Queue) -> list[bytes]:
+    r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        return [k async for k in r.scan_iter(match=f"{{{q.key_prefix}:*")]
+    finally:
+        await r.aclose()
+
+
+@pytest.mark.parametrize("kind", ["session", "connection"])
+async def test_commit_runs_the_job_once(
+    make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table, kind: str
+) -> None:
+    q, runs = counting_queue(make_queue)
+    await q.connect()
+    # A sweeper that would wait 30 s: the run below comes from the after-commit push.
+    async with running(q, sweep_grace=30):
+        async with transaction(app_engine, kind) as tx:
+            await tx.execute(orders.insert().values(id=1, item="book"))
+            job = await q.options(connection=tx).enqueue("send", "book")
+            assert await job.status(connection=tx) is JobStatus.TODO
+            await tx.commit()
+        assert await job.result(timeout=10) == "book"
+        await outbox.pushes_done()
+    assert runs == ["book"]
+    rec = await job.info()
+    assert rec.status is JobStatus.DONE
+
+
+@pytest.mark.parametrize("kind", ["session", "connection"])
+async def test_rollback_leaves_no_row_and_nothing_in_redis(
+    make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table, kind: str
+) -> None:
+    q, runs = counting_queue(make_queue)
+    await q.connect()
+    async with transaction(app_engine, kind) as tx:
+        await tx.execute(orders.insert().values(id=1, item="book"))
+        jobs = await q.options(connection=tx).enqueue_many(
+            [("send", ("a",), {}), ("send", ("b",), {})]
+        )
+        assert [await j.status(connection=tx) for j in jobs] == [JobStatus.TODO] * 2
+        await tx.rollback()
+        # the same connection/session goes on with a new transaction, which commits
+        await tx.execute(orders.insert().values(id=2, item="pen"))
+        await tx.commit()
+    await outbox.pushes_done()
+    for j in jobs:
+        with pytest.raises(JobNotFoundError):
+            await j.info()
+    assert await redis_keys(q) == []
+    async with app_engine.connect() as conn:
+        assert (await conn.execute(sa.select(orders.c.id))).scalars().all() == [2]
+    assert runs == []
+
+
+async def test_the_job_is_invisible_until_commit(
+    make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table
+) -> None:
+    q, _ = counting_queue(make_queue)
+    await q.connect()
+    async with transaction(app_engine, "session") as tx:
+        job = await send_in(q, tx)
+        with pytest.raises(JobNotFoundError):
+            await job.info()  # aqueue's own connection: only committed rows
+        assert (await job.info(connection=tx)).status is JobStatus.TODO
+        assert await q.cancel(job.id, "changed my mind", connection=tx)
+        assert await job.status(connection=tx) is JobStatus.CANCELLED
+        await tx.commit()
+    assert await job.status() is JobStatus.CANCELLED
+
+
+async def send_in(q: Queue, tx: Caller, **options: Any) -> Any:
+    jobs = await q.enqueue_many([("send", ("x",), {})], options=Options(connection=tx, **options))
+    return jobs[0]
+
+
+async def test_a_process_dead_between_commit_and_push_still_runs_its_job(
+    make_queue: QueueFactory,
+    app_engine: AsyncEngine,
+    orders: sa.Table,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The after-commit push never happens (as when the process dies right after the
+    COMMIT): the row waits with ``dispatched_at`` NULL and the sweeper sends it."""
+    q, runs = counting_queue(make_queue)
+    await q.connect()
+    monkeypatch.setattr(enqueue_module, "after_commit", lambda *a: None)
+    async with transaction(app_engine, "connection") as tx:
+        job = await q.options(connection=tx).enqueue("send", "lost push")
+        await tx.commit()
+    store: Any = (await q._backend()).store
+    rows = await store.db.fetch(
+        f"SELECT dispatched_at, updated_at, created_at FROM {store.sql.t} "
+        f"WHERE id = {store.sql.mark}",
+        [job.id],
+    )
+    dispatched_at, updated_at, created_at = rows[0]
+    # what the sweeper looks for: never dispatched, written at enqueue time
+    assert dispatched_at is None and created_at <= updated_at <= q._clock()
+    assert await redis_keys(q) == []
+    async with running(q, sweep_grace=0.3, sweep_period=0.1):
+        assert await job.result(timeout=10) == "lost push"
+    assert runs == ["lost push"]
+
+
+async def test_conflicts_do_not_abort_the_callers_transaction(
+    make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table
+) -> None:
+    q, runs = counting_queue(make_queue)
+    await q.connect()
+    before = await q.options(unique_key="order-1").enqueue("send", "committed")
+    async with transaction(app_engine, "session") as tx:
+        await tx.execute(orders.insert().values(id=1, item="book"))
+        a = await q.options(connection=tx, job_id="fixed-id").enqueue("send", "a")
+        again = await q.options(connection=tx, job_id="fixed-id").enqueue("send", "a2")
+        same = await q.options(connection=tx, unique_key="order-1").enqueue("send", "dup")
+        # the transaction is still usable after both conflicts
+        await tx.execute(orders.insert().values(id=2, item="pen"))
+        await tx.commit()
+    assert again.id == a.id == "fixed-id"
+    assert same.id == before.id
+    async with app_engine.connect() as conn:
+        assert (await conn.execute(sa.select(orders.c.id))).scalars().all() == [1, 2]
+    async with running(q, sweep_grace=30):
+        assert await a.result(timeout=10) == "a"
+        assert await before.result(timeout=10) == "committed"
+    assert sorted(runs) == ["a", "committed"]
+
+
+async def test_the_callers_locks_do_not_block_the_runner(
+    backend: str, make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite has one writer: an open write transaction holds the whole file")
+    q, runs = counting_queue(make_queue)
+    await q.connect()
+    async with app_engine.begin() as conn:
+        await conn.execute(orders.insert().values(id=1, item="book"))
+    async with running(q, sweep_grace=30):
+        async with transaction(app_engine, "connection") as tx:
+            # the caller holds a lock on its own row and on its job's row
+            await tx.execute(orders.update().where(orders.c.id == 1).values(item="books"))
+            held = await q.options(connection=tx).enqueue("send", "held")
+            others = [await q.enqueue("send", f"other{i}") for i in range(5)]
+            for j in others:
+                assert await j.result(timeout=10) == j_item(j, others)
+            assert await held.status(connection=tx) is JobStatus.TODO
+            await tx.commit()
+        assert await held.result(timeout=10) == "held"
+    assert sorted(runs) == sorted(["held", *(f"other{i}" for i in range(5))])
+
+
+def j_item(job: Any, others: list[Any]) -> str:
+    return f"other{others.index(job)}"
+
+
+async def test_memory_backend_refuses_connection() -> None:
+    from aqueue.testing import drive
+
+    q = Queue("mem")
+
+    @q.task()
+    async def send(item: str) -> None:
+        pass
+
+    async with drive(q):
+        with pytest.raises(ConfigurationError, match="needs a SQL store"):
+            await send.options(connection=object()).enqueue("x")
+
+
+async def test_connection_must_be_sqlalchemy(make_queue: QueueFactory) -> None:
+    q, _ = counting_queue(make_queue)
+    with pytest.raises(ConfigurationError, match="AsyncConnection or AsyncSession"):
+        await q.options(connection=object()).enqueue("send", "x")
