@@ -5,6 +5,7 @@ Redis after its commit, and sent by the sweeper when the push never happened."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -122,8 +123,15 @@ async def test_commit_runs_the_job_once(
         assert await job.result(timeout=10) == "book"
         await outbox.pushes_done()
     assert runs == ["book"]
-    rec = await job.info()
-    assert rec.status is JobStatus.DONE
+    assert (await job.info()).status is JobStatus.DONE
+    # marked dispatched after the push, as a plain enqueue: the sweeper leaves it alone
+    store: Any = (await q._backend()).store
+    await wait_for(lambda: dispatched_at(store, job.id), "the job marked dispatched")
+
+
+async def dispatched_at(store: Any, job_id: str) -> Any:
+    sql = f"SELECT dispatched_at FROM {store.sql.t} WHERE id = {store.sql.mark}"
+    return (await store.db.fetch(sql, [job_id]))[0][0]
 
 
 @pytest.mark.parametrize("kind", ["session", "connection"])
@@ -200,6 +208,58 @@ async def test_a_process_dead_between_commit_and_push_still_runs_its_job(
     async with running(q, sweep_grace=0.3, sweep_period=0.1):
         assert await job.result(timeout=10) == "lost push"
     assert runs == ["lost push"]
+
+
+KILLED_AFTER_COMMIT = """
+import asyncio, os, sys
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from aqueue import Queue
+
+async def main() -> None:
+    db_url, redis_url, table, prefix, kind = sys.argv[1:]
+    q = Queue("q", database_url=db_url, redis_url=redis_url, table=table, key_prefix=prefix)
+    await q.connect()
+    engine = create_async_engine(db_url)
+    if kind == "session":
+        tx = AsyncSession(engine)
+    else:
+        tx = await engine.connect()
+    job = await q.options(connection=tx).enqueue("send", "killed")
+    print(job.id, flush=True)
+    await tx.commit()
+    os._exit(0)  # dead before the loop runs the after-commit push
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["session", "connection"])
+async def test_a_process_killed_after_its_commit_still_gets_its_job_run(
+    make_queue: QueueFactory, db_url: str, kind: str
+) -> None:
+    q, runs = counting_queue(make_queue)
+    await q.connect()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILLED_AFTER_COMMIT,
+        db_url,
+        "redis://127.0.0.1:6379/0",
+        q.table,
+        q.key_prefix,
+        kind,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    job = q.job(out.decode().split()[0])
+    assert (await job.info()).status is JobStatus.TODO  # committed
+    store: Any = (await q._backend()).store
+    assert await dispatched_at(store, job.id) is None
+    assert await redis_keys(q) == []  # never pushed
+    async with running(q, sweep_grace=0.3, sweep_period=0.1):
+        assert await job.result(timeout=10) == "killed"
+    assert runs == ["killed"]
 
 
 async def test_conflicts_do_not_abort_the_callers_transaction(
