@@ -129,9 +129,14 @@ async def test_commit_runs_the_job_once(
     await wait_for(lambda: dispatched_at(store, job.id), "the job marked dispatched")
 
 
+async def job_columns(store: Any, job_id: str, columns: str) -> Any:
+    params: list[Any] = []
+    sql = f"SELECT {columns} FROM {store.sql.t} WHERE id = {store.sql.bind(params, job_id)}"
+    return (await store.db.fetch(sql, params))[0]
+
+
 async def dispatched_at(store: Any, job_id: str) -> Any:
-    sql = f"SELECT dispatched_at FROM {store.sql.t} WHERE id = {store.sql.mark}"
-    return (await store.db.fetch(sql, [job_id]))[0][0]
+    return (await job_columns(store, job_id, "dispatched_at"))[0]
 
 
 @pytest.mark.parametrize("kind", ["session", "connection"])
@@ -196,14 +201,9 @@ async def test_a_process_dead_between_commit_and_push_still_runs_its_job(
         job = await q.options(connection=tx).enqueue("send", "lost push")
         await tx.commit()
     store: Any = (await q._backend()).store
-    rows = await store.db.fetch(
-        f"SELECT dispatched_at, updated_at, created_at FROM {store.sql.t} "
-        f"WHERE id = {store.sql.mark}",
-        [job.id],
-    )
-    dispatched_at, updated_at, created_at = rows[0]
+    row = await job_columns(store, job.id, "dispatched_at, updated_at, created_at")
     # what the sweeper looks for: never dispatched, written at enqueue time
-    assert dispatched_at is None and created_at <= updated_at <= q._clock()
+    assert row[0] is None and row[2] <= row[1] <= q._clock()
     assert await redis_keys(q) == []
     async with running(q, sweep_grace=0.3, sweep_period=0.1):
         assert await job.result(timeout=10) == "lost push"
