@@ -53,13 +53,11 @@ async def every(
             await sleep(wait)
         elif wait == 0 and up.runs:
             await sleep(0)  # a loop that asks to run again at once still yields
-        if stopping():
-            break
         try:
             nxt = await fn()
         except handled as exc:
             up.failures += 1
-            log.warning("%s failed: %r", name, exc)
+            log.warning("%s failed: %s", name, exc)
             nxt = on_error(exc) if on_error is not None else None
         up.runs += 1
         wait = period if nxt is None else max(0.0, nxt)
