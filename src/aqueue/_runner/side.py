@@ -20,6 +20,7 @@ from .._store.marker import LINGER as MARK_LINGER
 from .claim import Claimer
 from .config import RunnerConfig
 from .core import RunnerCore
+from .every import every
 from .finish import Recorder
 from .host import RunnerHost
 from .recovery import SweepCursor, reclaim_pass, resync_all, sweep_pass
@@ -148,26 +149,31 @@ async def sweep_loop(r: SideHost) -> None:
             await r._startup_recovery()
         except BackendError as exc:
             log.warning("startup recovery check failed: %s", exc)
-    while not r._stopping:
-        await asyncio.sleep(cfg.sweep_period)
-        try:
-            n = await sweep_pass(
-                be,
-                r.clock,
-                cfg,
-                r._sweep_cursor,
-                grace=cfg.sweep_grace,
-                limit=cfg.sweep_limit,
-            )
-            if n:
-                log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
-            if cfg.keep_results is not None:
-                before = r.clock() - int(cfg.keep_results * 1e6)
-                gone = await be.store.purge_finished(be.queue_name, before)
-                if gone:
-                    log.info("purged %d finished job(s) older than the keep time", gone)
-        except BackendError as exc:
-            log.warning("sweep pass failed: %s", exc)
+
+    async def sweep_once() -> None:
+        n = await sweep_pass(
+            be,
+            r.clock,
+            cfg,
+            r._sweep_cursor,
+            grace=cfg.sweep_grace,
+            limit=cfg.sweep_limit,
+        )
+        if n:
+            log.warning("sweeper re-dispatched %d job(s) missing from Redis", n)
+        if cfg.keep_results is not None:
+            before = r.clock() - int(cfg.keep_results * 1e6)
+            gone = await be.store.purge_finished(be.queue_name, before)
+            if gone:
+                log.info("purged %d finished job(s) older than the keep time", gone)
+
+    await every(
+        "sweep pass",
+        cfg.sweep_period,
+        sweep_once,
+        stopping=lambda: r._stopping,
+        handled=(BackendError,),
+    )
 
 
 async def promote_loop(r: SideHost) -> None:
