@@ -14,10 +14,9 @@ from .._ids import new_runner_id, now_us
 from .._message import Message
 from .claim import Claimer
 from .config import RunnerConfig
-from .core import RunnerCore
+from .core import RunnerCore, RunnerStats
 from .finish import Recorder
 from .gate import Gate
-from .host import RunnerStats
 from .recovery import SweepCursor
 
 if TYPE_CHECKING:
@@ -86,31 +85,6 @@ class RunnerBase:
         self._recorder: Recorder | None = None
         self._claimer: Claimer | None = None
         self.started = asyncio.Event()
-
-    # The core's fields under the names the claimer, recorder and side tasks read.
-    @property
-    def _stopping(self) -> bool:
-        return self.core.stopping
-
-    @_stopping.setter
-    def _stopping(self, value: bool) -> None:
-        self.core.stopping = value
-
-    @property
-    def _last_ack(self) -> float:
-        return self.core.last_ack
-
-    @_last_ack.setter
-    def _last_ack(self, value: float) -> None:
-        self.core.last_ack = value
-
-    @property
-    def _epoch(self) -> str | None:
-        return self.core.epoch
-
-    @_epoch.setter
-    def _epoch(self, value: str | None) -> None:
-        self.core.epoch = value
 
     @property
     def _slots(self) -> int:

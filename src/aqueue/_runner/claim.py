@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .._decisions import decide_claim_loss, local_deadline
+from .._decisions import decide_claim_loss
 from .._dispatch import Routes, route_later
 from .._errors import BackendError
 from .._ids import new_token
@@ -28,7 +28,7 @@ from .._store.batcher import Batcher
 
 if TYPE_CHECKING:
     from .._backend import Backend
-    from .host import RunnerHost
+    from .core import CoreView, RunnerStats
 
 log = logging.getLogger("aqueue.runner")
 
@@ -62,9 +62,28 @@ def _retrieve(fut: asyncio.Future[set[str]]) -> None:
 
 
 class Claimer:
-    def __init__(self, runner: RunnerHost, be: Backend, *, batch: int, lanes: int) -> None:
-        self._r = runner
+    """Claims for one runner: ``runner_id`` owns the claims, for ``lease`` seconds of the
+    SQL server's ``clock``; ``state`` says whether the runner is stopping and whether a
+    claim's lease may have run out."""
+
+    def __init__(
+        self,
+        be: Backend,
+        state: CoreView,
+        *,
+        runner_id: str,
+        lease: float,
+        clock: Callable[[], int],
+        stats: RunnerStats,
+        batch: int,
+        lanes: int,
+    ) -> None:
         self._be = be
+        self._state = state
+        self._runner_id = runner_id
+        self._lease = lease
+        self._clock = clock
+        self._stats = stats
         self._batcher: Batcher[list[Message], list[Claimed]] = Batcher(
             "claim", self._flush, max_items=batch, size_of=len, max_bytes=batch, parallel=lanes
         )
@@ -90,7 +109,7 @@ class Claimer:
             try:
                 return await self._batcher.submit(msgs)
             except BackendError as exc:
-                if self._r._stopping:
+                if self._state.stopping:
                     return []
                 log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -132,18 +151,18 @@ class Claimer:
             self.confirming -= keys
 
     async def _claim_again(self, request: Claim, ids: set[str], sent: float) -> set[str]:
-        r, cfg = self._r, self._r.config
         delay = 0.02
         while True:
-            if time.monotonic() > local_deadline(max(r._last_ack, sent), cfg.lease, cfg.margin):
+            if self._state.claim_expired(sent, time.monotonic()):
                 log.error(
                     "job(s) %s: SQL unreachable until the local deadline, claim unknown; "
                     "their outcome is not recorded here (they run again elsewhere)",
                     ", ".join(sorted(ids)),
                 )
                 raise BackendError("claim outcome unknown past the local deadline")
-            now = r.clock()
-            again = Claim(request.items, r.id, request.token, now + int(cfg.lease * 1e6), now)
+            now = self._clock()
+            until = now + int(self._lease * 1e6)
+            again = Claim(request.items, self._runner_id, request.token, until, now)
             try:
                 held, retaken = await self._be.store.claim_again(again)
             except BackendError as exc:
@@ -175,11 +194,11 @@ class Claimer:
         return out
 
     async def _claim_all(self, msgs: Sequence[Message]) -> list[Claimed]:
-        r, cfg, store = self._r, self._r.config, self._be.store
+        store, runner_id = self._be.store, self._runner_id
         token = new_token()
-        now = r.clock()
+        now = self._clock()
         items = [(m.id, m.stalls, m.attempts) for m in msgs]
-        request = Claim(items, r.id, token, now + int(cfg.lease * 1e6), now)
+        request = Claim(items, runner_id, token, now + int(self._lease * 1e6), now)
         sent = time.monotonic()
         commit: asyncio.Future[set[str]] | None = None
         if len(msgs) <= OPEN_AT_MOST:
@@ -187,7 +206,7 @@ class Claimer:
             if pending is not None:
                 mine = [m for m in msgs if m.id in won]
                 held = [(m.id, m.stalls, m.attempts) for m in mine]
-                req = Claim(held, r.id, token, request.leased_until, now)
+                req = Claim(held, runner_id, token, request.leased_until, now)
                 commit = asyncio.ensure_future(self._confirm(pending, mine, req, sent))
                 commit.add_done_callback(_retrieve)
                 self._confirmations.add(commit)
@@ -214,7 +233,7 @@ class Claimer:
         """A claim lost: drop the message when the job cannot run any more; otherwise keep
         it delayed until SQL says it may run (never drop a job that is not finished)."""
         be = self._be
-        self._r.stats.claims_lost += len(lost)
+        self._stats.claims_lost += len(lost)
         states = await be.store.claim_states([m.id for m in lost if m.id not in won])
         remove: list[bytes] = []
         later = Routes()
@@ -235,4 +254,4 @@ class Claimer:
             )
             if decision.action == "delay" and decision.until is not None:
                 route_later(later, m.raw, decision.until)
-        await be.dispatcher.settle(self._r.id, remove, later)
+        await be.dispatcher.settle(self._runner_id, remove, later)

@@ -13,12 +13,40 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Hashable, Iterable
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from .._decisions import local_deadline
 
 H = TypeVar("H")  # the shell's handle on a running handler (an asyncio.Task)
 T = TypeVar("T", bound=Hashable)  # the shell's handle on a task holding messages
+
+
+@dataclass
+class RunnerStats:
+    executed: int = 0
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    claims_lost: int = 0
+    finishes_rejected: int = 0
+    malformed: int = 0
+    released: int = 0
+
+
+class CoreView(Protocol):
+    """What the claimer and the recorder read of the runner's state, and never change
+    (:class:`RunnerCore` is one): they take this instead of the runner."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def epoch(self) -> str | None: ...
+
+    def deadline_passed(self, now: float) -> bool: ...
+
+    def claim_expired(self, sent_at: float, now: float) -> bool: ...
 
 
 class RunnerCore(Generic[H, T]):
@@ -103,13 +131,17 @@ class RunnerCore(Generic[H, T]):
         this runner may be gone."""
         return now > local_deadline(self.last_ack, self.lease, self.margin)
 
+    def claim_expired(self, sent_at: float, now: float) -> bool:
+        """Past the local deadline counted from the later of the last acknowledged
+        renewal and a claim sent at ``sent_at`` (the claim itself set the lease)."""
+        return now > local_deadline(max(self.last_ack, sent_at), self.lease, self.margin)
+
     def may_start(self, sent_at: float, now: float) -> bool:
-        """A handler starts only while not stopping and its lease surely holds: before
-        the local deadline counted from the later of the last acknowledged renewal and
-        the claim itself."""
+        """A handler starts only while not stopping and its lease surely holds (see
+        :meth:`claim_expired`)."""
         if self.stopping:
             return False
-        return now <= local_deadline(max(self.last_ack, sent_at), self.lease, self.margin)
+        return not self.claim_expired(sent_at, now)
 
     def started(self, job_id: str, token: str, handler: H) -> None:
         self.running[job_id] = (token, handler)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from .faults import crash_point
 
 if TYPE_CHECKING:
     from .._backend import Backend
-    from .host import RunnerHost
+    from .core import CoreView, RunnerStats
 
 log = logging.getLogger("aqueue.runner")
 
@@ -44,9 +45,26 @@ class _Settled:
 
 
 class Recorder:
-    def __init__(self, runner: RunnerHost, be: Backend, *, batch: int, lanes: int) -> None:
-        self._r = runner
+    """Outcomes of the jobs ``runner_id`` ran, recorded at the SQL server's ``clock``;
+    ``state`` says whether the runner is stopping, whether its leases may have run out,
+    and the Redis epoch it last saw."""
+
+    def __init__(
+        self,
+        be: Backend,
+        state: CoreView,
+        *,
+        runner_id: str,
+        clock: Callable[[], int],
+        stats: RunnerStats,
+        batch: int,
+        lanes: int,
+    ) -> None:
         self._be = be
+        self._state = state
+        self._runner_id = runner_id
+        self._clock = clock
+        self._stats = stats
         self.recording: set[tuple[str, str]] = set()
         """(job id, token) of outcomes on their way to SQL: the heartbeat leaves them be."""
         self._batcher: Batcher[_Settled, bool] = Batcher(
@@ -80,7 +98,7 @@ class Recorder:
             try:
                 return await self._batcher.submit(item)
             except BackendError as exc:
-                if self._r._local_deadline_passed():
+                if self._state.deadline_passed(time.monotonic()):
                     log.error(
                         "could not record job %s (%s) before the lease ran out; it will run "
                         "again elsewhere",
@@ -93,8 +111,8 @@ class Recorder:
                 delay = min(delay * 2, 1.0)
 
     async def _flush(self, items: Sequence[_Settled]) -> list[bool | BaseException]:
-        be, stats = self._be, self._r.stats
-        now = self._r.clock()
+        be, stats = self._be, self._stats
+        now = self._clock()
         for i in items:
             if i.at is None:
                 i.at = now
@@ -139,7 +157,7 @@ class Recorder:
         # Their follow-up messages are in Redis: the sweeper can skip them. The epoch is
         # the one the runner saw before the push: had Redis lost its data since, the
         # mark names the old dataset and the sweeper sends a second copy (never none).
-        epoch = self._r._epoch
+        epoch = self._state.epoch
         if retried and epoch is not None:
             be.marker.add(retried, now, epoch)
         return out
@@ -153,10 +171,10 @@ class Recorder:
         delay = 0.05
         while True:
             try:
-                await self._be.dispatcher.settle(self._r.id, remove, follow_ups, finished)
+                await self._be.dispatcher.settle(self._runner_id, remove, follow_ups, finished)
                 return
             except BackendError as exc:
-                if self._r._stopping:
+                if self._state.stopping:
                     # Retries were committed with dispatched_at NULL: the sweeper sends
                     # them; what is left in the working list is requeued at exit.
                     log.warning("could not settle %d message(s) in Redis: %s", len(remove), exc)

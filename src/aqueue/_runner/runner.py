@@ -52,14 +52,32 @@ class Runner(Fetcher):
         be = await self._connect()
         cfg = self.config
         await self._check_redis()
-        self._epoch = await be.broker.epoch()
+        core = self.core
+        core.epoch = await be.broker.epoch()
         # SQLite runs one write at a time: a second statement in flight would only queue
         # behind the first, with fewer rows than if it had waited.
         lanes = 1 if be.store.single_writer else 2
-        self._recorder = Recorder(self, be, batch=cfg.batch, lanes=lanes)
-        self._claimer = Claimer(self, be, batch=cfg.batch, lanes=lanes)
+        recorder = self._recorder = Recorder(
+            be,
+            core,
+            runner_id=self.id,
+            clock=self.clock,
+            stats=self.stats,
+            batch=cfg.batch,
+            lanes=lanes,
+        )
+        claimer = self._claimer = Claimer(
+            be,
+            core,
+            runner_id=self.id,
+            lease=cfg.lease,
+            clock=self.clock,
+            stats=self.stats,
+            batch=cfg.batch,
+            lanes=lanes,
+        )
         await be.broker.heartbeat(self.id, int(cfg.lease * 1000))
-        self._last_ack = time.monotonic()
+        core.acknowledged(time.monotonic())
         for hook in self.queue.startup_hooks:
             await hook(self.state)
         loop = asyncio.get_running_loop()
@@ -70,17 +88,31 @@ class Runner(Fetcher):
                     saved[sig] = signal.getsignal(sig)
                     loop.add_signal_handler(sig, self._on_signal)
         await self._startup_recovery()
+        up = side_tasks.SideTasks(
+            be,
+            cfg,
+            core,
+            self.id,
+            self.clock,
+            self.stats,
+            claimer,
+            recorder,
+            self._sweep_cursor,
+            self._measure_clock,
+            self._startup_recovery,
+            self.startup_grace,
+        )
         side = {
             loop.create_task(self._fetch_loop(), name="aqueue-fetcher"),
-            loop.create_task(side_tasks.heartbeat_loop(self), name="aqueue-heartbeat"),
-            loop.create_task(side_tasks.promote_loop(self), name="aqueue-promoter"),
-            loop.create_task(side_tasks.reclaim_loop(self), name="aqueue-reclaimer"),
-            loop.create_task(side_tasks.sweep_loop(self), name="aqueue-sweeper"),
+            loop.create_task(side_tasks.heartbeat_loop(up), name="aqueue-heartbeat"),
+            loop.create_task(side_tasks.promote_loop(up), name="aqueue-promoter"),
+            loop.create_task(side_tasks.reclaim_loop(up), name="aqueue-reclaimer"),
+            loop.create_task(side_tasks.sweep_loop(up), name="aqueue-sweeper"),
         }
         if self.queue.schedules:
             side.add(
                 loop.create_task(
-                    run_scheduler(self.queue, self.clock, lambda: self._stopping),
+                    run_scheduler(self.queue, self.clock, lambda: core.stopping),
                     name="aqueue-scheduler",
                 )
             )
@@ -208,7 +240,7 @@ class Runner(Fetcher):
         assert self._be is not None
         assert self._recorder is not None
         assert self._claimer is not None
-        self._stopping = True
+        self.core.stop()
         for t in side:
             t.cancel()
         for t in side:

@@ -1,6 +1,7 @@
 """The runner's side tasks: lease heartbeat, reclaimer, sweeper, promoter.
 
-Each is a loop over one runner (:class:`SideHost`), supervised by it (if one dies, the runner stops
+Each is a loop over one runner's :class:`SideTasks` (what it reads and changes of the
+runner, given explicitly), supervised by the runner (if one dies, the runner stops
 loudly), and each ends on its own once the runner is stopping.
 """
 
@@ -11,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 from .._backend import Backend
 from .._decisions import paused_for, reclaim_hold
@@ -19,42 +20,45 @@ from .._errors import BackendError
 from .._store.marker import LINGER as MARK_LINGER
 from .claim import Claimer
 from .config import RunnerConfig
-from .core import RunnerCore
+from .core import RunnerCore, RunnerStats
 from .every import every
 from .finish import Recorder
-from .host import RunnerHost
 from .recovery import SweepCursor, reclaim_pass, resync_all, sweep_pass
 
 log = logging.getLogger("aqueue.runner")
 
 
-class SideHost(RunnerHost, Protocol):
-    """What the side tasks read and change of their runner (``runner.Runner`` is one)."""
+@dataclasses.dataclass(frozen=True)
+class SideTasks:
+    """One runner's side tasks and everything they read and change of it: the core
+    (the heartbeat writes the acknowledged renewal and the epoch into it; the others
+    only read whether it is stopping), the runs being recorded or confirmed (which the
+    heartbeat leaves alone) and the runner's recovery and clock measurement."""
 
-    _be: Backend | None
-    _running: dict[str, tuple[str, asyncio.Task[None]]]
-    _revoked: set[tuple[str, str]]
-    _recorder: Recorder | None
-    _claimer: Claimer | None
-    _sweep_cursor: SweepCursor
+    be: Backend
+    config: RunnerConfig
     core: RunnerCore[asyncio.Task[None], asyncio.Task[None]]
+    runner_id: str
+    clock: Callable[[], int]
+    stats: RunnerStats
+    claimer: Claimer
+    recorder: Recorder
+    sweep_cursor: SweepCursor
+    measure_clock: Callable[[], Awaitable[None]]
+    startup_recovery: Callable[[], Awaitable[None]]
+    startup_grace: float
 
-    @property
-    def startup_grace(self) -> float: ...
-
-    async def _startup_recovery(self) -> None: ...
-
-    async def _measure_clock(self) -> None: ...
+    def stopping(self) -> bool:
+        return self.core.stopping
 
 
-async def heartbeat_loop(r: SideHost) -> None:
+async def heartbeat_loop(r: SideTasks) -> None:
     """Renew the leases of the running jobs in SQL (one statement, fenced by token),
     then the liveness key in Redis. The local deadline follows SQL acknowledgements
     only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
-    assert r._be is not None
-    be, cfg = r._be, r.config
+    be, cfg = r.be, r.config
     wait = cfg.heartbeat
-    while not r._stopping:
+    while not r.stopping():
         await asyncio.sleep(wait)
         # A renewal that failed is tried again soon, not a whole period later: one
         # missed beat would otherwise leave a single try before the local deadline, and
@@ -73,21 +77,20 @@ async def heartbeat_loop(r: SideHost) -> None:
                 task.cancel()
 
 
-async def _beat(r: SideHost, be: Backend, cfg: RunnerConfig) -> bool:
+async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
     """One renewal; False when SQL did not acknowledge it."""
     sent = time.monotonic()
     with contextlib.suppress(BackendError):
-        await r._measure_clock()
+        await r.measure_clock()
     items = r.core.renewal_items()
     try:
         async with asyncio.timeout(cfg.heartbeat):
             lost = await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
-        r._last_ack = sent
+        r.core.acknowledged(sent)
     except (BackendError, TimeoutError) as exc:
         log.warning("lease renewal in SQL failed: %r", exc)
         return False
-    recording = r._recorder.recording if r._recorder is not None else set()
-    confirming = r._claimer.confirming if r._claimer is not None else set()
+    recording, confirming = r.recorder.recording, r.claimer.confirming
     # A run whose outcome is being recorded, or whose claim's commit failed and is being
     # taken again, is left alone: the core returns only the handlers to cancel.
     for job_id, task in r.core.on_lost(items, lost, recording=recording, confirming=confirming):
@@ -95,15 +98,15 @@ async def _beat(r: SideHost, be: Backend, cfg: RunnerConfig) -> bool:
         task.cancel()
     try:
         async with asyncio.timeout(cfg.heartbeat):
-            await be.broker.heartbeat(r.id, int(cfg.lease * 1000))
-            await be.broker.publish_stats(r.id, dataclasses.asdict(r.stats), int(cfg.lease * 1000))
+            await be.broker.heartbeat(r.runner_id, int(cfg.lease * 1000))
+            stats = dataclasses.asdict(r.stats)
+            await be.broker.publish_stats(r.runner_id, stats, int(cfg.lease * 1000))
             epoch = await be.broker.epoch()
     except (BackendError, TimeoutError) as exc:
         log.warning("Redis heartbeat failed: %r", exc)
         return True
-    if epoch != r._epoch:
+    if r.core.epoch_changed(epoch):
         log.warning("Redis lost its data (epoch changed): resyncing from SQL")
-        r._epoch = epoch
         n = await resync_all(be, r.clock, cfg)
         log.warning("resync re-dispatched %d job(s)", n)
     return True
@@ -116,10 +119,9 @@ async def _sleep_measured(seconds: float) -> float:
     return paused_for(asked=seconds, slept=time.monotonic() - mono, wall_slept=time.time() - wall)
 
 
-async def reclaim_loop(r: SideHost) -> None:
-    assert r._be is not None
-    be, cfg = r._be, r.config
-    while not r._stopping:
+async def reclaim_loop(r: SideTasks) -> None:
+    be, cfg = r.be, r.config
+    while not r.stopping():
         paused = await _sleep_measured(cfg.reclaim_period)
         while hold := reclaim_hold(paused=paused, heartbeat=cfg.heartbeat):
             log.warning(
@@ -130,14 +132,13 @@ async def reclaim_loop(r: SideHost) -> None:
             )
             paused = await _sleep_measured(hold)
         try:
-            await reclaim_pass(be, r.clock, cfg, r.id)
+            await reclaim_pass(be, r.clock, cfg, r.runner_id)
         except BackendError as exc:
             log.warning("reclaim pass failed: %s", exc)
 
 
-async def sweep_loop(r: SideHost) -> None:
-    assert r._be is not None
-    be, cfg = r._be, r.config
+async def sweep_loop(r: SideTasks) -> None:
+    be, cfg = r.be, r.config
     # Startup recovery looks again once the producers' dispatch marks have landed and
     # once the grace has passed: jobs enqueued just before Redis lost its data are not
     # yet marked (or not yet past the grace) at the first look, and would otherwise wait
@@ -146,7 +147,7 @@ async def sweep_loop(r: SideHost) -> None:
     for at in sorted({MARK_LINGER + 0.5, r.startup_grace + 0.25}):
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
         try:
-            await r._startup_recovery()
+            await r.startup_recovery()
         except BackendError as exc:
             log.warning("startup recovery check failed: %s", exc)
 
@@ -155,7 +156,7 @@ async def sweep_loop(r: SideHost) -> None:
             be,
             r.clock,
             cfg,
-            r._sweep_cursor,
+            r.sweep_cursor,
             grace=cfg.sweep_grace,
             limit=cfg.sweep_limit,
         )
@@ -171,15 +172,14 @@ async def sweep_loop(r: SideHost) -> None:
         "sweep pass",
         cfg.sweep_period,
         sweep_once,
-        stopping=lambda: r._stopping,
+        stopping=r.stopping,
         handled=(BackendError,),
     )
 
 
-async def promote_loop(r: SideHost) -> None:
-    assert r._be is not None
-    broker, cfg = r._be.broker, r.config
-    while not r._stopping:
+async def promote_loop(r: SideTasks) -> None:
+    broker, cfg = r.be.broker, r.config
+    while not r.stopping():
         try:
             moved, next_ms = await broker.promote()
         except BackendError as exc:
