@@ -1,5 +1,6 @@
-"""Shared fixtures: real Redis (127.0.0.1:6379) and real MariaDB (127.0.0.1:3306/test),
-plus SQLite. Every test gets its own queue name, key prefix and table, and cleans up."""
+"""Shared fixtures: real Redis (127.0.0.1:6379), real MariaDB (127.0.0.1:3306/test) and
+real PostgreSQL (127.0.0.1:5432/test), plus SQLite. Every test gets its own queue name,
+key prefix and table, and cleans up."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from aqueue._store.store import Store
 
 REDIS_URL = os.environ.get("AQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MYSQL_URL = os.environ.get("AQUEUE_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+POSTGRES_URL = os.environ.get(
+    "AQUEUE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=["mysql", "postgres", "sqlite"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -32,6 +36,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def db_url(backend: str, tmp_path: Path) -> str:
     if backend == "mysql":
         return MYSQL_URL
+    if backend == "postgres":
+        return POSTGRES_URL
     return f"sqlite+aiosqlite:///{tmp_path / 'jobs.sqlite3'}"
 
 

@@ -36,7 +36,16 @@ def _claim(job_ids: list[str], owner: str, token: str, *, attempts: int = 0) -> 
 
 
 async def _statements_running(store: Store, marker: str) -> int:
-    """Statements of other connections containing ``marker`` now executing."""
+    """Statements of other connections containing ``marker`` now executing (PostgreSQL
+    shows a statement's placeholders, not its values: there, statements waiting on a row
+    lock)."""
+    if store.url.get_backend_name() == "postgresql":
+        rows = await store.db.fetch(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND state = 'active' AND wait_event_type = 'Lock' AND query LIKE $1",
+            (f"%UPDATE%{store.table_name}%",),
+        )
+        return int(rows[0][0])
     rows = await store.db.fetch(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID != CONNECTION_ID() "
         "AND COMMAND = 'Query' AND INFO LIKE %s",
@@ -107,8 +116,11 @@ async def test_batch_renew_and_finish_fence_each_job_by_its_own_token(
     assert await store.claim(_claim([a, b], "r1", "T1")) == {a, b}
     assert await store.claim(_claim([c, d], "r1", "T2")) == {c, d}
     # b was taken over meanwhile (another run of it, under another token)
-    p = store.sql.mark
-    await store.db.execute(f"UPDATE {store.sql.t} SET lease_token = {p} WHERE id = {p}", ("T3", b))
+    params: list[object] = []
+    token, where = store.sql.bind(params, "T3"), store.sql.bind(params, b)
+    await store.db.execute(
+        f"UPDATE {store.sql.t} SET lease_token = {token} WHERE id = {where}", params
+    )
     # d is named with the token of the other batch: its own is T2
     asked = [(a, "T1"), (b, "T1"), (c, "T2"), (d, "T1")]
     assert await store.renew(asked, now_us() + LEASE) == {b, d}
@@ -176,9 +188,10 @@ async def test_a_stale_copy_never_takes_a_retry_turn(make_queue: QueueFactory) -
 
         await _wait_for("the retry to be recorded", retry_recorded)
         # The retry is due now, and the stale first message reaches the ready list.
-        p = be.store.sql.mark
+        params: list[object] = []
+        due, where = be.store.sql.bind(params, now_us()), be.store.sql.bind(params, job.id)
         await be.store.db.execute(
-            f"UPDATE {be.store.sql.t} SET run_at = {p} WHERE id = {p}", (now_us(), job.id)
+            f"UPDATE {be.store.sql.t} SET run_at = {due} WHERE id = {where}", params
         )
         lost = runner.stats.claims_lost
         await be.broker.dispatch([_message(first)], [])

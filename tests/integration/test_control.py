@@ -190,7 +190,7 @@ async def test_sweeper_sends_stalled_jobs_to_the_suspect_lanes_and_spares_fresh_
 
     plain, once, twice, fresh = [(await noop.enqueue()).id for _ in range(4)]
     be = await q._backend()
-    store, p = be.store, be.store.sql.mark
+    store = be.store
     # wait for the enqueues' own dispatch marks, so they cannot land after the edits below
     unmarked = f"SELECT COUNT(*) FROM {store.sql.t} WHERE dispatched_at IS NULL"
     deadline = asyncio.get_running_loop().time() + 10
@@ -200,14 +200,21 @@ async def test_sweeper_sends_stalled_jobs_to_the_suspect_lanes_and_spares_fresh_
     keys = be.broker.keys
     await redis_client.delete(keys.ready, keys.suspects, keys.suspects_alone)
     old = now_us() - 10_000_000
+    b = store.sql.bind
     for job_id, stalls, written in ((plain, 0, old), (once, 1, old), (twice, 2, old)):
+        params: list[object] = []
         sql = (
-            f"UPDATE {store.sql.t} SET stalls = {p}, updated_at = {p}, dispatched_at = NULL "
-            f"WHERE id = {p}"
+            f"UPDATE {store.sql.t} SET stalls = {b(params, stalls)}, "
+            f"updated_at = {b(params, written)}, dispatched_at = NULL "
+            f"WHERE id = {b(params, job_id)}"
         )
-        assert await store.db.execute(sql, (stalls, written, job_id)) == 1
-    sql = f"UPDATE {store.sql.t} SET dispatched_at = NULL, updated_at = {p} WHERE id = {p}"
-    assert await store.db.execute(sql, (now_us(), fresh)) == 1
+        assert await store.db.execute(sql, params) == 1
+    params = []
+    sql = (
+        f"UPDATE {store.sql.t} SET dispatched_at = NULL, updated_at = {b(params, now_us())} "
+        f"WHERE id = {b(params, fresh)}"
+    )
+    assert await store.db.execute(sql, params) == 1
 
     cfg = RunnerConfig(max_stalls=3)
     swept = await sweep_pass(be, now_us, cfg, SweepCursor(), grace=5.0, limit=100)

@@ -83,11 +83,11 @@ async def test_a_late_mark_never_covers_a_later_write(make_queue: QueueFactory) 
     lone = NewJob(new_job_id(), "q", "t", "{}", 0, 1, now, now)
     batch = [NewJob(i, "q", "t", "{}", 0, 1, now, now) for i in ids]
     await store.insert_jobs([lone, *batch], now)
-    p = store.sql.mark
     retried = (lone.id, ids[1])
+    params: list[object] = []
+    at, among = store.sql.bind(params, now + 1), store.sql.ids_in(params, retried)
     await store.db.execute(
-        f"UPDATE {store.sql.t} SET dispatched_at = NULL, updated_at = {p} WHERE id IN ({p}, {p})",
-        [now + 1, *retried],
+        f"UPDATE {store.sql.t} SET dispatched_at = NULL, updated_at = {at} WHERE {among}", params
     )
     _, runs = id_runs(batch)
     await store.mark_dispatched(
@@ -123,10 +123,11 @@ async def test_a_retried_job_is_marked_after_its_follow_up_push(make_queue: Queu
     await be.marker.close()
     info = await job.info()
     assert info.status is JobStatus.TODO and info.attempts == 1
+    params: list[object] = []
     rows = await be.store.db.fetch(
         f"SELECT dispatched_at, dispatch_epoch, updated_at FROM {be.store.sql.t} "
-        f"WHERE id = {be.store.sql.mark}",
-        (job.id,),
+        f"WHERE id = {be.store.sql.bind(params, job.id)}",
+        params,
     )
     dispatched_at, epoch, updated_at = rows[0]
     assert dispatched_at is not None and dispatched_at >= updated_at

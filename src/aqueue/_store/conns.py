@@ -21,9 +21,10 @@ caller an error for a statement that never ran. A server that closes one connect
 usually closed them all (a restart), so finding one dead checks every idle sibling too
 (:meth:`HeldPool.sweep`).
 
-A pool made with ``autocommit=False`` (the open claims', MySQL only) turns autocommit off
-on each connection once, so that a claim's ``UPDATE`` opens its transaction itself: no
-``BEGIN`` round trip between a runner taking a job and starting it. Such a connection
+A pool made with ``autocommit=False`` (the open claims') turns autocommit off on each
+MySQL connection once, so that a claim's ``UPDATE`` opens its transaction itself: no
+``BEGIN`` round trip between a runner taking a job and starting it (PostgreSQL's claims
+send ``BEGIN``: asyncpg has no such mode). Such a connection
 never goes back to the engine's pool, where an autocommit connection is expected: when
 this pool lets go of it, it is closed for good (invalidated).
 """
@@ -40,7 +41,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 def alive(raw: Any) -> bool:
     """False when the driver connection's stream is known to be closed: the server ended
     it (EOF) or the socket failed, so nothing written to it can reach the server. Free:
-    asyncmy's own pool reads the same flag; a driver without one (aiosqlite) is alive."""
+    asyncmy's own pool reads the same flag, asyncpg has ``is_closed()``; a driver without
+    either (aiosqlite) is alive."""
+    is_closed = getattr(raw, "is_closed", None)  # asyncpg's
+    if is_closed is not None:
+        return not is_closed()
     return not getattr(raw, "_stream_broken", False)
 
 
@@ -85,8 +90,8 @@ class HeldPool:
         conn = await self._engine.connect()
         try:
             raw: Any = (await conn.get_raw_connection()).driver_connection
-            if not self._autocommit:
-                await raw.autocommit(False)
+            if not self._autocommit and hasattr(raw, "autocommit"):
+                await raw.autocommit(False)  # asyncpg has no such mode: BEGIN is sent
         except BaseException:
             await conn.invalidate()
             await conn.close()

@@ -25,11 +25,34 @@ except ImportError:  # pragma: no cover - MySQL support not installed
         pass
 
 
+try:
+    from asyncpg import InterfaceError as AsyncpgInterfaceError
+    from asyncpg import PostgresError as AsyncpgError
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+
+    class AsyncpgError(Exception):  # type: ignore[no-redef]
+        pass
+
+    class AsyncpgInterfaceError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+# Serialization failure, deadlock, lock wait over lock_timeout: the statement was rolled
+# back, so running it again is safe.
+RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}
+# The server ended the session: class 08 (connection exception, which asyncpg also raises
+# when the connection drops mid-statement) and 57P01-57P03 (administrator command, crash,
+# shutdown). A statement in flight may have committed before the end came.
+SESSION_ENDED_SQLSTATES = {"57P01", "57P02", "57P03"}
+
+
 DB_ERRORS: tuple[type[BaseException], ...] = (
     SQLAlchemyError,
     OSError,
     sqlite3.Error,
     AsyncmyError,
+    AsyncpgError,
+    AsyncpgInterfaceError,
 )
 
 
@@ -56,9 +79,23 @@ def mysql_code(exc: BaseException) -> int | None:
     return None
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's error code of ``exc`` (asyncpg's own error, or SQLAlchemy's wrapper
+    of it)."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def session_ended(state: str | None) -> bool:
+    return state is not None and (state.startswith("08") or state in SESSION_ENDED_SQLSTATES)
+
+
 def is_retryable(exc: BaseException) -> bool:
     code = mysql_code(exc)
     if code in RETRYABLE_MYSQL:
+        return True
+    if sqlstate(exc) in RETRYABLE_SQLSTATES:
         return True
     return "database is locked" in str(exc)
 
@@ -68,6 +105,9 @@ def not_sent(exc: BaseException) -> bool:
     not run, so it can run again on another connection whatever it does."""
     if connect_failed(exc):
         return True
+    if isinstance(exc, AsyncpgInterfaceError):
+        # asyncpg checks that its connection is open before writing anything to it
+        return "connection is closed" in str(exc)
     if not isinstance(exc, AsyncmyError):
         return False
     code = mysql_code(exc)
@@ -84,6 +124,11 @@ def is_definite(exc: BaseException) -> bool:
         return True
     if connect_failed(exc) or NOT_CONNECTED in getattr(exc, "__notes__", ()):
         return True
+    if isinstance(exc, AsyncpgInterfaceError):
+        return not_sent(exc)
+    state = sqlstate(exc)
+    if state is not None:  # the server reported it: definite unless the session ended
+        return not session_ended(state)
     code = mysql_code(exc)
     if code is None:
         return False
@@ -93,6 +138,10 @@ def is_definite(exc: BaseException) -> bool:
 
 
 def connection_broken(exc: BaseException) -> bool:
+    if isinstance(exc, AsyncpgInterfaceError):
+        return True
+    if isinstance(exc, AsyncpgError):
+        return session_ended(sqlstate(exc))
     if isinstance(exc, OSError | AsyncmyError) and not isinstance(exc, sqlite3.Error):
         code = mysql_code(exc)
         return code is None or code >= 2000 or type(exc).__name__ == "InterfaceError"

@@ -43,36 +43,69 @@ def parse_url(url: str) -> tuple[sa.URL, str]:
     except sa.exc.ArgumentError as exc:
         raise ConfigurationError(f"invalid database URL: {exc}") from exc
     backend = sa_url.get_backend_name()
-    if backend not in ("mysql", "mariadb", "sqlite"):
+    if backend == "postgres":  # the scheme libpq and most hosting providers write
+        sa_url, backend = sa_url.set(drivername="postgresql"), "postgresql"
+    if backend not in ("mysql", "mariadb", "sqlite", "postgresql"):
         raise ConfigurationError(
-            f"unsupported database {backend!r}: use mysql+asyncmy://... or sqlite+aiosqlite:///path"
+            f"unsupported database {backend!r}: use mysql+asyncmy://..., "
+            "postgresql+asyncpg://... or sqlite+aiosqlite:///path"
         )
-    if backend == "sqlite" and sa_url.drivername != "sqlite+aiosqlite":
-        sa_url = sa_url.set(drivername="sqlite+aiosqlite")
-    if backend != "sqlite" and sa_url.drivername in ("mysql", "mariadb"):
-        sa_url = sa_url.set(drivername=f"{backend}+asyncmy")
+    driver = _DRIVERS[backend]
+    if sa_url.drivername != f"{backend}+{driver}":
+        if "+" in sa_url.drivername:
+            raise ConfigurationError(
+                f"unsupported driver {sa_url.drivername!r}: aqueue runs {backend} "
+                f"through {driver} ({backend}+{driver}://...)"
+            )
+        sa_url = sa_url.set(drivername=f"{backend}+{driver}")
     return sa_url, backend
+
+
+_DRIVERS = {
+    "mysql": "asyncmy",
+    "mariadb": "asyncmy",
+    "sqlite": "aiosqlite",
+    "postgresql": "asyncpg",
+}
+_EXTRAS = {"asyncmy": "aqueue[mysql]", "asyncpg": "aqueue[postgres]", "aiosqlite": "aqueue"}
+
+
+def rowcount(status: str) -> int:
+    """The row count of an asyncpg command status (``UPDATE 3``, ``INSERT 0 5``)."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else 0
 
 
 class Executor:
     """Runs SQL text with positional parameters on held driver connections."""
 
     def __init__(
-        self, url: sa.URL, session: Sequence[str], *, pool_size: int, single_writer: bool
+        self,
+        url: sa.URL,
+        session: Sequence[str],
+        *,
+        pool_size: int,
+        single_writer: bool,
+        connect_args: dict[str, Any] | None = None,
     ) -> None:
-        # aiosqlite's connections run statements through ``execute`` (no async cursor)
+        # aiosqlite's connections run statements through ``execute`` (no async cursor);
+        # asyncpg's take their parameters as arguments and report a status string.
         self._aiosqlite = url.get_backend_name() == "sqlite"
+        self._asyncpg = url.get_backend_name() == "postgresql"
         # Autocommit: each statement is its own transaction, so there is nothing to roll
         # back when a connection returns to the pool.
         kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
         if not self._aiosqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+        if connect_args:
+            kwargs["connect_args"] = connect_args
         try:
             self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         except ImportError as exc:
+            driver = url.drivername.partition("+")[2]
             raise ConfigurationError(
-                f"the driver for {url.drivername} is not installed ({exc}); for MySQL "
-                "install aqueue[mysql]"
+                f"the driver for {url.drivername} is not installed ({exc}): install "
+                f"{_EXTRAS.get(driver, driver)}"
             ) from exc
         self._write_lock = asyncio.Lock() if single_writer else None
         self._install_connect_hooks(session)
@@ -150,27 +183,27 @@ class Executor:
         self, sql: str, params: Sequence[Any], ids: Sequence[str], won: Callable[[], Statement]
     ) -> tuple[set[str], Commit | None]:
         """Run an UPDATE of the rows ``ids`` in a transaction left open (MySQL: on a
-        connection with autocommit off, the statement opens it; no BEGIN round trip).
-        Returns the ids it changed (all, none, or those the query ``won()`` reads in the
-        same transaction) and the commit to await (``None``: nothing changed, committed
-        already). Driver errors raw: see :meth:`run`."""
+        connection with autocommit off, the statement opens it, no BEGIN round trip;
+        PostgreSQL: after a ``BEGIN``). Returns the ids it changed (all, none, or those
+        the query ``won()`` reads in the same transaction) and the commit to await
+        (``None``: nothing changed, committed already). Driver errors raw: see
+        :meth:`run`."""
         conns = self.claim_conns
         held = await conns.take()
         raw: Any = held.raw
         try:
-            async with raw.cursor() as cur:
-                await cur.execute(sql, tuple(params))
-                count = int(cur.rowcount)
-                if count == len(ids):
-                    changed = set(ids)
-                elif count == 0:
-                    changed = set()
-                else:
-                    won_sql, won_params = won()
-                    await cur.execute(won_sql, tuple(won_params))
-                    changed = {r[0] for r in await cur.fetchall()}
+            if self._asyncpg:
+                await raw.execute("BEGIN")
+            count = await self._open_statement(raw, sql, params)
+            if count == len(ids):
+                changed = set(ids)
+            elif count == 0:
+                changed = set()
+            else:
+                won_sql, won_params = won()
+                changed = {r[0] for r in await self._open_query(raw, won_sql, won_params)}
             if not changed:
-                await raw.commit()  # nothing changed: no log flush to wait for
+                await self._commit(raw)  # nothing changed: no log flush to wait for
         except BaseException:
             await conns.discard(held)  # the server rolls the transaction back
             raise
@@ -180,13 +213,35 @@ class Executor:
 
         async def commit() -> None:
             try:
-                await self.run("committing claims", raw.commit, attempts=1)
+                await self.run("committing claims", lambda: self._commit(raw), attempts=1)
             except BaseException:
                 await conns.discard(held)
                 raise
             await conns.give(held)
 
         return changed, commit
+
+    async def _open_statement(self, raw: Any, sql: str, params: Sequence[Any]) -> int:
+        if self._asyncpg:
+            return rowcount(await raw.execute(sql, *params))
+        async with raw.cursor() as cur:
+            await cur.execute(sql, tuple(params))
+            return int(cur.rowcount)
+
+    async def _open_query(self, raw: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._asyncpg:
+            return list(await raw.fetch(sql, *params))
+        async with raw.cursor() as cur:
+            await cur.execute(sql, tuple(params))
+            return list(await cur.fetchall())
+
+    async def _commit(self, raw: Any) -> None:
+        if not self._asyncpg:
+            await raw.commit()
+            return
+        status = await raw.execute("COMMIT")
+        if status != "COMMIT":  # the server rolled back an aborted transaction
+            raise StoreError(f"the claim's transaction was rolled back ({status})")
 
     # Statements go to the driver's connection directly: through SQLAlchemy's Connection
     # every statement would also cost a ROLLBACK round trip when the connection is given
@@ -195,6 +250,8 @@ class Executor:
 
     async def _execute_now(self, sql: str, params: Sequence[Any]) -> int:
         async def run(raw: Any) -> int:
+            if self._asyncpg:
+                return rowcount(await raw.execute(sql, *params))
             if self._aiosqlite:
                 async with raw.execute(sql, tuple(params)) as cur:
                     return int(cur.rowcount)
@@ -208,6 +265,8 @@ class Executor:
         """Run one query; return its rows (driver errors raw: see :meth:`run`)."""
 
         async def run(raw: Any) -> list[Sequence[Any]]:
+            if self._asyncpg:
+                return [tuple(r) for r in await raw.fetch(sql, *params)]
             if self._aiosqlite:
                 async with raw.execute(sql, tuple(params)) as cur:
                     return [tuple(r) for r in await cur.fetchall()]

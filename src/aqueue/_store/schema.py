@@ -1,12 +1,13 @@
-"""The jobs table and its versioned schema (SQLAlchemy Core; MySQL/MariaDB and SQLite).
+"""The jobs table and its versioned schema (SQLAlchemy Core; MySQL/MariaDB, PostgreSQL and
+SQLite).
 
 Times are integer microseconds since the UNIX epoch (UTC): portable, exact, and cheap to
 compare; leases of a second and delays of 10 ms need no DATETIME(6) arithmetic.
 
-On MySQL/MariaDB the text columns compare byte by byte (``utf8mb4_bin``), as SQLite,
-Redis and Python do: job ids, queue names and unique keys that differ only in case are
-different, and a binary comparison is cheaper than a case-folding one in every index
-lookup (the primary key is in every secondary index).
+On MySQL/MariaDB (``utf8mb4_bin``) and PostgreSQL (``"C"``) the text columns compare byte
+by byte, as SQLite, Redis and Python do: job ids, queue names and unique keys that differ
+only in case are different, and a binary comparison is cheaper than a case-folding one in
+every index lookup (the primary key is in every secondary index).
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql
 
 SCHEMA_VERSION = 3
 
 _LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+
+def _key(length: int) -> sa.types.TypeEngine[str]:
+    """A text column that is compared and indexed: byte order everywhere (PostgreSQL's
+    ``"C"`` collation, whatever the database's default)."""
+    return sa.String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
 
 
 def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
@@ -27,24 +34,24 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     jobs = sa.Table(
         table_name,
         md,
-        sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("queue", sa.String(128), nullable=False),
-        sa.Column("task", sa.String(191), nullable=False),
+        sa.Column("id", _key(36), primary_key=True),
+        sa.Column("queue", _key(128), nullable=False),
+        sa.Column("task", _key(191), nullable=False),
         sa.Column("payload", _LongText, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("status", _key(16), nullable=False),
         sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("stalls", sa.Integer, nullable=False, server_default="0"),
         sa.Column("max_attempts", sa.Integer, nullable=False),
         sa.Column("run_at", sa.BigInteger, nullable=False),
-        sa.Column("lease_owner", sa.String(64)),
-        sa.Column("lease_token", sa.String(36)),
+        sa.Column("lease_owner", _key(64)),
+        sa.Column("lease_token", _key(36)),
         sa.Column("leased_until", sa.BigInteger),
         sa.Column("dispatched_at", sa.BigInteger),
-        sa.Column("dispatch_epoch", sa.String(36)),
+        sa.Column("dispatch_epoch", _key(36)),
         sa.Column("result", _LongText),
         sa.Column("error", _LongText),
-        sa.Column("unique_key", sa.String(191)),
+        sa.Column("unique_key", _key(191)),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("finished_at", sa.BigInteger),
@@ -66,8 +73,8 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     meta = sa.Table(
         f"{table_name}_meta",
         md,
-        sa.Column("name", sa.String(64), primary_key=True),
-        sa.Column("value", sa.String(255), nullable=False),
+        sa.Column("name", _key(64), primary_key=True),
+        sa.Column("value", _key(255), nullable=False),
         mysql_engine="InnoDB",
     )
     return md, jobs, meta
@@ -84,7 +91,7 @@ def _to_2(conn: sa.Connection, jobs: sa.Table) -> None:
     indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(conn).get_indexes(jobs.name)}
     fin_done = indexes.get(f"ix_{jobs.name}_fin") == ["queue", "finished_at"]
     owner_done = f"ix_{jobs.name}_owner" not in indexes
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name not in ("mysql", "mariadb"):
         if not fin_done:
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {fin}")
             conn.exec_driver_sql(f"CREATE INDEX {fin} ON {table} (queue, finished_at)")
@@ -107,7 +114,7 @@ def _to_3(conn: sa.Connection, jobs: sa.Table) -> None:
     gone = [name for name in gone if name in names]
     if not gone:
         return
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name not in ("mysql", "mariadb"):
         for name in gone:
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(name)}")
         return

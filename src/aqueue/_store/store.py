@@ -1,4 +1,5 @@
-"""The SQL job store: ``JobStore`` over MySQL/MariaDB (asyncmy) or SQLite (aiosqlite).
+"""The SQL job store: ``JobStore`` over MySQL/MariaDB (asyncmy), PostgreSQL (asyncpg) or
+SQLite (aiosqlite).
 
 Each operation takes its statements from the dialect's builders (``sql``) and runs them
 through the executor (``executor``: held connections, retries, errors mapped to
@@ -45,7 +46,13 @@ class Store:
         session = queries.session(
             sqlite_synchronous=sqlite_synchronous, lock_wait_timeout=int(lock_wait_timeout)
         )
-        self.db = Executor(self.url, session, pool_size=pool_size, single_writer=self.is_sqlite)
+        self.db = Executor(
+            self.url,
+            session,
+            pool_size=pool_size,
+            single_writer=self.is_sqlite,
+            connect_args=queries.connect_args(lock_wait_timeout=int(lock_wait_timeout)),
+        )
         self.tables = Tables(self.db, self.table_name)
         quote = self.db.engine.dialect.identifier_preparer.quote
         self.sql = queries(quote(self.table_name), quote(self.tables.meta.name))

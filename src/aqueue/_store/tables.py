@@ -66,8 +66,10 @@ class Tables:
                 break
             except StoreError as exc:
                 # Several processes creating the tables at once: one wins, the others
-                # see "already exists" (MySQL 1050 / SQLite); look again.
-                if attempt == 4 or "already exists" not in str(exc):
+                # see "already exists" (MySQL 1050 / SQLite) or, on PostgreSQL, a
+                # duplicate key in its catalog; look again.
+                racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+                if attempt == 4 or not racing:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
         if version > SCHEMA_VERSION:

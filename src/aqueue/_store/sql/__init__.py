@@ -5,12 +5,14 @@ from __future__ import annotations
 from .base import JOB_COLUMNS, BaseQueries, Statement, record
 from .claims import Queries
 from .mysql import MySQLQueries
+from .postgres import PostgresQueries
 from .sqlite import SQLiteQueries
 
 __all__ = [
     "JOB_COLUMNS",
     "BaseQueries",
     "MySQLQueries",
+    "PostgresQueries",
     "Queries",
     "SQLiteQueries",
     "Statement",
@@ -21,4 +23,8 @@ __all__ = [
 
 def dialect(backend: str) -> type[Queries]:
     """The statements of ``backend`` (an SQLAlchemy backend name)."""
-    return SQLiteQueries if backend == "sqlite" else MySQLQueries
+    if backend == "sqlite":
+        return SQLiteQueries
+    if backend == "postgresql":
+        return PostgresQueries
+    return MySQLQueries

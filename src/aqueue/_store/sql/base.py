@@ -4,7 +4,8 @@ what differs: its placeholder, its insert-or-ignore syntax, its clock, its sessi
 
 Every placeholder is written by :meth:`BaseQueries.bind` (or ``bind_all``, ``bind_rows``), which
 appends the value to the statement's parameters and returns the placeholder's text, so
-a dialect with numbered placeholders (``$1``) only overrides those two. Builders
+a dialect with numbered placeholders (``$1``) overrides those, and ``ids_in``/``ids_not_in``
+where it has a better form of a list of ids than ``IN (...)``. Builders
 therefore write a statement's text in the order its values are bound.
 
 Every state change is a compare-and-set ``UPDATE ... WHERE id IN (...) AND <expected
@@ -82,6 +83,12 @@ class BaseQueries:
         """Statements run on every new connection."""
         raise NotImplementedError
 
+    @staticmethod
+    def connect_args(*, lock_wait_timeout: int) -> dict[str, Any]:
+        """Arguments of the driver's ``connect()`` (settings a driver sends at connect
+        time instead of as statements)."""
+        return {}
+
     # -- placeholders ---------------------------------------------------------------
 
     def bind(self, params: list[Any], value: Any) -> str:
@@ -93,6 +100,14 @@ class BaseQueries:
         """Append ``values``; return their placeholders, comma-separated."""
         params.extend(values)
         return ", ".join([self.mark] * len(values))
+
+    def ids_in(self, params: list[Any], ids: Sequence[str]) -> str:
+        """SQL true for a row whose ``id`` is one of ``ids``."""
+        return f"id IN ({self.bind_all(params, ids)})"
+
+    def ids_not_in(self, params: list[Any], ids: Sequence[str]) -> str:
+        """SQL true for a row whose ``id`` is none of ``ids``."""
+        return f"id NOT IN ({self.bind_all(params, ids)})"
 
     def bind_rows(
         self, params: list[Any], rows: Sequence[Sequence[Any]], width: int, tail: str
@@ -132,7 +147,7 @@ class BaseQueries:
         parts = []
         for token, ids in by_token.items():
             tok = self.bind(params, token)
-            parts.append(f"(lease_token = {tok} AND id IN ({self.bind_all(params, ids)}))")
+            parts.append(f"(lease_token = {tok} AND {self.ids_in(params, ids)})")
         return "(" + " OR ".join(parts) + ")"
 
     def set_value(self, name: str, values: Sequence[tuple[str, Any]], params: list[Any]) -> str:
@@ -162,9 +177,7 @@ class BaseQueries:
 
     def inserted(self, ids: Sequence[str]) -> Statement:
         params: list[Any] = []
-        sql = (
-            f"SELECT id, queue, unique_key FROM {self.t} WHERE id IN ({self.bind_all(params, ids)})"
-        )
+        sql = f"SELECT id, queue, unique_key FROM {self.t} WHERE {self.ids_in(params, ids)}"
         return sql, params
 
     def unique_holder(self, queue: str, unique_key: str) -> Statement:
@@ -195,9 +208,7 @@ class BaseQueries:
         else:
             sets.append(f"finished_at = {b(params, now)}, leased_until = NULL, unique_key = NULL")
         sets_sql = ", ".join(sets)
-        where = (
-            f"id IN ({self.bind_all(params, [f.id for f in group])}) AND status = 'running' AND "
-        )
+        where = f"{self.ids_in(params, [f.id for f in group])} AND status = 'running' AND "
         where += self.tokens_match([(f.id, f.token) for f in group], params)
         return f"UPDATE {self.t} SET {sets_sql} WHERE {where}", params
 
@@ -207,7 +218,7 @@ class BaseQueries:
         b = self.bind
         params: list[Any] = []
         sql = (
-            f"SELECT id FROM {self.t} WHERE id IN ({self.bind_all(params, ids)}) "
+            f"SELECT id FROM {self.t} WHERE {self.ids_in(params, ids)} "
             f"AND status = {b(params, status.value)} AND updated_at = {b(params, now)}"
         )
         return sql, params
@@ -216,18 +227,13 @@ class BaseQueries:
         """Extend the leases of these (id, token) claims, ``items`` sorted."""
         params: list[Any] = []
         sets = f"leased_until = {self.bind(params, leased_until)}"
-        where = (
-            f"id IN ({self.bind_all(params, [i for i, _ in items])}) AND status = 'running' AND "
-        )
+        where = f"{self.ids_in(params, [i for i, _ in items])} AND status = 'running' AND "
         where += self.tokens_match(items, params)
         return f"UPDATE {self.t} SET {sets} WHERE {where}", params
 
     def lease_states(self, ids: Sequence[str]) -> Statement:
         params: list[Any] = []
-        sql = (
-            f"SELECT id, lease_token, status FROM {self.t} "
-            f"WHERE id IN ({self.bind_all(params, ids)})"
-        )
+        sql = f"SELECT id, lease_token, status FROM {self.t} WHERE {self.ids_in(params, ids)}"
         return sql, params
 
     def release_owner(self, queue: str, owner: str, now: int, keep: Sequence[str]) -> Statement:
@@ -240,7 +246,7 @@ class BaseQueries:
             f"AND lease_owner = {b(params, owner)}"
         )
         if keep:
-            sql += f" AND id NOT IN ({self.bind_all(params, keep)})"
+            sql += f" AND {self.ids_not_in(params, keep)}"
         return sql, params
 
     def fail_unclaimed(self, job_id: str, error: str, now: int) -> Statement:
@@ -331,7 +337,7 @@ class BaseQueries:
         where: list[str] = []
         for written_at, ids in by_write.items():
             at = b(params, written_at)
-            where.append(f"(updated_at = {at} AND id IN ({self.bind_all(params, sorted(ids))}))")
+            where.append(f"(updated_at = {at} AND {self.ids_in(params, sorted(ids))})")
         for r, written_at in runs:
             where.append(
                 f"(id BETWEEN {b(params, r.first)} AND {b(params, r.last)} AND "

@@ -2,9 +2,9 @@
 ``base``).
 
 A claim is a compare-and-set from ``todo`` to ``running`` under a fresh lease token. The
-batch form is one autocommit statement. The open form (MySQL only) runs the same
-statement inside a transaction (on a connection with autocommit off: the statement opens
-it, no BEGIN round trip) and hands back its commit: the statement's row locks already
+batch form is one autocommit statement. The open form (MySQL, PostgreSQL) runs the same
+statement inside a transaction (MySQL: on a connection with autocommit off, the statement
+opens it, no BEGIN round trip) and hands back its commit: the statement's row locks already
 keep every other writer off the claimed jobs, so the runner starts them while the
 commit's log flush is under way, instead of after it (the flush is most of an idle
 runner's enqueue-to-start latency). A job is never recorded before its claim is durable;
@@ -41,8 +41,7 @@ class Queries(BaseQueries):
             f"dispatched_at = COALESCE(dispatched_at, {b(params, c.now)})"
         )
         where = (
-            f"id IN ({self.bind_all(params, ordered)}) AND status = 'todo' "
-            f"AND run_at <= {b(params, c.now)}"
+            f"{self.ids_in(params, ordered)} AND status = 'todo' AND run_at <= {b(params, c.now)}"
         )
         for col, k in (("stalls", 0), ("attempts", 1)):
             values = {v[k] for v in fenced.values()}
@@ -56,7 +55,7 @@ class Queries(BaseQueries):
         """The ids among ``ids`` held under ``token``."""
         params: list[Any] = []
         sql = (
-            f"SELECT id FROM {self.t} WHERE id IN ({self.bind_all(params, ids)}) "
+            f"SELECT id FROM {self.t} WHERE {self.ids_in(params, ids)} "
             f"AND lease_token = {self.bind(params, token)}"
         )
         return sql, params
@@ -65,7 +64,7 @@ class Queries(BaseQueries):
         """The ids among ``ids`` ``running`` under ``token``."""
         params: list[Any] = []
         sql = (
-            f"SELECT id FROM {self.t} WHERE id IN ({self.bind_all(params, ids)}) "
+            f"SELECT id FROM {self.t} WHERE {self.ids_in(params, ids)} "
             f"AND lease_token = {self.bind(params, token)} AND status = 'running'"
         )
         return sql, params
@@ -74,7 +73,7 @@ class Queries(BaseQueries):
         params: list[Any] = []
         sql = (
             f"SELECT id, status, run_at, leased_until, stalls, attempts FROM {self.t} "
-            f"WHERE id IN ({self.bind_all(params, ids)})"
+            f"WHERE {self.ids_in(params, ids)}"
         )
         return sql, params
 
@@ -83,9 +82,7 @@ class Queries(BaseQueries):
         params: list[Any] = []
         sets = f"status = 'todo', attempts = attempts - 1, {_PUT_BACK}, "
         sets += f"updated_at = {self.bind(params, now)}"
-        where = (
-            f"id IN ({self.bind_all(params, [i for i, _ in items])}) AND status = 'running' AND "
-        )
+        where = f"{self.ids_in(params, [i for i, _ in items])} AND status = 'running' AND "
         where += self.tokens_match(items, params)
         return f"UPDATE {self.t} SET {sets} WHERE {where}", params
 
@@ -125,7 +122,7 @@ class Queries(BaseQueries):
             sets.append(self.set_value("error", [(r.id, r.error) for r in group], params))
         sets_sql = ", ".join(sets)
         where = (
-            f"id IN ({self.bind_all(params, [r.id for r in group])}) AND status = 'running' "
+            f"{self.ids_in(params, [r.id for r in group])} AND status = 'running' "
             f"AND leased_until < {b(params, before)} AND "
         )
         where += self.tokens_match([(r.id, r.token) for r in group], params)
@@ -228,7 +225,7 @@ class Queries(BaseQueries):
     def delete_finished(self, ids: Sequence[str]) -> Statement:
         params: list[Any] = []
         sql = (
-            f"DELETE FROM {self.t} WHERE id IN ({self.bind_all(params, ids)}) "
+            f"DELETE FROM {self.t} WHERE {self.ids_in(params, ids)} "
             "AND status IN ('done', 'failed', 'cancelled')"
         )
         return sql, params
