@@ -18,8 +18,8 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite: unit, integration (real Redis + MariaDB + SQLite), acceptance
-    (the real CLI in subprocesses)."""
+    """The whole test suite: unit, integration (real Redis + MariaDB + PostgreSQL + SQLite),
+    acceptance (the real CLI in subprocesses)."""
     session.install("-e", ".[test]")
     session.run("pytest", *(session.posargs or ["-q", "--durations=10"]))
 
