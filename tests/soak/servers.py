@@ -1,6 +1,7 @@
 """The soak's own servers: :class:`MariaServer` (a throwaway ``mariadbd`` on a free port
-that the soak SIGKILLs and restarts on the same port and datadir) and :class:`SqlProxy`
-(a TCP proxy in front of it, in a thread of its own, that cuts SQL for a moment).
+that the soak SIGKILLs and restarts on the same port and datadir), :class:`PostgresServer`
+(the same for PostgreSQL 15) and :class:`SqlProxy` (a TCP proxy in front of either, in a
+thread of its own, that cuts SQL for a moment).
 
 Redis is ``tests/chaos/harness.py``'s :class:`RedisServer`.
 """
@@ -13,7 +14,9 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine
@@ -158,6 +161,195 @@ class MariaServer:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+PG_BIN = Path(os.environ.get("AQUEUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def postgres_available() -> bool:
+    """The PostgreSQL server binaries are there, and (as root) a ``postgres`` user to run
+    them as: the server refuses to run as root."""
+    if not all((PG_BIN / name).is_file() for name in ("initdb", "postgres", "psql")):
+        return False
+    if os.geteuid() != 0:
+        return True
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return False
+    return True
+
+
+class PostgresServer:
+    """A PostgreSQL 15 server with a temp data directory, on 127.0.0.1 and a free port,
+    user ``postgres`` with trust authentication and a database ``test``.
+
+    As root the server runs as the ``postgres`` user (it refuses root), so its files live
+    in a directory of its own from :func:`tempfile.mkdtemp` that ``postgres`` owns:
+    ``directory`` (often pytest's ``tmp_path``, which only root may traverse) gets just a
+    symlink ``pg`` to it. :meth:`kill` SIGKILLs the postmaster and its backends at once (a
+    crash: the next :meth:`start` runs WAL recovery on the same datadir and port).
+    ``fsync=off``: the faults are process kills, never a power loss, and a commit's WAL
+    is written to the kernel before the client hears of it, so a kill loses no commit.
+    """
+
+    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="aqueue-pg-"))
+        self.datadir = self.dir / "data"
+        self.log = self.dir / "postgres.log"
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        if directory is not None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                (Path(directory) / "pg").symlink_to(self.dir)
+
+    @property
+    def url(self) -> str:
+        return self.url_at(self.port)
+
+    def url_at(self, port: int, database: str = "test") -> str:
+        """The URL through another port (a proxy in front of this server)."""
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{database}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def _run(self, cmd: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            check=False,
+            timeout=timeout,
+            **self._user(),
+        )
+
+    def _user(self) -> dict[str, Any]:
+        if not self._as_postgres:
+            return {}
+        return {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+    def install(self) -> None:
+        cmd = [str(PG_BIN / "initdb"), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
+        done = self._run([*cmd, "--no-sync", "-D", str(self.datadir)], timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout!r}\n{done.stderr!r}")
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start (crash recovery after a kill); returns seconds until it accepts sessions."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.starts += 1
+        t0 = time.monotonic()
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.dir),
+            "max_connections": "500",
+            "shared_buffers": "32MB",
+            "fsync": "off",
+            "full_page_writes": "off",
+            "synchronous_commit": "on",
+            "dynamic_shared_memory_type": "mmap",
+            "logging_collector": "off",
+        }
+        cmd = [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port)]
+        for key, value in settings.items():
+            cmd += ["-c", f"{key}={value}"]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.dir,
+                **self._user(),
+            )
+        deadline = t0 + timeout
+        while not self.answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"postgres on {self.port} did not start:\n{err}")
+            time.sleep(0.02)  # polling the server's port with a deadline
+        return time.monotonic() - t0
+
+    def answers(self) -> bool:
+        """A startup packet gets an authentication reply ('R'), not an error such as
+        57P03 "the database system is starting up": sessions are accepted."""
+        body = struct.pack("!i", 196608) + b"user\0postgres\0database\0postgres\0\0"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.settimeout(0.5)
+                s.sendall(struct.pack("!i", len(body) + 4) + body)
+                reply = s.recv(1)
+                if reply == b"R":
+                    s.sendall(b"X\0\0\0\4")  # Terminate: no "unexpected EOF" in the log
+        except OSError:
+            return False
+        return reply == b"R"
+
+    def create_database(self, name: str = "test") -> None:
+        psql = [str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        exists = self._run([*psql, "-tAc", f"SELECT 1 FROM pg_database WHERE datname='{name}'"], 30)
+        if exists.stdout.strip() == b"1":
+            return
+        done = self._run([*psql, "-c", f'CREATE DATABASE "{name}"'], 30)
+        if done.returncode != 0:
+            raise RuntimeError(f"CREATE DATABASE {name} failed: {done.stderr!r}")
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend (its process group): backends left
+        running would hold the shared memory and the restart would refuse to start."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self._wait_group_gone()
+
+    def _wait_group_gone(self, timeout: float = 30.0) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling for the backends' exit with a deadline
+
+    def stop(self) -> None:
+        """SIGINT (fast shutdown: sessions ended, a clean checkpoint), SIGKILL if it
+        lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._wait_group_gone()
+
+    def remove(self) -> None:
+        """Stop and delete the data directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Some process of the group is still running (zombies do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 class SqlProxy:
