@@ -1,6 +1,6 @@
-"""The contract suites' fixtures: every ``JobStore`` (memory, SQLite, MariaDB) and every
-``MessageBroker`` (memory, Redis) behind one parametrized fixture each, so one suite of
-behaviour runs over all of them. Each test gets its own table / key prefix."""
+"""The contract suites' fixtures: every ``JobStore`` (memory, SQLite, MariaDB,
+PostgreSQL) and every ``MessageBroker`` (memory, Redis) behind one parametrized fixture
+each, so one suite of behaviour runs over all of them. Each test gets its own table / key prefix."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from aqueue._store.base import JobStore
 from aqueue._store.store import Store
 from aqueue.testing import MemoryBroker, MemoryFinishWaiters, MemoryStore
 
-from ..conftest import MYSQL_URL, REDIS_URL, unique
+from ..conftest import MYSQL_URL, POSTGRES_URL, REDIS_URL, unique
 
 
 @pytest.fixture(
-    params=["memory", "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)],
+    params=["memory", "sqlite", pytest.param("mysql", marks=pytest.mark.mysql), "postgres"],
 )
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
     if request.param == "memory":
@@ -30,7 +30,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield mem
         await mem.close()
         return
-    url = MYSQL_URL if request.param == "mysql" else f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    url = {
+        "mysql": MYSQL_URL,
+        "postgres": POSTGRES_URL,
+        "sqlite": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+    }[request.param]
     sql = Store(url, table=unique("c"))
     await sql.init_schema()
     try:

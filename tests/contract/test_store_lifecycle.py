@@ -1,5 +1,5 @@
 """The ``JobStore`` contract, part 1: enqueue, claim, finish, renew, release. One suite
-over the memory, SQLite and MariaDB stores (``store`` fixture)."""
+over the memory, SQLite, MariaDB and PostgreSQL stores (``store`` fixture)."""
 
 from __future__ import annotations
 

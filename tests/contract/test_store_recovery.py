@@ -1,6 +1,6 @@
 """The ``JobStore`` contract, part 2: dispatch marks, the sweeper's and reclaimer's reads
-and writes, job control, purges, counts and schedules. One suite over the memory, SQLite
-and MariaDB stores (``store`` fixture)."""
+and writes, job control, purges, counts and schedules. One suite over the memory, SQLite,
+MariaDB and PostgreSQL stores (``store`` fixture)."""
 
 from __future__ import annotations
 
