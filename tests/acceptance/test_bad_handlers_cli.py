@@ -17,17 +17,18 @@ import redis
 from aqueue import JobFailedError, JobStatus, Queue
 
 from .test_cli_acceptance import (  # noqa: F401 - fixtures used by name
-    MYSQL_URL,
     REDIS_URL,
+    SQL_URLS,
     Procs,
     _bytecode_cache,
     clean_env,
     drop_table,
     procs,
+    sql_url,
     wait_for,
 )
 
-pytestmark = [pytest.mark.acceptance, pytest.mark.mysql]
+pytestmark = pytest.mark.acceptance
 
 APP = """
 import os
@@ -65,12 +66,15 @@ async def add(a: int, b: int) -> int:
 
 
 @pytest.fixture
-async def bad_app(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str], Queue]]:
+async def bad_app(
+    tmp_path: Path,
+    sql_url: str,  # noqa: F811 - the fixture imported above
+) -> AsyncIterator[tuple[Path, dict[str, str], Queue]]:
     hexid = uuid.uuid4().hex
     env = {
         "AQT_QUEUE": f"q_{hexid[:8]}",
         "AQT_REDIS_URL": REDIS_URL,
-        "AQT_DATABASE_URL": MYSQL_URL,
+        "AQT_DATABASE_URL": sql_url,
         "AQT_TABLE": f"t_{hexid[8:18]}",
         "AQT_PREFIX": f"aqt_{hexid[18:28]}",
     }
@@ -80,7 +84,7 @@ async def bad_app(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str], Q
     q = Queue(
         env["AQT_QUEUE"],
         redis_url=REDIS_URL,
-        database_url=MYSQL_URL,
+        database_url=sql_url,
         table=env["AQT_TABLE"],
         key_prefix=env["AQT_PREFIX"],
     )
@@ -89,7 +93,7 @@ async def bad_app(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str], Q
     finally:
         await q.purge()
         await q.close()
-        await drop_table(MYSQL_URL, env["AQT_TABLE"])
+        await drop_table(sql_url, env["AQT_TABLE"])
         r = redis.Redis.from_url(REDIS_URL)
         try:
             keys = list(r.scan_iter(match=f"{{{env['AQT_PREFIX']}:*"))
@@ -103,6 +107,7 @@ async def finished(job: Any) -> bool:
     return (await job.status()) in (JobStatus.DONE, JobStatus.FAILED)
 
 
+@pytest.mark.parametrize("sql_url", SQL_URLS)
 async def test_a_handler_raising_system_exit_fails_its_job_and_the_cli_runner_goes_on(
     bad_app: tuple[Path, dict[str, str], Queue],
     procs: Procs,  # noqa: F811 - the fixture imported above

@@ -1,7 +1,8 @@
 """Acceptance tests: the real ``python -m aqueue`` CLI in subprocesses.
 
 Each test writes an app module into its own temp dir and runs the CLI there against the
-shared Redis and MariaDB servers, isolated by a unique queue name, table and key prefix
+shared Redis and a shared SQL server (MariaDB; the tests that take ``sql_url`` from
+``SQL_URLS`` run on PostgreSQL too), isolated by a unique queue name, table and key prefix
 (all cleaned up afterwards). Synchronisation is by polling with deadlines.
 """
 
@@ -38,6 +39,14 @@ pytestmark = pytest.mark.acceptance
 
 REDIS_URL = os.environ.get("AQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MYSQL_URL = os.environ.get("AQUEUE_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+POSTGRES_URL = os.environ.get(
+    "AQUEUE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+SQL_URLS = [
+    pytest.param(MYSQL_URL, id="mysql", marks=pytest.mark.mysql),
+    pytest.param(POSTGRES_URL, id="postgres"),
+]
+"""``@pytest.mark.parametrize("sql_url", SQL_URLS)``: a test on both server stores."""
 APPS = Path(__file__).parent / "apps"
 
 
@@ -195,6 +204,7 @@ class App:
     """A copy of ``apps/basic_app.py`` as ``<dir>/app.py`` with its own names."""
 
     dir: Path
+    db_url: str
     queue_name: str
     table: str
     prefix: str
@@ -241,7 +251,13 @@ class App:
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[App]:
+def sql_url() -> str:
+    """The jobs' database of ``app`` (MariaDB unless a test parametrizes it)."""
+    return MYSQL_URL
+
+
+@pytest.fixture
+async def app(tmp_path: Path, sql_url: str) -> AsyncIterator[App]:
     hexid = uuid.uuid4().hex
     table = f"t_{hexid[:10]}"
     prefix = f"aqt_{hexid[10:20]}"
@@ -252,12 +268,12 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
     env = {
         "AQT_QUEUE": queue_name,
         "AQT_REDIS_URL": REDIS_URL,
-        "AQT_DATABASE_URL": MYSQL_URL,
+        "AQT_DATABASE_URL": sql_url,
         "AQT_TABLE": table,
         "AQT_PREFIX": prefix,
     }
     r = redis.Redis.from_url(REDIS_URL)
-    a = App(app_dir, queue_name, table, prefix, env, r, [table])
+    a = App(app_dir, sql_url, queue_name, table, prefix, env, r, [table])
     try:
         yield a
     finally:
@@ -265,7 +281,7 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
             for q in a._modules:
                 await q.close()
             for t in a.tables:
-                await drop_table(MYSQL_URL, t)
+                await drop_table(sql_url, t)
             for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
                 keys = list(r.scan_iter(match=pattern))
                 if keys:
@@ -281,7 +297,7 @@ def subprocess_env(app: App, **extra: str) -> dict[str, str]:
 # -- 1. burst drains a backlog -----------------------------------------------------------
 
 
-@pytest.mark.mysql
+@pytest.mark.parametrize("sql_url", SQL_URLS)
 async def test_burst_run_drains_300_jobs(app: App, procs: Procs) -> None:
     mod = app.load()
     n = 300
@@ -363,7 +379,7 @@ def test_bad_app_path_is_one_line_error(app: App, command: tuple[str, ...], path
 # -- 3. graceful shutdown -------------------------------------------------------------------
 
 
-@pytest.mark.mysql
+@pytest.mark.parametrize("sql_url", SQL_URLS)
 async def test_sigterm_puts_running_jobs_back_then_they_run_once_more(
     app: App, procs: Procs
 ) -> None:
@@ -422,7 +438,7 @@ async def test_sigterm_puts_running_jobs_back_then_they_run_once_more(
 # -- 4. --processes N ---------------------------------------------------------------------
 
 
-@pytest.mark.mysql
+@pytest.mark.parametrize("sql_url", SQL_URLS)
 async def test_processes_supervisor_restarts_a_killed_child(app: App, procs: Procs) -> None:
     mod = app.load()
     sup = procs.cli(
@@ -515,7 +531,7 @@ def test_embedded_default_from_a_fresh_directory(tmp_path: Path, procs: Procs) -
 STATS_LINE = re.compile(r"^  (\w+)\s+(\d+)$")
 
 
-@pytest.mark.mysql
+@pytest.mark.parametrize("sql_url", SQL_URLS)
 async def test_db_init_upgrade_stats_and_status(app: App, procs: Procs) -> None:
     env = subprocess_env(app)
 
