@@ -1,33 +1,144 @@
-"""A TCP proxy in front of MariaDB that injects faults at a chosen statement.
+"""TCP proxies in front of MariaDB or PostgreSQL that inject faults at a chosen statement.
 
-Armed with a ``trigger`` (bytes of a client packet, e.g. the COM_QUERY of ``COMMIT``) and
-an action, it acts on the first packet carrying the trigger:
+Armed with a :class:`Trigger` (a statement's bytes, per dialect) and an action, the
+:class:`FaultProxy` acts on the first statement carrying the trigger:
 
-- ``stall``: hold the packet until :attr:`FaultProxy.release` is set (a statement in
-  flight for as long as the test wants);
-- ``outage``: drop the packet, abort every connection through the proxy and refuse new
-  ones for :attr:`FaultProxy.outage` seconds (a server killed and restarted).
+- ``stall``: hold it until :attr:`FaultProxy.release` is set (a statement in flight for
+  as long as the test wants);
+- ``outage``: drop it, abort every connection through the proxy and refuse new ones for
+  :attr:`FaultProxy.outage` seconds (a server killed and restarted).
+
+On MariaDB a statement is recognised in the bytes of a client packet. On PostgreSQL the
+client's stream is read message by message (:class:`ClientStream`): asyncpg sends a
+statement's text once per connection (``Parse``), then only the name it prepared it
+under (``Bind``/``Execute``), so a statement is recognised by the text it was prepared
+from, and acting on the ``Bind`` acts on the statement's execution, not its preparation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
 
-from ..conftest import MYSQL_URL
+from ..conftest import MYSQL_URL, POSTGRES_URL
 
-COMMIT = b"\x03COMMIT"  # COM_QUERY "COMMIT" (not "SET AUTOCOMMIT = 0")
-CLAIM = b"SET status = 'running'"  # the claim's UPDATE
+Dialect = Literal["mysql", "postgres"]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    mysql: bytes
+    postgres: bytes
+
+    def of(self, dialect: Dialect) -> bytes:
+        return self.mysql if dialect == "mysql" else self.postgres
+
+
+# MariaDB: the COM_QUERY (0x03) "COMMIT", not "SET AUTOCOMMIT = 0"; PostgreSQL: the
+# simple query "COMMIT" that ends a claim's transaction (its "BEGIN" does not match).
+COMMIT = Trigger(b"\x03COMMIT", b"COMMIT")
+CLAIM = Trigger(b"SET status = 'running'", b"SET status = 'running'")  # the claim's UPDATE
+INSERT = Trigger(b"INSERT INTO", b"INSERT INTO")  # an enqueue
+
+
+def url_of(dialect: Dialect) -> str:
+    return MYSQL_URL if dialect == "mysql" else POSTGRES_URL
+
+
+def dialect_of(backend: str) -> Dialect:
+    if backend not in ("mysql", "postgres"):
+        raise ValueError(f"no SQL server proxy for {backend!r}")
+    return "mysql" if backend == "mysql" else "postgres"
+
+
+# PostgreSQL's untyped messages before the startup message: SSL and GSS encryption
+# requests (answered by one byte, then the startup message follows).
+_ENCRYPTION_REQUESTS = {80877103, 80877104}
+
+
+class ClientStream:
+    """The client's side of one proxied connection, read in pieces that are whole
+    statements: packets as they come on MariaDB, whole protocol messages on PostgreSQL.
+    :meth:`carries` says whether the last piece read executes a statement whose text
+    holds a trigger."""
+
+    def __init__(self, reader: asyncio.StreamReader, dialect: Dialect) -> None:
+        self._reader = reader
+        self._dialect = dialect
+        self._buf = b""
+        self._started = False  # PostgreSQL: past the untyped startup messages
+        self._prepared: dict[bytes, bytes] = {}  # statement name -> its text
+        self._executes: list[bytes] = []  # texts the last piece runs (PostgreSQL)
+        self._last = b""
+
+    async def read(self) -> bytes:
+        """The next piece (``b""`` at the end of the stream)."""
+        if self._dialect == "mysql":
+            self._last = await self._reader.read(65536)
+            return self._last
+        while True:
+            piece = self._split()
+            if piece:
+                self._last = piece
+                return piece
+            data = await self._reader.read(65536)
+            if not data:
+                self._last = self._buf
+                self._buf = b""
+                return self._last
+            self._buf += data
+
+    def carries(self, trigger: Trigger) -> bool:
+        want = trigger.of(self._dialect)
+        if self._dialect == "mysql":
+            return want in self._last
+        return any(want in text for text in self._executes)
+
+    def _split(self) -> bytes:
+        """The whole messages at the head of the buffer, noting the statements they run."""
+        self._executes = []
+        end = 0
+        while True:
+            header = 4 if not self._started else 5
+            if len(self._buf) - end < header:
+                break
+            at = end if not self._started else end + 1
+            (length,) = struct.unpack_from("!i", self._buf, at)
+            stop = at + length
+            if len(self._buf) < stop:
+                break
+            if not self._started:
+                (code,) = struct.unpack_from("!i", self._buf, at + 4)
+                self._started = code not in _ENCRYPTION_REQUESTS
+            else:
+                self._note(self._buf[end : end + 1], self._buf[at + 4 : stop])
+            end = stop
+        piece, self._buf = self._buf[:end], self._buf[end:]
+        return piece
+
+    def _note(self, kind: bytes, body: bytes) -> None:
+        if kind == b"P":  # Parse: name, text, parameter types
+            name, text = body.split(b"\0", 2)[:2]
+            self._prepared[name] = text
+        elif kind == b"B":  # Bind: portal, statement name, ... (executes it)
+            name = body.split(b"\0", 2)[1]
+            self._executes.append(self._prepared.get(name, b""))
+        elif kind == b"Q":  # a simple query: its text
+            self._executes.append(body.rstrip(b"\0"))
 
 
 class FaultProxy:
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.trigger = b""
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        url = sa.make_url(url_of(dialect))
+        self.target = (url.host or "127.0.0.1", url.port or (3306 if dialect == "mysql" else 5432))
+        self.trigger = COMMIT
         self.action: Literal["stall", "outage"] = "stall"
         self.armed = False
         self.hit = asyncio.Event()
@@ -42,14 +153,14 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
-    def arm(self, trigger: bytes, action: Literal["stall", "outage"]) -> None:
+    def arm(self, trigger: Trigger, action: Literal["stall", "outage"]) -> None:
         self.trigger, self.action = trigger, action
         self.hit.clear()
         self.armed = True
 
     def url(self) -> str:
         """The database URL through this proxy."""
-        return sa.make_url(MYSQL_URL).set(port=self.port).render_as_string(hide_password=False)
+        return proxied_url(self.dialect, self.port)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -82,8 +193,8 @@ class FaultProxy:
             return
         self._writers |= {cw, sw}
         tasks = {
-            asyncio.ensure_future(self._pipe(cr, sw, up=True)),
-            asyncio.ensure_future(self._pipe(sr, cw, up=False)),
+            asyncio.ensure_future(self._up(ClientStream(cr, self.dialect), sw)),
+            asyncio.ensure_future(self._down(sr, cw)),
         }
         with contextlib.suppress(Exception):
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -95,9 +206,9 @@ class FaultProxy:
             self._writers.discard(w)
             w.transport.abort()
 
-    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, *, up: bool) -> None:
-        while data := await r.read(65536):
-            if up and self.armed and self.trigger in data:
+    async def _up(self, client: ClientStream, w: asyncio.StreamWriter) -> None:
+        while data := await client.read():
+            if self.armed and client.carries(self.trigger):
                 self.armed = False
                 self.hit.set()
                 if self.action == "outage":
@@ -107,10 +218,23 @@ class FaultProxy:
             w.write(data)
             await w.drain()
 
+    @staticmethod
+    async def _down(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
 
-async def fault_proxy() -> AsyncIterator[FaultProxy]:
-    url = sa.make_url(MYSQL_URL)
-    p = FaultProxy((url.host or "127.0.0.1", url.port or 3306))
+
+def proxied_url(dialect: Dialect, port: int) -> str:
+    """The database URL of ``dialect`` with its server reached on ``port``."""
+    url = sa.make_url(url_of(dialect)).set(port=port)
+    return url.render_as_string(hide_password=False)
+
+
+async def fault_proxy(backend: str) -> AsyncIterator[FaultProxy]:
+    """A fixture (wrap it with ``pytest.fixture``): the proxy in front of the SQL server
+    of the test's ``backend``."""
+    p = FaultProxy(dialect_of(backend))
     await p.start()
     try:
         yield p

@@ -1,9 +1,9 @@
 """A short SQL outage that cuts an open claim's COMMIT: the job still runs once.
 
 An idle runner starts a job once its claim statement has run, while the claim's commit
-is on its way (an *open* claim). Here a TCP proxy in front of MariaDB drops that COMMIT,
-aborts every connection through it and refuses new ones for 0.2 to 1 s, as a server killed
-and restarted would. SQL is back long before the runner's local deadline, so each
+is on its way (an *open* claim). Here a TCP proxy in front of MariaDB or PostgreSQL drops
+that COMMIT, aborts every connection through it and refuses new ones for 0.2 to 1 s, as a
+server killed and restarted would. SQL is back long before the runner's local deadline, so each
 handler's outcome must be recorded exactly once, and no job may run twice.
 """
 
@@ -23,12 +23,12 @@ from ..chaos.harness import wait_for
 from ..conftest import QueueFactory
 from .sqlproxy import COMMIT, FaultProxy, fault_proxy
 
-MYSQL_ONLY = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+SQL_SERVERS = pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 
 outage_proxy = pytest.fixture(fault_proxy)
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(120)
 async def test_sql_outage_at_claim_commit_never_runs_a_job_twice(
     make_queue: QueueFactory, outage_proxy: FaultProxy, caplog: pytest.LogCaptureFixture

@@ -1,5 +1,6 @@
-"""Real SQL faults through a TCP proxy in front of MariaDB: a connection cut right after
-the server executed (and committed) an INSERT, and a database that is not reachable."""
+"""Real SQL faults through a TCP proxy in front of MariaDB and of PostgreSQL: a connection
+cut right after the server executed (and committed) an INSERT, a claim's COMMIT that never
+reaches the server, and a database that is not reachable."""
 
 from __future__ import annotations
 
@@ -21,19 +22,22 @@ from aqueue import (
     StoreError,
 )
 
-from ..conftest import MYSQL_URL, QueueFactory
+from ..conftest import QueueFactory
+from .sqlproxy import COMMIT, INSERT, ClientStream, Dialect, dialect_of, proxied_url, url_of
 
 
 class CuttingProxy:
-    """Forwards to MariaDB; once armed, the connection that sends the ``trigger``
+    """Forwards to the SQL server; once armed, the connection that sends the ``trigger``
     statement (an INSERT) gets it delivered and executed, then is cut before the reply
     reaches the client; with ``deliver`` off it is cut before the statement reaches the
     server (which then rolls back the connection's open transaction)."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        url = sa.make_url(url_of(dialect))
+        self.target = (url.host or "127.0.0.1", url.port or 0)
         self.armed = False
-        self.trigger = b"INSERT INTO"
+        self.trigger = INSERT
         self.deliver = True
         self.cuts = 0
         self.server: asyncio.Server | None = None
@@ -49,9 +53,11 @@ class CuttingProxy:
         hold = asyncio.Event()
         cut = asyncio.Event()
 
+        client = ClientStream(cr, self.dialect)
+
         async def up() -> None:
-            while data := await cr.read(65536):
-                if self.armed and self.trigger in data:
+            while data := await client.read():
+                if self.armed and client.carries(self.trigger):
                     self.armed = False
                     if not self.deliver:
                         self.cuts += 1
@@ -66,7 +72,9 @@ class CuttingProxy:
         async def down() -> None:
             while data := await sr.read(65536):
                 if hold.is_set():
-                    # the server's reply to the INSERT: it is committed; drop the reply
+                    # the server's reply to the INSERT: it is committed (PostgreSQL too:
+                    # it flushes its replies with ReadyForQuery, after the implicit
+                    # transaction's commit); drop the reply
                     self.cuts += 1
                     cut.set()
                     return
@@ -86,6 +94,9 @@ class CuttingProxy:
             with contextlib.suppress(Exception):
                 await w.wait_closed()
 
+    def url(self) -> str:
+        return proxied_url(self.dialect, self.port)
+
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
@@ -93,25 +104,23 @@ class CuttingProxy:
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[CuttingProxy]:
-    url = sa.make_url(MYSQL_URL)
-    p = CuttingProxy((url.host or "127.0.0.1", url.port or 3306))
+async def proxy(backend: str) -> AsyncIterator[CuttingProxy]:
+    p = CuttingProxy(dialect_of(backend))
     await p.start()
     yield p
     await p.close()
 
 
-# These tests are about the MariaDB connection: run them on that backend only.
-MYSQL_ONLY = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+# These tests are about the SQL server's connection: run them on the servers.
+SQL_SERVERS = pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 async def test_commit_outcome_unknown_carries_id_and_retry_is_a_noop(
     make_queue: QueueFactory, proxy: CuttingProxy
 ) -> None:
     direct = make_queue()
-    url = sa.make_url(MYSQL_URL).set(port=proxy.port).render_as_string(hide_password=False)
-    cut = make_queue(database_url=url)
+    cut = make_queue(database_url=proxy.url())
 
     @direct.task
     async def charge(order: int) -> int:
@@ -126,25 +135,26 @@ async def test_commit_outcome_unknown_carries_id_and_retry_is_a_noop(
     assert proxy.cuts == 1, repr(err.value.__cause__)
     job_id = err.value.job_id
     assert job_id in str(err.value)
-    # The INSERT did commit: enqueueing again with the id is a no-op returning that job.
+    # The INSERT did commit before its reply was lost...
+    counts = await direct.counts()
+    assert counts[JobStatus.TODO] == sum(counts.values()) == 1
+    # ...so enqueueing again with the id is a no-op returning that job.
     again = await direct.options(job_id=job_id).enqueue("charge", 7)
     assert again.id == job_id
-    counts = await direct.counts()
-    assert sum(counts.values()) == 1
+    assert sum((await direct.counts()).values()) == 1
     assert await again.status() is JobStatus.TODO
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 async def test_open_claim_whose_commit_is_lost_is_taken_again(
     make_queue: QueueFactory, proxy: CuttingProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An idle runner starts a job once its claim statement has run, while the claim's
-    commit is on its way. The connection is cut before that COMMIT reaches MariaDB (the
-    server rolls the claim back): the runner claims the job again under the same token
+    commit is on its way. The connection is cut before that COMMIT reaches the server
+    (which rolls the claim back): the runner claims the job again under the same token
     before recording it, so the job runs once and ends ``done``."""
     direct = make_queue()
-    url = sa.make_url(MYSQL_URL).set(port=proxy.port).render_as_string(hide_password=False)
-    cut = make_queue(database_url=url)
+    cut = make_queue(database_url=proxy.url())
     runs: list[int] = []
 
     @direct.task
@@ -155,9 +165,7 @@ async def test_open_claim_whose_commit_is_lost_is_taken_again(
     cut.task(work.fn)
     job = await work.enqueue(21)
     await cut.connect()  # the schema is in place: the first COMMIT is the claim's
-    # the COMMIT statement itself (COM_QUERY, 0x03), not "SET AUTOCOMMIT = 0", which the
-    # claim connections send first
-    proxy.trigger, proxy.deliver, proxy.armed = b"\x03COMMIT", False, True
+    proxy.trigger, proxy.deliver, proxy.armed = COMMIT, False, True
     runner = Runner(cut, RunnerConfig(burst=True, handle_signals=False))
     with caplog.at_level(logging.WARNING, logger="aqueue.runner"):
         await asyncio.wait_for(runner.run(), 30)
@@ -172,13 +180,14 @@ async def test_open_claim_whose_commit_is_lost_is_taken_again(
     assert runner.stats.finishes_rejected == 0
 
 
-@MYSQL_ONLY
-async def test_unreachable_database_never_reports_success(make_queue: QueueFactory) -> None:
+@SQL_SERVERS
+async def test_unreachable_database_never_reports_success(
+    make_queue: QueueFactory, backend: str
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    url = sa.make_url(MYSQL_URL).set(port=port).render_as_string(hide_password=False)
-    q = make_queue(database_url=url, init_db=False)
+    q = make_queue(database_url=proxied_url(dialect_of(backend), port), init_db=False)
 
     @q.task
     async def t() -> None:
