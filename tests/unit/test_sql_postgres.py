@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aqueue._models import IdRun, JobStatus, NewJob
-from aqueue._store.base import Claim, Finish, Reclaim
+from aqueue._store.base import Claim, Finish, JobQuery, Reclaim
 from aqueue._store.sql import PostgresQueries, dialect
 
 q = PostgresQueries('"jobs"', '"jobs_meta"')
@@ -75,6 +75,15 @@ def _statements(n: int) -> dict[str, tuple[str, list[Any]]]:
         "cancel": q.cancel("j0", "why", 9),
         "finished_page": q.finished_page("q", 9, 10),
         "delete_finished": q.delete_finished(ids),
+        "find_jobs": q.find_jobs(
+            JobQuery("q", (JobStatus.FAILED, JobStatus.DONE), "t", None, "x", 1, 2, "j9"), 50
+        ),
+        "oldest_due": q.oldest_due("q", 9),
+        "repush_jobs": q.repush_jobs(ids, 9),
+        "repushed": q.repushed(ids, 9),
+        "cancel_jobs": q.cancel_jobs(ids, "why", 9),
+        "cancelled": q.cancelled(ids, 9),
+        "delete_jobs": q.delete_jobs(ids),
     }
 
 

@@ -68,6 +68,25 @@ class Reclaim:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """The jobs of ``queue`` that an operator's read or bulk action names: those matching
+    every field given. ``text`` is a substring of the arguments or the error (case
+    sensitive, every character literal); ``created_from``/``created_to`` bound ``created_at``
+    (µs, the second one excluded); ``before_id`` continues a page: the jobs come newest
+    first (ids are created in time order) and the next page starts below the last id
+    shown."""
+
+    queue: str
+    statuses: tuple[JobStatus, ...] = ()
+    task: str | None = None
+    job_id: str | None = None
+    text: str | None = None
+    created_from: int | None = None
+    created_to: int | None = None
+    before_id: str | None = None
+
+
 def fences(items: Sequence[tuple[str, int, int]]) -> dict[str, tuple[int, int]]:
     """The ``(stalls, attempts)`` each job's claim is fenced by. Two copies of one job in
     a batch: the later one (as the store moves them, both only grow, until a repush); the
@@ -310,6 +329,31 @@ class JobStore(Protocol):
 
     async def purge_queue(self, queue: str) -> int:
         """Delete every job of ``queue``. Returns how many."""
+        ...
+
+    # -- operators' reads and bulk actions ---------------------------------------------
+
+    async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` jobs matching ``query``, newest first (descending id)."""
+        ...
+
+    async def oldest_due(self, queue: str, now: int) -> int | None:
+        """The ``run_at`` of the longest-waiting ``todo`` job of ``queue`` due at ``now``
+        (``None``: none is waiting): how old the backlog is."""
+        ...
+
+    async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
+        """:meth:`repush` of each of ``ids`` that is not ``running`` (without ``force``);
+        returns the jobs repushed, as they now stand (to be dispatched)."""
+        ...
+
+    async def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> set[str]:
+        """:meth:`cancel` of each of ``ids``; returns the ids cancelled."""
+        ...
+
+    async def delete_jobs(self, ids: Sequence[str]) -> int:
+        """Delete each of ``ids`` that is not ``running`` (a queued job's message is then
+        dropped by the runner that takes it: its claim finds no row). Returns how many."""
         ...
 
     # -- schedules ------------------------------------------------------------------

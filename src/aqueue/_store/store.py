@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._errors import EnqueueOutcomeUnknownError, StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
-from .base import Claim, ClaimState, Commit, Finish, Reclaim
+from .base import Claim, ClaimState, Commit, Finish, JobQuery, Reclaim
 from .errors import is_definite
 from .executor import Executor, parse_url
 from .sql import dialect, record
@@ -342,6 +342,40 @@ class Store:
 
     async def purge_queue(self, queue: str) -> int:
         return await self._execute("purging", *self.sql.purge_queue(queue))
+
+    # -- operators' reads and bulk actions ---------------------------------------------
+
+    async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
+        rows = await self._fetch("finding jobs", *self.sql.find_jobs(query, limit))
+        return [record(r) for r in rows]
+
+    async def oldest_due(self, queue: str, now: int) -> int | None:
+        rows = await self._fetch("reading the backlog", *self.sql.oldest_due(queue, now))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
+        if not ids:
+            return []
+        ids = sorted(set(ids))
+        if not await self._execute("repushing jobs", *self.sql.repush_jobs(ids, now)):
+            return []
+        return [record(r) for r in await self._fetch("reading", *self.sql.repushed(ids, now))]
+
+    async def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> set[str]:
+        if not ids:
+            return set()
+        ids = sorted(set(ids))
+        count = await self._execute("cancelling jobs", *self.sql.cancel_jobs(ids, reason, now))
+        if count == len(ids):
+            return set(ids)
+        if not count:
+            return set()
+        return {r[0] for r in await self._fetch("reading", *self.sql.cancelled(ids, now))}
+
+    async def delete_jobs(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return await self._execute("deleting jobs", *self.sql.delete_jobs(sorted(set(ids))))
 
     # -- schedules ------------------------------------------------------------------
 

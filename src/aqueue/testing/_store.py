@@ -15,16 +15,17 @@ from .._ids import now_us
 from .._models import IdRun, JobRecord, JobStatus, NewJob
 from .._store.base import Claim, ClaimState, Commit, Finish, Reclaim, fences
 from .._store.schema import SCHEMA_VERSION
+from ._control import JobControl
 from ._rows import Row, Table
 
 
-class MemoryStore:
+class MemoryStore(JobControl):
     """Jobs in a dict, for tests: no durability, one process. ``clock``: the store's
     own clock (``server_time_us``), the real time by default."""
 
     def __init__(self, clock: Callable[[], int] | None = None) -> None:
         self._clock = clock or now_us
-        self._table = Table()
+        self._table: Table = Table()
         self._rows = self._table.rows
         self._meta: dict[str, str] = {}
         self._schema: int | None = None
@@ -346,53 +347,6 @@ class MemoryStore:
         await self._step()
         running = (r for r in self._table.of(queue) if r.status is JobStatus.RUNNING)
         return sum(1 for r in running if r.lease_owner == owner)
-
-    # -- job control ----------------------------------------------------------------
-
-    async def repush(self, job_id: str, now: int, *, force: bool) -> JobRecord | None:
-        await self._step()
-        r = self._rows.get(job_id)
-        if r is None:
-            return None
-        if r.status is JobStatus.RUNNING:
-            if not force:
-                return r.record()
-            r.run_at = r.leased_until if r.leased_until is not None else now
-        else:
-            r.run_at = now
-        r.status, r.attempts, r.stalls = JobStatus.TODO, 0, 0
-        r.leave_running()
-        r.dispatched_at = r.finished_at = None
-        r.result = r.error = None
-        r.updated_at = now
-        return r.record()
-
-    async def cancel(self, job_id: str, reason: str, now: int) -> bool:
-        await self._step()
-        r = self._rows.get(job_id)
-        if r is None or r.status not in (JobStatus.TODO, JobStatus.RUNNING):
-            return False
-        r.status, r.error, r.finished_at = JobStatus.CANCELLED, reason, now
-        r.run_at, r.updated_at = min(r.run_at, now), now
-        r.lease_token, r.leased_until, r.unique_key = None, None, None
-        return True
-
-    async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:
-        await self._step()
-        gone = [
-            r.id
-            for r in self._table.of(queue)
-            if r.status.is_final
-            and r.run_at < before
-            and r.finished_at is not None
-            and r.finished_at < before
-        ]
-        return self._table.delete(gone)
-
-    async def purge_queue(self, queue: str) -> int:
-        await self._step()
-        gone = [r.id for r in self._table.of(queue)]
-        return self._table.delete(gone)
 
     # -- schedules ------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ from typing import Any
 
 from ..._models import JobStatus
 from ..base import Claim, Reclaim, fences
-from .base import _PUT_BACK, JOB_COLUMNS, BaseQueries, Statement
+from .admin import AdminQueries
+from .base import _PUT_BACK, JOB_COLUMNS, Statement
 
 
-class Queries(BaseQueries):
+class Queries(AdminQueries):
     """Every statement the SQL dialects share."""
 
     # -- claims -----------------------------------------------------------------------

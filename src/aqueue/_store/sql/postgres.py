@@ -86,6 +86,9 @@ class PostgresQueries(Queries):
 
     # -- statements written differently -----------------------------------------------
 
+    def contains(self, column: str, placeholder: str) -> str:
+        return f"strpos({column}, {placeholder}) > 0"
+
     def insert(self, jobs: Sequence[NewJob], now: int, *, careful: bool) -> Statement:
         cols = (
             "id, queue, task, payload, priority, max_attempts, run_at, created_at, unique_key, "

@@ -1,0 +1,116 @@
+"""The statements of the operators' reads and bulk actions (pure builders, as in
+``base``): jobs found by a filter, newest first, in keyset pages; the age of a backlog;
+repush, cancel and delete of many jobs by id.
+
+A page is ordered by id, descending: ids are created in time order, so the newest jobs
+come first, and the next page starts below the last id shown, which costs the same on
+the millionth row as on the first (no ``OFFSET``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..base import JobQuery
+from .base import _PUT_BACK, JOB_COLUMNS, BaseQueries, Statement
+
+
+class AdminQueries(BaseQueries):
+    """Filters, pages and bulk actions over one jobs table."""
+
+    def contains(self, column: str, placeholder: str) -> str:
+        """SQL true when ``column`` holds the text bound at ``placeholder``, case
+        sensitive, no character special (a ``LIKE`` pattern would read ``%`` and ``_``
+        as wildcards, and SQLite's ``LIKE`` ignores case)."""
+        return f"INSTR({column}, {placeholder}) > 0"
+
+    def where_query(self, query: JobQuery, params: list[Any]) -> str:
+        """The conditions of ``query``, ANDed."""
+        b = self.bind
+        where = [f"queue = {b(params, query.queue)}"]
+        if query.statuses:
+            where.append(f"status IN ({self.bind_all(params, [s.value for s in query.statuses])})")
+        if query.task is not None:
+            where.append(f"task = {b(params, query.task)}")
+        if query.job_id is not None:
+            where.append(f"id = {b(params, query.job_id)}")
+        if query.created_from is not None:
+            where.append(f"created_at >= {b(params, query.created_from)}")
+        if query.created_to is not None:
+            where.append(f"created_at < {b(params, query.created_to)}")
+        if query.text:
+            text = query.text
+            where.append(
+                f"({self.contains('payload', b(params, text))} OR "
+                f"{self.contains('error', b(params, text))})"
+            )
+        if query.before_id is not None:
+            where.append(f"id < {b(params, query.before_id)}")
+        return " AND ".join(where)
+
+    def find_jobs(self, query: JobQuery, limit: int) -> Statement:
+        params: list[Any] = []
+        sql = (
+            f"SELECT {JOB_COLUMNS} FROM {self.t} WHERE {self.where_query(query, params)} "
+            f"ORDER BY id DESC LIMIT {int(limit)}"
+        )
+        return sql, params
+
+    def oldest_due(self, queue: str, now: int) -> Statement:
+        """The ``run_at`` of the longest-waiting due ``todo`` job (the ``(queue, status,
+        run_at)`` index's first entry in range)."""
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"SELECT MIN(run_at) FROM {self.t} WHERE queue = {b(params, queue)} "
+            f"AND status = 'todo' AND run_at <= {b(params, now)}"
+        )
+        return sql, params
+
+    def repush_jobs(self, ids: Sequence[str], now: int) -> Statement:
+        """Jobs that are not ``running`` back to ``todo`` with fresh attempts, due now."""
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"UPDATE {self.t} SET status = 'todo', attempts = 0, stalls = 0, {_PUT_BACK}, "
+            "dispatched_at = NULL, finished_at = NULL, result = NULL, error = NULL, "
+            f"updated_at = {b(params, now)}, run_at = {b(params, now)} "
+            f"WHERE {self.ids_in(params, ids)} AND status <> 'running'"
+        )
+        return sql, params
+
+    def repushed(self, ids: Sequence[str], now: int) -> Statement:
+        """The jobs among ``ids`` that a repush at ``now`` wrote."""
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"SELECT {JOB_COLUMNS} FROM {self.t} WHERE {self.ids_in(params, ids)} "
+            f"AND status = 'todo' AND attempts = 0 AND updated_at = {b(params, now)}"
+        )
+        return sql, params
+
+    def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> Statement:
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"UPDATE {self.t} SET status = 'cancelled', error = {b(params, reason)}, "
+            f"finished_at = {b(params, now)}, run_at = {self.earlier('run_at', params, now)}, "
+            f"updated_at = {b(params, now)}, lease_token = NULL, "
+            "leased_until = NULL, unique_key = NULL "
+            f"WHERE {self.ids_in(params, ids)} AND status IN ('todo', 'running')"
+        )
+        return sql, params
+
+    def cancelled(self, ids: Sequence[str], now: int) -> Statement:
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"SELECT id FROM {self.t} WHERE {self.ids_in(params, ids)} "
+            f"AND status = 'cancelled' AND updated_at = {b(params, now)}"
+        )
+        return sql, params
+
+    def delete_jobs(self, ids: Sequence[str]) -> Statement:
+        params: list[Any] = []
+        sql = f"DELETE FROM {self.t} WHERE {self.ids_in(params, ids)} AND status <> 'running'"
+        return sql, params

@@ -1,0 +1,113 @@
+"""Job control and operators' reads of the in-memory store (a part of ``MemoryStore``):
+repush, cancel, purges, and the filters, pages and bulk actions, with the SQL store's
+semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._models import JobRecord, JobStatus
+from .._store.base import JobQuery
+from ._rows import Row, Table
+
+
+def _matches(r: Row, q: JobQuery) -> bool:
+    return (
+        r.queue == q.queue
+        and (not q.statuses or r.status in q.statuses)
+        and (q.task is None or r.task == q.task)
+        and (q.job_id is None or r.id == q.job_id)
+        and (q.created_from is None or r.created_at >= q.created_from)
+        and (q.created_to is None or r.created_at < q.created_to)
+        and (not q.text or q.text in r.payload or q.text in (r.error or ""))
+        and (q.before_id is None or r.id < q.before_id)
+    )
+
+
+class JobControl:
+    """Needs the store's rows (``_table``) and its one-step yield (``_step``)."""
+
+    _table: Table
+
+    async def _step(self) -> None:
+        raise NotImplementedError
+
+    async def repush(self, job_id: str, now: int, *, force: bool) -> JobRecord | None:
+        await self._step()
+        r = self._table.rows.get(job_id)
+        if r is None:
+            return None
+        if r.status is JobStatus.RUNNING:
+            if not force:
+                return r.record()
+            r.run_at = r.leased_until if r.leased_until is not None else now
+        else:
+            r.run_at = now
+        r.status, r.attempts, r.stalls = JobStatus.TODO, 0, 0
+        r.leave_running()
+        r.dispatched_at = r.finished_at = None
+        r.result = r.error = None
+        r.updated_at = now
+        return r.record()
+
+    async def cancel(self, job_id: str, reason: str, now: int) -> bool:
+        await self._step()
+        r = self._table.rows.get(job_id)
+        if r is None or r.status not in (JobStatus.TODO, JobStatus.RUNNING):
+            return False
+        r.status, r.error, r.finished_at = JobStatus.CANCELLED, reason, now
+        r.run_at, r.updated_at = min(r.run_at, now), now
+        r.lease_token, r.leased_until, r.unique_key = None, None, None
+        return True
+
+    async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:
+        await self._step()
+        gone = [
+            r.id
+            for r in self._table.of(queue)
+            if r.status.is_final
+            and r.run_at < before
+            and r.finished_at is not None
+            and r.finished_at < before
+        ]
+        return self._table.delete(gone)
+
+    async def purge_queue(self, queue: str) -> int:
+        await self._step()
+        gone = [r.id for r in self._table.of(queue)]
+        return self._table.delete(gone)
+
+    # -- operators' reads and bulk actions ---------------------------------------------
+
+    async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
+        await self._step()
+        rows = sorted(
+            (r for r in self._table.rows.values() if _matches(r, query)), key=lambda r: r.id
+        )
+        return [r.record() for r in reversed(rows[-limit:])] if limit > 0 else []
+
+    async def oldest_due(self, queue: str, now: int) -> int | None:
+        await self._step()
+        due = [
+            r.run_at
+            for r in self._table.of(queue)
+            if r.status is JobStatus.TODO and r.run_at <= now
+        ]
+        return min(due, default=None)
+
+    async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
+        out = []
+        for job_id in sorted(set(ids)):
+            rec = await self.repush(job_id, now, force=False)
+            if rec is not None and rec.status is JobStatus.TODO and rec.updated_at == now:
+                out.append(rec)
+        return out
+
+    async def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> set[str]:
+        return {i for i in sorted(set(ids)) if await self.cancel(i, reason, now)}
+
+    async def delete_jobs(self, ids: Sequence[str]) -> int:
+        await self._step()
+        rows = self._table.rows
+        gone = [i for i in set(ids) if i in rows and rows[i].status is not JobStatus.RUNNING]
+        return self._table.delete(gone)

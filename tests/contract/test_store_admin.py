@@ -1,0 +1,102 @@
+"""The ``JobStore`` contract, part 3: the operators' reads and bulk actions (filters,
+keyset pages newest first, backlog age, repush / cancel / delete of many jobs). One suite
+over the memory, SQLite, MariaDB and PostgreSQL stores."""
+
+from __future__ import annotations
+
+from aqueue._ids import now_us
+from aqueue._models import JobStatus, NewJob
+from aqueue._store.base import Finish, JobQuery, JobStore
+
+from .helpers import claim, new
+
+
+async def _five(store: JobStore) -> tuple[list[NewJob], int]:
+    """Five jobs of queue q created 1 s apart (ids in time order, as generated ids are
+    from one millisecond to the next), one of q2; the second one failed with an error,
+    the third done, the fourth running."""
+    base = now_us() - 10_000_000
+    jobs = [new(job_id=f"job-{i}", created_at=base + i * 1_000_000) for i in range(5)]
+    jobs[2] = jobs[2]._replace(task="other", payload='{"a":["100%_sure"]}')
+    await store.insert_jobs([*jobs, new(queue="q2")], base)
+    now = now_us()
+    ids = [j.id for j in jobs]
+    assert await store.claim(claim(ids[1:4], "tok", now=now)) == set(ids[1:4])
+    finishes = [
+        Finish(ids[1], "tok", JobStatus.FAILED, error='{"type":"Boom","message":"disk full"}'),
+        Finish(ids[2], "tok", JobStatus.DONE, result="1"),
+    ]
+    assert await store.finish(finishes, now) == set(ids[1:3])
+    return jobs, now
+
+
+async def test_find_jobs_pages_newest_first_by_keyset(store: JobStore) -> None:
+    jobs, _ = await _five(store)
+    ids = [j.id for j in jobs]
+    page = await store.find_jobs(JobQuery("q"), 2)
+    assert [r.id for r in page] == [ids[4], ids[3]]
+    page = await store.find_jobs(JobQuery("q", before_id=page[-1].id), 2)
+    assert [r.id for r in page] == [ids[2], ids[1]]
+    page = await store.find_jobs(JobQuery("q", before_id=page[-1].id), 2)
+    assert [r.id for r in page] == [ids[0]]
+    assert await store.find_jobs(JobQuery("nope"), 10) == []
+
+
+async def test_find_jobs_filters_narrow_together(store: JobStore) -> None:
+    jobs, _ = await _five(store)
+    ids = [j.id for j in jobs]
+
+    async def found(**kw: object) -> list[str]:
+        return [r.id for r in await store.find_jobs(JobQuery("q", **kw), 100)]  # type: ignore[arg-type]
+
+    assert await found(statuses=(JobStatus.FAILED,)) == [ids[1]]
+    assert await found(statuses=(JobStatus.TODO, JobStatus.RUNNING)) == [ids[4], ids[3], ids[0]]
+    assert await found(task="other") == [ids[2]]
+    assert await found(job_id=ids[3]) == [ids[3]]
+    assert await found(text="disk full") == [ids[1]]  # in the error
+    assert await found(text="100%_") == [ids[2]]  # in the arguments; wildcards literal
+    assert await found(text="1%0") == []
+    assert await found(text="%") == [ids[2]]
+    assert await found(text="DISK") == []  # case sensitive on every store
+    assert await found(created_from=jobs[1].created_at, created_to=jobs[3].created_at) == [
+        ids[2],
+        ids[1],
+    ]
+    assert await found(statuses=(JobStatus.DONE,), task="t") == []
+
+
+async def test_oldest_due_is_the_backlog_age(store: JobStore) -> None:
+    now = now_us()
+    assert await store.oldest_due("q", now) is None
+    old, newer, later = new(run_at=now - 5_000_000), new(run_at=now - 1_000), new(run_at=now + 9)
+    await store.insert_jobs([newer, old, later], now)
+    assert await store.oldest_due("q", now) == now - 5_000_000
+    assert await store.claim(claim([old.id], "tok", now=now)) == {old.id}
+    assert await store.oldest_due("q", now) == now - 1_000
+
+
+async def test_bulk_repush_cancel_and_delete_spare_running_jobs(store: JobStore) -> None:
+    jobs, now = await _five(store)
+    ids = [j.id for j in jobs]
+    later = now + 10
+    repushed = await store.repush_jobs([ids[1], ids[2], ids[3], "no-such-job"], later)
+    assert sorted(r.id for r in repushed) == sorted([ids[1], ids[2]])
+    for rec in repushed:
+        assert (rec.status, rec.attempts, rec.error, rec.result) == (JobStatus.TODO, 0, None, None)
+        assert (rec.run_at, rec.updated_at, rec.finished_at) == (later, later, None)
+    running = await store.get_job(ids[3])
+    assert running is not None and running.status is JobStatus.RUNNING
+
+    cancelled = await store.cancel_jobs([ids[0], ids[3], "no-such-job"], "enough", later + 1)
+    assert cancelled == {ids[0], ids[3]}
+    rec = await store.get_job(ids[3])
+    assert rec is not None and rec.status is JobStatus.CANCELLED and rec.lease_token is None
+    assert await store.cancel_jobs([ids[0]], "again", later + 2) == set()  # already final
+
+    assert await store.claim(claim([ids[4]], "tok2", now=later)) == {ids[4]}
+    assert await store.delete_jobs([ids[0], ids[4], "no-such-job"]) == 1
+    assert await store.get_job(ids[0]) is None
+    assert await store.get_job(ids[4]) is not None  # running: kept
+    assert await store.repush_jobs([], later) == []
+    assert await store.cancel_jobs([], "x", later) == set()
+    assert await store.delete_jobs([]) == 0
