@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 FINAL = frozenset({"done", "failed", "cancelled"})
-SQL_FAULTS = frozenset({"mariadb_sigkill", "sql_cut"})
+SQL_FAULTS = frozenset({"mariadb_sigkill", "postgres_sigkill", "sql_cut"})
 FREEZES = frozenset({"runner_sigstop", "machine_pause"})
 VIOLATIONS = ("lost", "stuck", "concurrent", "outside_window", "unexpected", "runner_crashes")
 

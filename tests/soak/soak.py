@@ -1,8 +1,9 @@
 """The randomized fault soak of issue 16.
 
 ``python -m tests.soak.soak --seed 1 --duration 180`` (or ``nox -s soak -- --seed 1
---duration 180``) starts its own ``redis-server`` and its own ``mariadbd`` on free ports,
-a TCP proxy in front of MariaDB, three runners (``python -m aqueue run app:queue``,
+--duration 180``) starts its own ``redis-server`` and its own ``mariadbd`` (or, with
+``--database postgres``, its own PostgreSQL 15 server) on free ports, a TCP proxy in front
+of the SQL server, three runners (``python -m aqueue run app:queue``,
 concurrency 50, lease 3 s, heartbeat 1 s) and a producer process that enqueues ~111 jobs
 a second. Every 5-15 s (scaled down for short runs) it injects one fault, the kinds in a
 shuffled cycle drawn from ``random.Random(seed)``:
@@ -11,7 +12,8 @@ shuffled cycle drawn from ``random.Random(seed)``:
 - ``runner_sigstop``: SIGSTOP a runner for 4-7 s (past its lease), then SIGCONT;
 - ``runner_sigterm``: SIGTERM a runner, wait for its exit, start a new one;
 - ``redis_restart`` / ``redis_flushall``: Redis restarted empty / FLUSHALL;
-- ``mariadb_sigkill``: SIGKILL mariadbd, restart it 0.1-2.5 s later (same port, datadir);
+- ``mariadb_sigkill`` / ``postgres_sigkill``: SIGKILL the SQL server (PostgreSQL: the
+  postmaster and its backends), restart it 0.1-2.5 s later (same port, datadir);
 - ``sql_cut``: the proxy aborts every SQL connection and refuses new ones for 0.2-1 s;
 - ``machine_pause``: every runner SIGSTOPped together for ~8 s, then SIGCONTed together.
 
@@ -46,7 +48,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.chaos.harness import RedisServer, RunnerProcess, clean_env, now_us, spawn_runner
 from tests.soak.checker import Report, classify
-from tests.soak.servers import MariaServer, SqlProxy
+from tests.soak.servers import MariaServer, PostgresServer, SqlProxy
 
 REPO = Path(__file__).resolve().parents[2]
 APP = Path(__file__).parent / "app.py"
@@ -61,6 +63,12 @@ KINDS = (
     "sql_cut",
     "machine_pause",
 )
+DATABASES = ("mariadb", "postgres")
+
+
+def kinds_for(database: str) -> tuple[str, ...]:
+    """The fault kinds; the SQL server's SIGKILL is named after the server killed."""
+    return tuple(f"{database}_sigkill" if k == "mariadb_sigkill" else k for k in KINDS)
 
 
 @dataclass
@@ -81,6 +89,7 @@ class Settings:
     fault_max: float = 15.0
     pause_s: float = 8.0
     drain_timeout: float = 180.0
+    database: str = "mariadb"
     proxy_resets: bool = False
     """While MariaDB is down the proxy accepts connections and resets them (a load balancer
     in front of a dead server) instead of refusing them (the server's own port)."""
@@ -135,7 +144,13 @@ class Soak:
             d.mkdir(parents=True, exist_ok=True)
         shutil.copy(APP, self.app_dir / "app.py")
         self.redis = RedisServer(run_dir / "redis")
-        self.maria = MariaServer(run_dir / "mariadb")
+        self.maria: MariaServer | None = None
+        self.pg: PostgresServer | None = None
+        self.db: MariaServer | PostgresServer
+        if cfg.database == "postgres":
+            self.db = self.pg = PostgresServer(run_dir)
+        else:
+            self.db = self.maria = MariaServer(run_dir / "mariadb")
         self.proxy: SqlProxy | None = None
         self.runners: list[RunnerProcess] = []  # the live ones
         self.all_runners: list[RunnerProcess] = []
@@ -153,18 +168,25 @@ class Soak:
 
     def start_servers(self) -> None:
         self.redis.start()
-        self.maria.install()
-        self.maria.start()
-        self.maria.create_database()
-        self.proxy = SqlProxy(self.maria.port)
+        self.db.install()
+        self.db.start()
+        self.db.create_database("soak")
+        self.proxy = SqlProxy(self.db.port)
         self.proxy.start()
+
+    def db_url(self, port: int | None = None) -> str:
+        """The soak database on the server itself, or through ``port`` (the proxy)."""
+        if self.pg is not None:
+            return self.pg.url_at(port or self.pg.port, "soak")
+        assert self.maria is not None
+        return self.maria.url(port)
 
     def env(self) -> dict[str, str]:
         assert self.proxy is not None
         return clean_env(
             SOAK_QUEUE=self.queue_name,
             SOAK_REDIS_URL=self.redis.url,
-            SOAK_DATABASE_URL=self.maria.url(self.proxy.port),
+            SOAK_DATABASE_URL=self.db_url(self.proxy.port),
             SOAK_TABLE="aqueue_soak",
             SOAK_PREFIX="soak",
             SOAK_LOG_DIR=str(self.exec_dir),
@@ -258,7 +280,7 @@ class Soak:
             finally:
                 c.close()
             self.record(FaultRecord(kind, t, t))
-        elif kind == "mariadb_sigkill":
+        elif kind in ("mariadb_sigkill", "postgres_sigkill"):
             assert self.proxy is not None
             down = rng.uniform(0.1, 2.5)
             t = now_us()
@@ -266,9 +288,9 @@ class Soak:
             # (its open connections die with the server), unless told to reset them.
             if not self.cfg.proxy_resets:
                 await asyncio.to_thread(self.proxy.refuse)
-            await asyncio.to_thread(self.maria.kill)
+            await asyncio.to_thread(self.db.kill)
             await asyncio.sleep(down)  # the outage's planned length
-            start_s = await asyncio.to_thread(self.maria.start)
+            start_s = await asyncio.to_thread(self.db.start)
             if not self.cfg.proxy_resets:
                 await asyncio.to_thread(self.proxy.restore)
             end = now_us()
@@ -302,7 +324,7 @@ class Soak:
                 return
             await asyncio.sleep(gap)  # the schedule drawn from the seed
             if not cycle:  # every kind once per cycle, in a seeded order
-                cycle = list(KINDS)
+                cycle = list(kinds_for(self.cfg.database))
                 self.rng.shuffle(cycle)
             await self.inject(cycle.pop())
 
@@ -320,9 +342,9 @@ class Soak:
     # -- end
 
     async def rows(self) -> dict[str, dict[str, Any]]:
-        """Every job row of the soak's queue, read from MariaDB directly (not through the
-        proxy, which is the soak's to disturb)."""
-        engine = create_async_engine(self.maria.url(), pool_size=1)
+        """Every job row of the soak's queue, read from the SQL server directly (not through
+        the proxy, which is the soak's to disturb)."""
+        engine = create_async_engine(self.db_url(), pool_size=1)
         try:
             async with engine.connect() as conn:
                 res = await conn.execute(
@@ -410,12 +432,15 @@ class Soak:
         if self.proxy is not None:
             self.proxy.close()
         self.redis.kill()
-        self.maria.stop()
+        self.db.stop()
         os.close(self.timeline_fd)
 
     async def run(self) -> Report:
         cfg = self.cfg
-        print(f"soak: seed {cfg.seed}, {cfg.duration:.0f} s, {cfg.jobs} jobs, dir {self.dir}")
+        print(
+            f"soak: seed {cfg.seed}, {cfg.duration:.0f} s, {cfg.jobs} jobs, "
+            f"{cfg.database}, dir {self.dir}"
+        )
         self.source = source_revision()
         await asyncio.to_thread(self.start_servers)
         for _ in range(cfg.runners):
@@ -489,6 +514,7 @@ def excerpts(run_dir: Path, report: Report, limit: int = 6) -> str:
 async def amain(args: argparse.Namespace) -> int:
     cfg = settings_for(args.seed, args.duration, args.jobs)
     cfg.proxy_resets = args.proxy_resets
+    cfg.database = args.database
     base = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
     run_dir = base / f"aqueue-soak-{args.seed}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
@@ -505,6 +531,8 @@ async def amain(args: argparse.Namespace) -> int:
         print(f"run directory kept: {run_dir}")
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
+        if soak.pg is not None:  # its datadir is outside the run directory (see its doc)
+            soak.pg.remove()
     return 0 if report.ok else 1
 
 
@@ -515,6 +543,12 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=None, help="default: 20,000 per 180 s")
     p.add_argument("--dir", default=None, help="where the run directory goes (default: tmp)")
     p.add_argument("--keep", action="store_true", help="keep the run directory")
+    p.add_argument(
+        "--database",
+        choices=DATABASES,
+        default="mariadb",
+        help="the SQL server the soak starts, kills and restarts (default: mariadb)",
+    )
     p.add_argument(
         "--proxy-resets",
         action="store_true",
