@@ -1,9 +1,13 @@
 """An order and its confirmation job in one SQL transaction (transactional enqueue).
 
 Needs ``pip install fastapi uvicorn``. The orders table and aqueue's jobs table live in
-the same database (``DATABASE_URL``, SQLite by default). From the repository root, start
-the app and a runner (two shells)::
+the same database: ``DATABASE_URL``, SQLite by default, or PostgreSQL
+(``postgresql+asyncpg://user@host/db``, with ``aqueue[postgres]``) or MySQL/MariaDB
+(``mysql+asyncmy://...``). ``REDIS_URL``, ``JOBS_TABLE`` and ``KEY_PREFIX`` are read from
+the environment too. From the repository root, start the app and a runner (two shells,
+the same environment)::
 
+    export DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test
     uvicorn examples.fastapi_outbox:app
     python -m aqueue run examples.fastapi_outbox:queue
 
@@ -96,5 +100,7 @@ def build(
 app = build(
     os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///orders.sqlite3"),
     os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    table=os.environ.get("JOBS_TABLE", "aqueue_jobs"),
+    key_prefix=os.environ.get("KEY_PREFIX", "aq"),
 )
 queue: Queue = app.state.queue
