@@ -34,6 +34,7 @@ from ._models import JobRecord, JobStatus, Options
 from ._queue.client import BoundQueue
 from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
+from ._store.base import JobQuery
 from ._task import BoundTask, Task
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "JobExpiredError",
     "JobFailedError",
     "JobNotFoundError",
+    "JobQuery",
     "JobRecord",
     "JobStatus",
     "NoCurrentJobError",

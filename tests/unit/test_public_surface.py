@@ -92,6 +92,7 @@ SNAPSHOT: dict[str, Any] = {
         "JobExpiredError",
         "JobFailedError",
         "JobNotFoundError",
+        "JobQuery",
         "JobRecord",
         "JobStatus",
         "NoCurrentJobError",
@@ -129,6 +130,7 @@ SNAPSHOT: dict[str, Any] = {
         "JobExpiredError": "type",
         "JobFailedError": "type",
         "JobNotFoundError": "type",
+        "JobQuery": "type",
         "JobRecord": "type",
         "JobStatus": "EnumType",
         "NoCurrentJobError": "type",
@@ -155,15 +157,14 @@ SNAPSHOT: dict[str, Any] = {
             "__aexit__": ("async method", "(self, *exc: 'object') -> 'None'", "e3b0c44298fc1c14"),
             "__init__": (
                 "method",
-                "(self, name: 'str', *, redis_url: 'str | None' = "
-                "None, database_url: 'str | None' = None, table: 'str' "
-                "= 'aqueue_jobs', key_prefix: 'str' = 'aq', init_db: "
-                "'bool' = True, max_payload_bytes: 'int' = 1048576, "
-                "default_retries: 'int' = 12, backoff: 'Backoff | "
-                "None' = None, home: 'str | None' = None, "
-                "strict_tasks: 'bool | None' = None, enqueue_batch: "
-                "'int | None' = None, sql_lock_wait_timeout: 'int' = "
-                "5, max_size: 'int | None' = None) -> 'None'",
+                "(self, name: 'str', *, redis_url: 'str | None' = None, "
+                "database_url: 'str | None' = None, table: 'str' = "
+                "'aqueue_jobs', key_prefix: 'str' = 'aq', init_db: 'bool' = "
+                "True, max_payload_bytes: 'int' = 1048576, default_retries: "
+                "'int' = 12, backoff: 'Backoff | None' = None, home: 'str | "
+                "None' = None, strict_tasks: 'bool | None' = None, "
+                "enqueue_batch: 'int | None' = None, sql_lock_wait_timeout: "
+                "'int' = 5, max_size: 'int | None' = None) -> 'None'",
                 "15432c8b93cc48ea",
             ),
             "after_job": ("method", "(self, fn: 'AfterHook') -> 'AfterHook'", "4e605248e32e87f1"),
@@ -172,6 +173,7 @@ SNAPSHOT: dict[str, Any] = {
                 "(self, programs: 'Iterable[str]', *, timeout: 'float | None' = 3600) -> 'None'",
                 "14497b485dfe5aea",
             ),
+            "backlog_age": ("async method", "(self) -> 'float | None'", "2d553815c0c3cb6f"),
             "before_job": ("method", "(self, fn: 'JobHook') -> 'JobHook'", "48e830ff9a0d6e95"),
             "cancel": (
                 "async method",
@@ -179,12 +181,19 @@ SNAPSHOT: dict[str, Any] = {
                 "connection: 'Any' = None) -> 'bool'",
                 "d3a0ee903853910d",
             ),
+            "cancel_jobs": (
+                "async method",
+                "(self, ids: 'Sequence[str] | None' = None, *, query: "
+                "'JobQuery | None' = None, limit: 'int | None' = None, "
+                "reason: 'str' = 'cancelled') -> 'int'",
+                "5cffa14461400a4a",
+            ),
             "close": ("async method", "(self) -> 'None'", "e3b0c44298fc1c14"),
             "commit": (
                 "async method",
-                "(self, job_id: 'str', token: 'str', status: 'str | "
-                "JobStatus', *, result: 'Any' = None, error: 'str | "
-                "None' = None, delay: 'float | None' = None) -> 'None'",
+                "(self, job_id: 'str', token: 'str', status: 'str | JobStatus', "
+                "*, result: 'Any' = None, error: 'str | None' = None, delay: "
+                "'float | None' = None) -> 'None'",
                 "8843bd6cdfcf5be1",
             ),
             "connect": ("async method", "(self) -> 'None'", "fea59b7b056579f2"),
@@ -192,11 +201,17 @@ SNAPSHOT: dict[str, Any] = {
             "cron": (
                 "method",
                 "(self, expr: 'str', *, name: 'str | None' = None, missed: "
-                "'MissedPolicy' = 'latest', catch_up: 'float' = 3600.0, "
-                "retries: 'int | None' = None, timeout: 'float | None' = "
-                "None) -> 'Callable[[Callable[[], Awaitable[R]]], Task[[], "
-                "R]]'",
+                "'MissedPolicy' = 'latest', catch_up: 'float' = 3600.0, retries: "
+                "'int | None' = None, timeout: 'float | None' = None) -> "
+                "'Callable[[Callable[[], Awaitable[R]]], Task[[], R]]'",
                 "dbb71350d95f9d98",
+            ),
+            "delete_jobs": (
+                "async method",
+                "(self, ids: 'Sequence[str] | None' = None, *, query: "
+                "'JobQuery | None' = None, limit: 'int | None' = None) -> "
+                "'int'",
+                "531a4547ed922aa6",
             ),
             "enqueue": (
                 "async method",
@@ -205,24 +220,38 @@ SNAPSHOT: dict[str, Any] = {
             ),
             "enqueue_many": (
                 "async method",
-                "(self, calls: 'Iterable[tuple[str | Task[Any, "
-                "Any], Sequence[Any], dict[str, Any]]]', *, "
-                "options: 'Options | None' = None) -> 'list[Job]'",
+                "(self, calls: 'Iterable[tuple[str | Task[Any, Any], "
+                "Sequence[Any], dict[str, Any]]]', *, options: 'Options | "
+                "None' = None) -> 'list[Job]'",
                 "1e50ef8a42073282",
             ),
             "exec": (
                 "async method",
-                "(self, argv: 'Sequence[str]', *, timeout: 'float | None' "
-                "= None, cwd: 'str | None' = None, env: 'dict[str, str] | "
-                "None' = None, stdin: 'str | None' = None, options: "
-                "'Options | None' = None) -> 'Job'",
+                "(self, argv: 'Sequence[str]', *, timeout: 'float | None' = None, "
+                "cwd: 'str | None' = None, env: 'dict[str, str] | None' = None, "
+                "stdin: 'str | None' = None, options: 'Options | None' = None) -> "
+                "'Job'",
                 "1fbb64ac584c87cd",
+            ),
+            "find_jobs": (
+                "async method",
+                "(self, query: 'JobQuery | None' = None, limit: 'int' = 50) -> 'list[JobRecord]'",
+                "bcbd1ed88d8f44d7",
             ),
             "job": ("method", "(self, job_id: 'str') -> 'Job'", "5199e6677b67d823"),
             "job_ids": (
                 "async method",
                 "(self, status: 'str | JobStatus', limit: 'int' = 1000) -> 'list[str]'",
                 "a8a30c201a2a596b",
+            ),
+            "job_query": (
+                "method",
+                "(self, *, status: 'str | JobStatus | Iterable[str | "
+                "JobStatus] | None' = None, task: 'str | None' = None, "
+                "job_id: 'str | None' = None, text: 'str | None' = None, "
+                "created_from: 'Moment | None' = None, created_to: 'Moment | "
+                "None' = None, before_id: 'str | None' = None) -> 'JobQuery'",
+                "052f668f46268e38",
             ),
             "middleware": (
                 "method",
@@ -234,11 +263,10 @@ SNAPSHOT: dict[str, Any] = {
             "options": ("method", "(self, **options: 'Any') -> 'BoundQueue'", "12dfdfee9405948e"),
             "periodic": (
                 "method",
-                "(self, *, every: 'float', name: 'str | None' = None, "
-                "missed: 'MissedPolicy' = 'latest', catch_up: 'float' "
-                "= 3600.0, retries: 'int | None' = None, timeout: "
-                "'float | None' = None) -> 'Callable[[Callable[[], "
-                "Awaitable[R]]], Task[[], R]]'",
+                "(self, *, every: 'float', name: 'str | None' = None, missed: "
+                "'MissedPolicy' = 'latest', catch_up: 'float' = 3600.0, "
+                "retries: 'int | None' = None, timeout: 'float | None' = None) "
+                "-> 'Callable[[Callable[[], Awaitable[R]]], Task[[], R]]'",
                 "e594a4a2c38ceb69",
             ),
             "purge": ("async method", "(self) -> 'int'", "2ff388d482c46aaa"),
@@ -251,6 +279,13 @@ SNAPSHOT: dict[str, Any] = {
                 "async method",
                 "(self, job_id: 'str', *, force: 'bool' = False) -> 'Job'",
                 "d95e359f7687fe3b",
+            ),
+            "retry_jobs": (
+                "async method",
+                "(self, ids: 'Sequence[str] | None' = None, *, query: "
+                "'JobQuery | None' = None, limit: 'int | None' = None) -> "
+                "'int'",
+                "642ddd2dde7b4a05",
             ),
             "run": (
                 "async method",
@@ -265,19 +300,17 @@ SNAPSHOT: dict[str, Any] = {
             "task": (
                 "method",
                 "(self, fn: 'Callable[P, Awaitable[R]]', /) -> 'Task[P, R]'",
-                "(self, *, name: 'str | None' = None, retries: 'int | "
-                "None' = None, timeout: 'float | None' = None, backoff: "
-                "'Backoff | None' = None, no_retry: "
-                "'Iterable[type[BaseException]]' = (), auto_commit: 'bool' "
-                "= True, concurrency: 'int | None' = None) -> "
+                "(self, *, name: 'str | None' = None, retries: 'int | None' = "
+                "None, timeout: 'float | None' = None, backoff: 'Backoff | None' = "
+                "None, no_retry: 'Iterable[type[BaseException]]' = (), "
+                "auto_commit: 'bool' = True, concurrency: 'int | None' = None) -> "
                 "'Callable[[Callable[P, Awaitable[R]]], Task[P, R]]'",
-                "(self, fn: 'Callable[P, Awaitable[R]] | None' = None, /, "
-                "*, name: 'str | None' = None, retries: 'int | None' = "
-                "None, timeout: 'float | None' = None, backoff: 'Backoff | "
-                "None' = None, no_retry: 'Iterable[type[BaseException]]' = "
-                "(), auto_commit: 'bool' = True, concurrency: 'int | None' "
-                "= None) -> 'Task[P, R] | Callable[[Callable[P, "
-                "Awaitable[R]]], Task[P, R]]'",
+                "(self, fn: 'Callable[P, Awaitable[R]] | None' = None, /, *, name: "
+                "'str | None' = None, retries: 'int | None' = None, timeout: "
+                "'float | None' = None, backoff: 'Backoff | None' = None, "
+                "no_retry: 'Iterable[type[BaseException]]' = (), auto_commit: "
+                "'bool' = True, concurrency: 'int | None' = None) -> 'Task[P, R] | "
+                "Callable[[Callable[P, Awaitable[R]]], Task[P, R]]'",
                 "b633823aedd946ef",
             ),
         },
@@ -292,8 +325,8 @@ SNAPSHOT: dict[str, Any] = {
             ),
             "__init__": (
                 "method",
-                "(self, queue: 'QueueHandle', fn: 'Callable[P, "
-                "Awaitable[R]]', config: 'TaskConfig') -> 'None'",
+                "(self, queue: 'QueueHandle', fn: 'Callable[P, Awaitable[R]]', "
+                "config: 'TaskConfig') -> 'None'",
                 "15432c8b93cc48ea",
             ),
             "enqueue": (
@@ -355,9 +388,8 @@ SNAPSHOT: dict[str, Any] = {
             ),
             "enqueue_many": (
                 "async method",
-                "(self, calls: 'Iterable[tuple[str | "
-                "Task[Any, Any], Sequence[Any], dict[str, "
-                "Any]]]') -> 'list[Job]'",
+                "(self, calls: 'Iterable[tuple[str | Task[Any, Any], "
+                "Sequence[Any], dict[str, Any]]]') -> 'list[Job]'",
                 "e3b0c44298fc1c14",
             ),
         },

@@ -11,10 +11,10 @@ from typing import Any
 from .._job import Job
 from .._models import Options
 from .._task import Task
-from .exec import Exec
+from .admin import Admin
 
 
-class QueueClient(Exec):
+class QueueClient(Admin):
     """Everything of :class:`aqueue.Queue` but running it: registration, configuration,
     the backend (connected at first use), enqueue, job control and admin reads."""
 

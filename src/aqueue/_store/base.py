@@ -74,8 +74,8 @@ class JobQuery:
     every field given. ``text`` is a substring of the arguments or the error (case
     sensitive, every character literal); ``created_from``/``created_to`` bound ``created_at``
     (µs, the second one excluded); ``before_id`` continues a page: the jobs come newest
-    first (ids are created in time order) and the next page starts below the last id
-    shown."""
+    first (by id, descending: ids are in creation order to the millisecond) and the next
+    page starts below the last id shown."""
 
     queue: str
     statuses: tuple[JobStatus, ...] = ()
@@ -334,7 +334,8 @@ class JobStore(Protocol):
     # -- operators' reads and bulk actions ---------------------------------------------
 
     async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
-        """Up to ``limit`` jobs matching ``query``, newest first (descending id)."""
+        """Up to ``limit`` jobs matching ``query``, newest first (descending id: ids are in
+        creation order to the millisecond)."""
         ...
 
     async def oldest_due(self, queue: str, now: int) -> int | None:

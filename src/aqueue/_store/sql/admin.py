@@ -2,9 +2,9 @@
 ``base``): jobs found by a filter, newest first, in keyset pages; the age of a backlog;
 repush, cancel and delete of many jobs by id.
 
-A page is ordered by id, descending: ids are created in time order, so the newest jobs
-come first, and the next page starts below the last id shown, which costs the same on
-the millionth row as on the first (no ``OFFSET``)."""
+A page is ordered by id, descending: ids are in creation order to the millisecond, so
+the newest jobs come first, and the next page starts below the last id shown, which
+costs the same on the millionth row as on the first (no ``OFFSET``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,181 @@
+"""Operators' reads and bulk actions of a queue: jobs found by a filter in pages, the
+backlog's age, and retry / cancel / delete of many jobs at once, by id or by filter. A
+mixin of the client (see ``aqueue._queue``), over :class:`JobControl`.
+
+A bulk action by filter walks the matching jobs page by page (newest first, by id), and
+acts on each page with one statement: it never loads every id at once, and a job that
+changes meanwhile is judged by the action's own compare-and-set (a running job is never
+retried or deleted; a finished one is never cancelled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+
+from .._errors import BrokerError, ConfigurationError
+from .._models import JobRecord, JobStatus
+from .._serde import encode_reason
+from .._store.base import JobQuery
+from .exec import Exec
+
+PAGE = 500
+"""Jobs per statement of a bulk action."""
+
+Moment = datetime | float | int
+"""A point in time: an aware ``datetime`` or UNIX seconds."""
+
+
+def _us(t: Moment | None, what: str) -> int | None:
+    if t is None:
+        return None
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise ConfigurationError(f"{what} must be timezone-aware, got {t!r}")
+        return int(t.timestamp() * 1_000_000)
+    return int(float(t) * 1_000_000)
+
+
+def _statuses(status: str | JobStatus | Iterable[str | JobStatus] | None) -> tuple[JobStatus, ...]:
+    if status is None:
+        return ()
+    if isinstance(status, str | JobStatus):
+        status = [status]
+    try:
+        return tuple(JobStatus(s) for s in status)
+    except ValueError as exc:
+        known = ", ".join(s.value for s in JobStatus)
+        raise ConfigurationError(f"unknown job status ({exc}): use one of {known}") from exc
+
+
+class Admin(Exec):
+    """Finds jobs and acts on many at once."""
+
+    def job_query(
+        self,
+        *,
+        status: str | JobStatus | Iterable[str | JobStatus] | None = None,
+        task: str | None = None,
+        job_id: str | None = None,
+        text: str | None = None,
+        created_from: Moment | None = None,
+        created_to: Moment | None = None,
+        before_id: str | None = None,
+    ) -> JobQuery:
+        """The filter of :meth:`find_jobs` and the bulk actions, checked."""
+        return JobQuery(
+            self.name,
+            _statuses(status),
+            task or None,
+            job_id or None,
+            text or None,
+            _us(created_from, "created_from"),
+            _us(created_to, "created_to"),
+            before_id or None,
+        )
+
+    async def find_jobs(self, query: JobQuery | None = None, limit: int = 50) -> list[JobRecord]:
+        """Up to ``limit`` jobs of this queue matching ``query`` (see :meth:`job_query`),
+        newest first. The next page: the same query with ``before_id`` set to the last
+        id of this one."""
+        if limit < 1:
+            raise ConfigurationError(f"limit must be >= 1, got {limit}")
+        be = await self._backend()
+        return await be.store.find_jobs(query or JobQuery(self.name), limit)
+
+    async def backlog_age(self) -> float | None:
+        """Seconds the longest-waiting due job has waited (``None``: nothing waits)."""
+        be = await self._backend()
+        now = self._clock()
+        oldest = await be.store.oldest_due(self.name, now)
+        return None if oldest is None else max(0.0, (now - oldest) / 1e6)
+
+    async def _targets(
+        self, ids: Sequence[str] | None, query: JobQuery | None, limit: int | None
+    ) -> AsyncIterator[list[str]]:
+        """The ids a bulk action names, a page at a time: ``ids``, or the jobs matching
+        ``query`` (at most ``limit``)."""
+        if (ids is None) == (query is None):
+            raise ConfigurationError("give either job ids or a query")
+        if ids is not None:
+            for i in range(0, len(ids), PAGE):
+                yield list(ids[i : i + PAGE])
+            return
+        assert query is not None
+        if query.queue != self.name:
+            raise ConfigurationError(f"the query is of queue {query.queue!r}, not {self.name!r}")
+        be = await self._backend()
+        left = limit
+        while left is None or left > 0:
+            size = PAGE if left is None else min(PAGE, left)
+            page = await be.store.find_jobs(query, size)
+            if not page:
+                return
+            yield [r.id for r in page]
+            if left is not None:
+                left -= len(page)
+            if len(page) < size:
+                return
+            query = dataclasses.replace(query, before_id=page[-1].id)
+
+    async def retry_jobs(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        query: JobQuery | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Put jobs back to ``todo`` with fresh attempts and into Redis (as
+        :meth:`repush`, never a running job): those of ``ids``, or up to ``limit`` of
+        those matching ``query``. Returns how many."""
+        be = await self._backend()
+        total = 0
+        async for page in self._targets(ids, query, limit):
+            now = self._clock()
+            records = await be.store.repush_jobs(page, now)
+            if not records:
+                continue
+            epoch = await be.dispatcher.rows(records, now)
+            if epoch is not None:
+                for rec in records:
+                    be.marker.add([rec.id], rec.updated_at, epoch)
+            total += len(records)
+        return total
+
+    async def cancel_jobs(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        query: JobQuery | None = None,
+        limit: int | None = None,
+        reason: str = "cancelled",
+    ) -> int:
+        """:meth:`cancel` of each job of ``ids``, or of up to ``limit`` jobs matching
+        ``query`` (those not finished). Returns how many were cancelled."""
+        be = await self._backend()
+        total = 0
+        encoded = encode_reason("Cancelled", reason)
+        async for page in self._targets(ids, query, limit):
+            done = await be.store.cancel_jobs(page, encoded, self._clock())
+            if done:
+                with contextlib.suppress(BrokerError):
+                    await be.broker.notify_finished(sorted(done))
+            total += len(done)
+        return total
+
+    async def delete_jobs(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        query: JobQuery | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete the jobs of ``ids``, or up to ``limit`` jobs matching ``query``, with
+        their results; a running job is kept (cancel it first). Returns how many."""
+        be = await self._backend()
+        total = 0
+        async for page in self._targets(ids, query, limit):
+            total += await be.store.delete_jobs(page)
+        return total
