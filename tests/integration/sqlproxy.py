@@ -57,6 +57,21 @@ def dialect_of(backend: str) -> Dialect:
     return "mysql" if backend == "mysql" else "postgres"
 
 
+def sleep_sql(dialect: Dialect, seconds: float) -> str:
+    """A query that holds its connection for ``seconds``."""
+    return f"SELECT SLEEP({seconds})" if dialect == "mysql" else f"SELECT pg_sleep({seconds})"
+
+
+def session_id_sql(dialect: Dialect) -> str:
+    """The server's id of the connection (what ``kill_sql`` ends)."""
+    return "SELECT CONNECTION_ID()" if dialect == "mysql" else "SELECT pg_backend_pid()"
+
+
+def kill_sql(dialect: Dialect, session: int) -> str:
+    """End another connection from the server's side, as an operator would."""
+    return f"KILL {session}" if dialect == "mysql" else f"SELECT pg_terminate_backend({session})"
+
+
 # PostgreSQL's untyped messages before the startup message: SSL and GSS encryption
 # requests (answered by one byte, then the startup message follows).
 _ENCRYPTION_REQUESTS = {80877103, 80877104}

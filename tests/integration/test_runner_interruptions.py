@@ -22,12 +22,12 @@ from ..chaos.harness import wait_for
 from ..conftest import REDIS_URL, QueueFactory
 from .sqlproxy import CLAIM, FaultProxy, fault_proxy
 
-MYSQL_ONLY = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+SQL_SERVERS = pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 
 proxy = pytest.fixture(fault_proxy)
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_claimed_job_is_given_back_not_started_after_a_pause_past_the_deadline(
     make_queue: QueueFactory, caplog: pytest.LogCaptureFixture
@@ -73,7 +73,7 @@ async def test_claimed_job_is_given_back_not_started_after_a_pause_past_the_dead
     assert info.attempts == 1 and info.stalls == 0, info
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_runner_started_right_after_redis_lost_fresh_jobs_runs_them_within_5s(
     make_queue: QueueFactory,
@@ -113,7 +113,7 @@ async def test_runner_started_right_after_redis_lost_fresh_jobs_runs_them_within
     assert elapsed <= 5.0
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_stop_during_a_claim_in_flight_starts_no_handler_and_puts_the_job_back(
     make_queue: QueueFactory, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
@@ -147,7 +147,7 @@ async def test_stop_during_a_claim_in_flight_starts_no_handler_and_puts_the_job_
     assert info.lease_owner is None, info
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_a_runner_started_while_the_database_is_down_waits_for_it(
     make_queue: QueueFactory, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
@@ -174,7 +174,7 @@ async def test_a_runner_started_while_the_database_is_down_waits_for_it(
     assert await job.result(timeout=5) == "pong"
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 async def test_a_runner_gives_up_on_an_unreachable_database_after_its_startup_wait(
     make_queue: QueueFactory, proxy: FaultProxy
 ) -> None:

@@ -1,5 +1,5 @@
-"""Held connections made stale by a database restart (MariaDB behind a TCP proxy that
-cuts every connection, refuses new ones for a moment, then accepts them again).
+"""Held connections made stale by a database restart (MariaDB or PostgreSQL behind a TCP
+proxy that cuts every connection, refuses new ones for a moment, then accepts them again).
 
 A statement on a connection the server closed is never sent: it goes out on a new
 connection, so an enqueue after the restart succeeds instead of reporting an unknown
@@ -14,19 +14,18 @@ import logging
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from aqueue import EnqueueOutcomeUnknownError, JobStatus, Queue, Runner, RunnerConfig, StoreError
 from aqueue._store.conns import alive
 from aqueue._store.store import Store
 
 from ..chaos.harness import wait_for
-from ..conftest import MYSQL_URL, QueueFactory
-from .sqlproxy import FaultProxy, fault_proxy
+from ..conftest import QueueFactory
+from .sqlproxy import FaultProxy, fault_proxy, sleep_sql
 from .test_sql_faults import CuttingProxy
 from .test_sql_faults import proxy as proxy  # the cutting one, as the fixture "proxy"
 
-MYSQL_ONLY = pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+SQL_SERVERS = pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 
 server = pytest.fixture(fault_proxy, name="server")
 
@@ -35,9 +34,13 @@ async def _store(q: Queue) -> Store:
     return (await q._backend()).store
 
 
+def _sleep(store: Store, seconds: float) -> str:
+    return sleep_sql("postgres" if store.engine.dialect.name == "postgresql" else "mysql", seconds)
+
+
 async def _hold_several(store: Store, n: int = 6) -> None:
     """Statements at once, so that the store holds ``n`` connections between them."""
-    await asyncio.gather(*(store.db.fetch("SELECT SLEEP(0.05)") for _ in range(n)))
+    await asyncio.gather(*(store.db.fetch(_sleep(store, 0.05)) for _ in range(n)))
     assert len(store.db.conns.idle) >= n
 
 
@@ -57,7 +60,7 @@ async def _restart(server: FaultProxy, store: Store, down: float = 0.3) -> float
     return time.monotonic()
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_enqueues_after_a_database_restart_never_report_an_unknown_outcome(
     make_queue: QueueFactory, server: FaultProxy
@@ -87,7 +90,7 @@ async def test_enqueues_after_a_database_restart_never_report_an_unknown_outcome
     assert recovery < 0.5, f"first enqueue after the restart took {recovery:.3f} s"
     # more statements at once than connections held: the engine's pool, which got back
     # the ones over the held bound before the restart, hands out none of its dead ones
-    await asyncio.gather(*(store.db.fetch("SELECT SLEEP(0.02)") for _ in range(15)))
+    await asyncio.gather(*(store.db.fetch(_sleep(store, 0.02)) for _ in range(15)))
     # each stored exactly once
     counts = await q.counts()
     assert sum(counts.values()) == len(before) + len(ids)
@@ -95,13 +98,12 @@ async def test_enqueues_after_a_database_restart_never_report_an_unknown_outcome
     assert server.cuts == 1
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_reply_lost_after_sending_is_still_an_unknown_outcome(
     make_queue: QueueFactory, proxy: CuttingProxy
 ) -> None:
-    url = sa.make_url(MYSQL_URL).set(port=proxy.port).render_as_string(hide_password=False)
-    q = make_queue(database_url=url)
+    q = make_queue(database_url=proxy.url())
 
     @q.task
     async def charge(order: int) -> int:
@@ -111,12 +113,13 @@ async def test_reply_lost_after_sending_is_still_an_unknown_outcome(
     store = await _store(q)
     await _hold_several(store)
     held = len(store.db.conns.idle)
-    proxy.armed = True  # the next INSERT reaches MariaDB and runs; its reply is lost
+    proxy.armed = True  # the next INSERT reaches the server and runs; its reply is lost
     with pytest.raises(EnqueueOutcomeUnknownError) as err:
         await charge.enqueue(7)
     assert proxy.cuts == 1, repr(err.value.__cause__)
     job_id = err.value.job_id
     assert job_id in str(err.value)
+    assert (await q.counts())[JobStatus.TODO] == 2  # it ran and committed
     # not sent again on another connection: stored once, and enqueueing it again with
     # its id is a no-op returning it
     again = await q.options(job_id=job_id).enqueue("charge", 7)
@@ -127,12 +130,12 @@ async def test_reply_lost_after_sending_is_still_an_unknown_outcome(
     assert len(store.db.conns.idle) >= held - 1
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_runner_statements_after_a_database_restart_do_not_fail(
     make_queue: QueueFactory, server: FaultProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    producer = make_queue()  # straight to MariaDB: only the runner's statements are cut
+    producer = make_queue()  # straight to the server: only the runner's statements are cut
     q = make_queue(database_url=server.url())
     done: list[int] = []
 
@@ -162,7 +165,7 @@ async def test_runner_statements_after_a_database_restart_do_not_fail(
         await asyncio.wait_for(task, 20)
 
 
-@MYSQL_ONLY
+@SQL_SERVERS
 @pytest.mark.timeout(60)
 async def test_a_connection_reset_during_its_handshake_is_a_refusal_not_an_unknown_outcome(
     make_queue: QueueFactory, server: FaultProxy

@@ -1,4 +1,5 @@
-"""The same round trip under uvloop (what `python -m aqueue run` uses when installed)."""
+"""The same round trip under uvloop (what `python -m aqueue run` uses when installed), on
+MariaDB and on PostgreSQL (asyncpg runs its own protocol on the loop's transports)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import pytest
 from aqueue import Backoff, JobFailedError, JobStatus, Queue, Runner, RunnerConfig
 from aqueue._store.store import Store
 
-from ..conftest import MYSQL_URL, REDIS_URL
+from ..conftest import MYSQL_URL, POSTGRES_URL, REDIS_URL
 
 uvloop = pytest.importorskip("uvloop")
 
 
-def test_round_trip_and_retries_under_uvloop() -> None:
+@pytest.mark.parametrize("sql_url", [MYSQL_URL, POSTGRES_URL], ids=["mysql", "postgres"])
+def test_round_trip_and_retries_under_uvloop(sql_url: str) -> None:
     table = f"t_{uuid.uuid4().hex[:10]}"
 
     async def main() -> None:
@@ -23,7 +25,7 @@ def test_round_trip_and_retries_under_uvloop() -> None:
         q = Queue(
             "uv",
             redis_url=REDIS_URL,
-            database_url=MYSQL_URL,
+            database_url=sql_url,
             table=table,
             key_prefix=f"p_{uuid.uuid4().hex[:8]}",
         )
@@ -47,7 +49,7 @@ def test_round_trip_and_retries_under_uvloop() -> None:
         finally:
             await q.purge()
             await q.close()
-            store = Store(MYSQL_URL, table=table)
+            store = Store(sql_url, table=table)
             await store.drop_schema()
             await store.close()
 
