@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..._models import NewJob
+from ..._models import IdRun, NewJob
 from .base import Statement
 from .claims import Queries
 
@@ -104,6 +104,27 @@ class PostgresQueries(Queries):
         if careful:
             sql += self.on_conflict_ignore
         return sql, params
+
+    def mark_dispatched(
+        self,
+        marks: Sequence[tuple[str, int]],
+        epoch: str,
+        now: int,
+        runs: Sequence[tuple[IdRun, int]],
+        unmarked_only: bool,
+    ) -> Statement:
+        """The shared mark, on the rows it can lock at once. Its OR of conditions is a
+        bitmap scan, which locks rows in heap order, where claims, finishes and renewals
+        (one ``id = ANY`` on the primary key) lock theirs in id order: under load they
+        deadlocked (detected only after the
+        server's deadlock_timeout, 1 s) and a renewal queued behind them missed its lease
+        (the soak on PostgreSQL). A row locked by another writer needs no mark: a claim
+        sets ``dispatched_at`` itself, a finish or renewal means it was dispatched, and a
+        skipped mark is a re-dispatch by the sweeper at worst, as any mark lost."""
+        sql, params = super().mark_dispatched(marks, epoch, now, runs, unmarked_only)
+        update, where = sql.split(" WHERE ", 1)
+        locked = f"SELECT id FROM {self.t} WHERE {where} FOR UPDATE SKIP LOCKED"
+        return f"{update} WHERE id = ANY(ARRAY({locked}))", params
 
     def record_first_seen(self, key: str, now: int) -> Statement:
         sql, params = super().record_first_seen(key, now)
