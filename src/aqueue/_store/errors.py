@@ -28,12 +28,16 @@ except ImportError:  # pragma: no cover - MySQL support not installed
 try:
     from asyncpg import InterfaceError as AsyncpgInterfaceError
     from asyncpg import PostgresError as AsyncpgError
+    from asyncpg.exceptions import InternalClientError as AsyncpgInternalError
 except ImportError:  # pragma: no cover - PostgreSQL support not installed
 
     class AsyncpgError(Exception):  # type: ignore[no-redef]
         pass
 
     class AsyncpgInterfaceError(Exception):  # type: ignore[no-redef]
+        pass
+
+    class AsyncpgInternalError(Exception):  # type: ignore[no-redef]
         pass
 
 
@@ -53,6 +57,7 @@ DB_ERRORS: tuple[type[BaseException], ...] = (
     AsyncmyError,
     AsyncpgError,
     AsyncpgInterfaceError,
+    AsyncpgInternalError,
 )
 
 
@@ -100,10 +105,19 @@ def is_retryable(exc: BaseException) -> bool:
     return "database is locked" in str(exc)
 
 
+def busy_protocol(exc: BaseException) -> bool:
+    """asyncpg refused to start a statement because its connection still waits for the
+    end of an earlier one ("cannot switch to state ...; another operation ... is in
+    progress"): the server sent an error (a FATAL when it shuts down or crashes) on an
+    idle connection whose end of stream has not been read yet. Checked before anything
+    is written: the statement was not sent, and the connection is of no further use."""
+    return isinstance(exc, AsyncpgInternalError) and "another operation" in str(exc)
+
+
 def not_sent(exc: BaseException) -> bool:
     """True when the driver refused to send the statement on a closed connection: it did
     not run, so it can run again on another connection whatever it does."""
-    if connect_failed(exc):
+    if connect_failed(exc) or busy_protocol(exc):
         return True
     if isinstance(exc, AsyncpgInterfaceError):
         # asyncpg checks that its connection is open before writing anything to it
@@ -124,7 +138,7 @@ def is_definite(exc: BaseException) -> bool:
         return True
     if connect_failed(exc) or NOT_CONNECTED in getattr(exc, "__notes__", ()):
         return True
-    if isinstance(exc, AsyncpgInterfaceError):
+    if isinstance(exc, AsyncpgInterfaceError | AsyncpgInternalError):
         return not_sent(exc)
     state = sqlstate(exc)
     if state is not None:  # the server reported it: definite unless the session ended
@@ -138,7 +152,7 @@ def is_definite(exc: BaseException) -> bool:
 
 
 def connection_broken(exc: BaseException) -> bool:
-    if isinstance(exc, AsyncpgInterfaceError):
+    if isinstance(exc, AsyncpgInterfaceError) or busy_protocol(exc):
         return True
     if isinstance(exc, AsyncpgError):
         return session_ended(sqlstate(exc))
