@@ -27,6 +27,7 @@ DISTS = (
     "coredis",
     "sqlalchemy",
     "asyncmy",
+    "asyncpg",
     "aiosqlite",
     "uvloop",
     "anyio",
@@ -93,14 +94,15 @@ async def mysql_info(engine: Any) -> dict[str, Any]:
 
 
 async def commit_latencies(engine: Any, n: int = 300) -> list[float]:
-    """Single-row durable commits on MariaDB, one at a time and 2 ms apart: the floor
-    under each enqueue (and claim) of aqueue right now, which moves with the disk's fsync
-    latency (shared with other tenants). Their times in ms, ascending."""
+    """Single-row durable commits on MariaDB (or PostgreSQL), one at a time and 2 ms
+    apart: the floor under each enqueue (and claim) of aqueue right now, which moves with
+    the disk's fsync latency (shared with other tenants). Their times in ms, ascending."""
     table = f"bench_commit_probe_{os.getpid()}"
     lat: list[float] = []
     async with engine.connect() as conn:
+        serial = "SERIAL" if engine.dialect.name == "postgresql" else "INT AUTO_INCREMENT"
         await conn.exec_driver_sql(
-            f"CREATE TABLE IF NOT EXISTS {table} (id INT AUTO_INCREMENT PRIMARY KEY, v INT)"
+            f"CREATE TABLE IF NOT EXISTS {table} (id {serial} PRIMARY KEY, v INT)"
         )
         await conn.commit()
         try:

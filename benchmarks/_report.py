@@ -8,8 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _report_sql import pg_sql_table, transactional_table
+
 LABELS = {
     "aqueue": "aqueue (MariaDB)",
+    "aqueue-postgres": "aqueue (PostgreSQL)",
     "aqueue-embedded": "aqueue (embedded: SQLite)",
     "arq": "arq",
     "saq": "SAQ",
@@ -17,6 +20,7 @@ LABELS = {
     "streaq": "streaQ",
 }
 REFERENCE = "aqueue"
+AQUEUE_ROWS = (REFERENCE, "aqueue-postgres", "aqueue-embedded")
 W5_LABELS = ("noop", "100 B", "10 KB", "100 KB")
 SQL_SHOWN = (
     "Com_insert",
@@ -43,9 +47,10 @@ def summarize(results: dict[str, Any]) -> None:
     for entry in results["systems"].values():
         runs = entry.get("runs") or []
         med: dict[str, Any] = {}
-        for w in ("W1", "W1b", "W2", "W3"):
+        for w in ("W1", "W1b", "W1t", "W2", "W3"):
             med[w] = _median([x["rate"] for x in _ok(runs, w) if "rate" in x])
         w4 = _ok(runs, "W4")
+        med["W1t_app_only"] = _median([x["app_only_rate"] for x in _ok(runs, "W1t")])
         med["W4"] = {p: _median([x[p] for x in w4]) for p in ("p50_ms", "p95_ms", "p99_ms")}
         med["W5"] = {
             label: _median([x["W5"][label]["rate"] for x in runs if label in x.get("W5", {})])
@@ -81,7 +86,13 @@ def summarize(results: dict[str, Any]) -> None:
 
 def brief(rec: dict[str, Any]) -> str:
     parts = []
-    for w, name in (("W1", "W1"), ("W1b", "W1 batch"), ("W2", "W2"), ("W3", "W3")):
+    for w, name in (
+        ("W1", "W1"),
+        ("W1b", "W1 batch"),
+        ("W1t", "W1 in caller's transaction"),
+        ("W2", "W2"),
+        ("W3", "W3"),
+    ):
         x = rec.get(w)
         if isinstance(x, dict) and "rate" in x:
             parts.append(f"{name} {x['rate']:,.0f}/s")
@@ -121,7 +132,7 @@ def table(results: dict[str, Any]) -> str:
             lines.append(f"| {label} | unavailable here: {entry.get('reason', '?')} |||||| ")
             continue
         med = entry["median"]
-        peer = ref if (ref is not None and name not in (REFERENCE, "aqueue-embedded")) else None
+        peer = ref if (ref is not None and name not in AQUEUE_ROWS) else None
         cells = [_rate(med[w], peer[w] if peer else None) for w in ("W1", "W1b", "W2", "W3")]
         w4 = med["W4"]
         if w4["p50_ms"] is None:
@@ -172,7 +183,7 @@ def table_w5(results: dict[str, Any]) -> str:
         if entry.get("status") != "ok":
             continue
         med = entry["median"]["W5"]
-        peer = ref if (ref is not None and name not in (REFERENCE, "aqueue-embedded")) else None
+        peer = ref if (ref is not None and name not in AQUEUE_ROWS) else None
         cells = [_rate(med.get(x), peer["W5"].get(x) if peer else None) for x in W5_LABELS]
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -197,8 +208,8 @@ def redis_table(results: dict[str, Any]) -> str:
 
 
 def cpu_table(results: dict[str, Any], key: str = "cpu_us_per_job") -> str:
-    cols = ["worker", "redis", "mariadb"]
-    head = "| system | worker | Redis server | MariaDB server |"
+    cols = ["worker", "redis", "mariadb", "postgres"]
+    head = "| system | worker | Redis server | MariaDB server | PostgreSQL server |"
     if key == "w4_cpu_us_per_job":
         cols.append("producer")
         head += " producer |"
@@ -272,8 +283,9 @@ def _costs(results: dict[str, Any]) -> str:
             "tenants of this machine, since time spent waiting for a CPU is not counted. "
             "The Redis column includes the benchmark's own counter `INCR` (one per job, "
             "for every system); MariaDB's includes its background threads; SQLite runs "
-            "inside aqueue's embedded worker. (x2.00): that system used twice the CPU per job "
-            "of aqueue (MariaDB):\n\n" + cpu_table(results)
+            "inside aqueue's embedded worker; PostgreSQL's is its postmaster's process tree "
+            "and the backends it reaped, every client's. (x2.00): that system used twice the "
+            "CPU per job of aqueue (MariaDB):\n\n" + cpu_table(results)
         )
     if any((e.get("median") or {}).get("w4_cpu_us_per_job") for e in results["systems"].values()):
         out.append(
@@ -290,12 +302,25 @@ def _costs(results: dict[str, Any]) -> str:
             "counters (which count every client of the server: see the background "
             "column):\n\n" + sql_table(results)
         )
+    if (results["systems"].get("aqueue-postgres", {}).get("median") or {}).get("sql_per_job"):
+        out.append(
+            "Transactions per job for aqueue on PostgreSQL in W2, from `pg_stat_database` "
+            "(`xact_commit` + `xact_rollback` of the run's database; `pg_stat_statements` "
+            "needs a server restart to load): every autocommitted statement is one, a "
+            "`BEGIN` … `COMMIT` block (a claim) is one, a first prepare of a statement text "
+            "on a connection is one. From just before the worker starts until it has exited "
+            "and its backends are gone (a backend publishes its counts up to 10 s late, "
+            "always at exit), less the harness's own; other clients of the database add to "
+            "them (the background column). `tup_updated` counts rows changed: a claim and a "
+            "finish per job.\n\n" + pg_sql_table(results)
+        )
     return "\n\n".join(out)
 
 
 def _durability(meta: dict[str, Any]) -> str:
     redis = meta.get("redis", {})
     maria = meta.get("mariadb", {})
+    pg = meta.get("postgres", {})
     sq = meta.get("sqlite", {})
     emb = sq.get("embedded_redis", {})
     rows = [
@@ -305,6 +330,10 @@ def _durability(meta: dict[str, Any]) -> str:
         f"`innodb_flush_log_at_trx_commit = {maria.get('innodb_flush_log_at_trx_commit')}` "
         f"(1: a commit is on disk before it returns), `sync_binlog = "
         f"{maria.get('sync_binlog')}`, `log_bin = {maria.get('log_bin')}` |",
+        f'| aqueue (PostgreSQL) | table (text columns `COLLATE "C"`), one autocommitted '
+        f"statement per transition, claims in `BEGIN` … `COMMIT` | `synchronous_commit = "
+        f"{pg.get('synchronous_commit')}`, `fsync = {pg.get('fsync')}`, `wal_sync_method = "
+        f"{pg.get('wal_sync_method')}`, `full_page_writes = {pg.get('full_page_writes')}` |",
         f"| aqueue (embedded) | SQLite file | `synchronous = {sq.get('synchronous')}`, "
         f"`journal_mode = {sq.get('journal_mode')}` (as aqueue's connections set them); its "
         f"private Redis {emb.get('version', '?')}: `appendonly = {emb.get('appendonly')}` |",
@@ -322,6 +351,14 @@ def _durability(meta: dict[str, Any]) -> str:
             f"of each repeat ({lat[0]['n']} commits, 2 ms apart), p50 / p95 / p99 in ms: "
             f"{each}. Every `enqueue()` of aqueue waits for one such commit (W4's clock "
             "includes it); the Redis-only peers wait for none."
+        )
+    if lat := meta.get("postgres_commit_latency"):
+        each = "; ".join(
+            f"{x['p50_ms']} / {x['p95_ms']} / {x['p99_ms']} (max {x['max_ms']})" for x in lat
+        )
+        out += (
+            f"\n\nThe same on this PostgreSQL ({lat[0]['n']} commits), p50 / p95 / p99 in ms: "
+            f"{each}."
         )
     if redis.get("appendonly") == "no" and not redis.get("save"):
         out += (
@@ -378,6 +415,16 @@ carrying a string argument of 100 B, 10 KB and 100 KB. Median of
 
 {table_w5(results)}
 
+W1 inside the caller's transaction (aqueue on a SQL server): each of the 100 producers
+runs, per job, one application transaction on its own SQLAlchemy engine (10 connections,
+as aqueue's store pool) that inserts a row of the application's table and enqueues the
+job with `task.options(connection=conn).enqueue(...)`, then commits; the job goes to Redis
+after the COMMIT. Beside it the same transactions without the job (what the application
+pays anyway), and W1 as above (aqueue's own connection: concurrent enqueues share one
+INSERT).
+
+{transactional_table(results) or "(not measured in this run)"}
+
 {_costs(results)}
 
 ## Machine and versions
@@ -387,7 +434,7 @@ carrying a string argument of 100 B, 10 KB and 100 KB. Median of
 - Load average at start: {load}. The benchmark ran at niceness {m["niceness"]} on a
   machine shared with other work: differences under about 15 % are noise.
 - Python {m["python"]}, SQLite {m["sqlite"]}, Redis {redis.get("version")}, MariaDB
-  {maria.get("version")}.
+  {maria.get("version")}, PostgreSQL {meta.get("postgres", {}).get("version")}.
 - Libraries: {_version_line(meta)}.
 - aqueue source: {_source(meta)}.
 - Event loop of every worker: {", ".join(f"`{x}`" for x in loops) or "not recorded"}.
@@ -440,7 +487,9 @@ METHOD = """
   `Queue.enqueue`, taskiq `kiq`, streaQ `task.enqueue`). Batch: the system's batch call,
   1,000 jobs per awaited call (aqueue `Queue.enqueue_many`, streaQ
   `Worker.enqueue_many`; arq, SAQ and taskiq have none). An aqueue enqueue returns once
-  its row is committed.
+  its row is committed. For aqueue on MariaDB and PostgreSQL also inside the caller's
+  transaction: per job an application transaction (its own row + the job through
+  `connection=`), checked afterwards (N rows in each table).
 - **W2 drain**: the N jobs of W1 (no-ops), then one worker process at concurrency 100.
   Time from the worker's startup hook (it is connected and about to take jobs) to the
   last completion; the JSON also has the rate from process spawn (imports included).
@@ -457,7 +506,9 @@ METHOD = """
   the harness's own polls. The counters are server-wide: other clients of the server add
   to them. The "background" column is the rate measured over one idle second just
   before, times the window: subtract it for an estimate of aqueue's own share. The
-  W1 enqueues happen before the window and are not in it.
+  W1 enqueues happen before the window and are not in it. On PostgreSQL, transactions
+  per job from `pg_stat_database` (`xact_commit` + `xact_rollback`), from just before
+  the worker starts until its backends have exited.
 - **Worker peak RSS**: `VmHWM` of the process that ran the jobs, read at the end of W2.
 - Medians over the repeats; every repeat's numbers are in
   `benchmarks/results/latest.json` (with more detail: the drain rate from process spawn,

@@ -34,7 +34,12 @@ class System:
     batch_api: str | None = None
     """The public call enqueueing many jobs at once, if the system has one."""
     sql: str | None = None
-    """``mysql`` or ``sqlite`` for the aqueue rows."""
+    """``mysql``, ``postgresql`` or ``sqlite`` for the aqueue rows."""
+
+    @property
+    def server_sql(self) -> bool:
+        """An aqueue row on a SQL server (the shared Redis, a table per run)."""
+        return self.sql in ("mysql", "postgresql")
 
     @property
     def is_aqueue(self) -> bool:
@@ -62,6 +67,15 @@ SYSTEMS: dict[str, System] = {
             0,
             batch_api="Queue.enqueue_many",
             sql="mysql",
+        ),
+        System(
+            "aqueue-postgres",
+            "app_aqueue",
+            ("aqueue", "asyncpg"),
+            (*AQUEUE_CLI, "--log-level", "warning"),
+            0,  # beside aqueue (MariaDB): each run has its own key prefix
+            batch_api="Queue.enqueue_many",
+            sql="postgresql",
         ),
         System(
             "aqueue-embedded",
@@ -110,7 +124,7 @@ SYSTEMS: dict[str, System] = {
 
 
 def select(only: str | None) -> list[System]:
-    """``--only aqueue,arq``: ``aqueue`` means both aqueue rows."""
+    """``--only aqueue,arq``: ``aqueue`` means every aqueue row."""
     if not only:
         return list(SYSTEMS.values())
     names = [n.strip() for n in only.split(",") if n.strip()]
@@ -129,6 +143,7 @@ class Settings:
     harness_db: int
     first_db: int
     database: str
+    postgres: str
     home: Path
     concurrency: int
 
@@ -172,8 +187,9 @@ class Namespace:
             env["BENCH_SYSTEM_REDIS"] = s.redis_url(self.db)
         if self.system.is_aqueue:
             env.update(BENCH_AQ_TABLE=self.table, BENCH_AQ_PREFIX=self.aqueue_prefix)
-            if self.system.sql == "mysql":
-                env.update(BENCH_AQ_REDIS=env["BENCH_SYSTEM_REDIS"], BENCH_AQ_DATABASE=s.database)
+            if self.system.server_sql:
+                url = s.postgres if self.system.sql == "postgresql" else s.database
+                env.update(BENCH_AQ_REDIS=env["BENCH_SYSTEM_REDIS"], BENCH_AQ_DATABASE=url)
             else:
                 env["AQUEUE_HOME"] = str(s.home)
         return env
@@ -192,6 +208,11 @@ class Namespace:
             init_db=False,
             home=str(self.settings.home),
         )
+
+    @property
+    def app_table(self) -> str:
+        """The application's own table of the transactional-enqueue variant of W1."""
+        return f"{self.table}_app"
 
     @property
     def aqueue_prefix(self) -> str:
@@ -230,7 +251,7 @@ class Namespace:
             finally:
                 await q.close()
         if sql_engine is not None and self.system.is_aqueue:
-            await drop_tables(sql_engine, [self.table, f"{self.table}_meta"])
+            await drop_tables(sql_engine, [self.app_table, self.table, f"{self.table}_meta"])
 
 
 async def _db_client(r: Redis, db: int) -> Redis:

@@ -1,8 +1,8 @@
 """aqueue under benchmark: ``python -m aqueue run app_aqueue:queue --concurrency 100``.
 
-The same module serves both aqueue rows: with ``BENCH_AQ_REDIS``/``BENCH_AQ_DATABASE`` set
-(MariaDB + the shared Redis), or with neither, the embedded default (SQLite + a private
-Redis under ``AQUEUE_HOME``).
+The same module serves every aqueue row: with ``BENCH_AQ_REDIS``/``BENCH_AQ_DATABASE`` set
+(MariaDB or PostgreSQL + the shared Redis), or with neither, the embedded default (SQLite +
+a private Redis under ``AQUEUE_HOME``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import _harness
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aqueue import Queue
 
@@ -53,14 +55,43 @@ TASKS = {"noop": noop, "sleep": sleep, "lat": lat, "blob": blob}
 
 
 class Producer:
+    app: AsyncEngine | None = None
+
     async def open(self) -> None:
         await queue.connect()
 
+    async def open_app(self) -> None:
+        """The application side of W1's transactional variant: its own engine (as many
+        connections as aqueue's store pool) and its own table in the queue's database."""
+        self.app = create_async_engine(
+            os.environ["BENCH_AQ_DATABASE"], pool_size=10, max_overflow=0
+        )
+        self.app_table = os.environ["BENCH_AQ_TABLE"] + "_app"
+        async with self.app.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    f"CREATE TABLE IF NOT EXISTS {self.app_table} "
+                    "(id BIGINT PRIMARY KEY, note VARCHAR(64) NOT NULL)"
+                )
+            )
+        self.app_insert = sa.text(f"INSERT INTO {self.app_table} (id, note) VALUES (:id, :note)")
+
     async def enqueue(self, kind: str, arg: Any) -> None:
         await TASKS[kind].enqueue(arg)
+
+    async def enqueue_in_transaction(self, kind: str, i: int, *, with_job: bool = True) -> None:
+        """One application transaction: a row of its own and the job, committed together
+        (the job is pushed to Redis after the COMMIT); without the job: the baseline."""
+        assert self.app is not None
+        async with self.app.begin() as conn:
+            await conn.execute(self.app_insert, {"id": i, "note": "order"})
+            if with_job:
+                await TASKS[kind].options(connection=conn).enqueue(i)
 
     async def enqueue_batch(self, kind: str, args: Sequence[Any]) -> None:
         await queue.enqueue_many([(TASKS[kind], (a,), {}) for a in args])
 
     async def close(self) -> None:
         await queue.close()
+        if self.app is not None:
+            await self.app.dispose()

@@ -1,6 +1,7 @@
 """The producer process: enqueue through one system's public API, print a JSON line.
 
     python producer.py MODULE awaiting KIND JOBS [--concurrency 100]
+    python producer.py MODULE transaction|app-transaction noop JOBS [--concurrency 100]
     python producer.py MODULE batch KIND JOBS [--batch-size 1000]
     python producer.py MODULE rate lat --rate 500 --duration 10
     python producer.py - ceiling sleep JOBS [--concurrency 100]
@@ -10,6 +11,9 @@
 
 - ``awaiting``: ``--concurrency`` coroutines, each awaiting one ``enqueue`` after another
   until JOBS are queued (W1).
+- ``transaction``: as ``awaiting``, each enqueue inside an application transaction that
+  also inserts a row of its own (aqueue on a SQL server: ``connection=``; W1 variant).
+  ``app-transaction``: the same transactions without the job (their own cost).
 - ``batch``: the system's batch API, ``--batch-size`` jobs per awaited call (W1 batch).
 - ``rate``: an open-loop generator, one ``enqueue`` started every ``1/--rate`` seconds for
   ``--duration`` seconds, each given ``time.time()`` read just before the call (W4).
@@ -33,14 +37,24 @@ import _harness
 
 
 async def awaiting(
-    producer: Any, kind: str, jobs: int, concurrency: int, payload: int = 0
+    producer: Any,
+    kind: str,
+    jobs: int,
+    concurrency: int,
+    payload: int = 0,
+    *,
+    in_transaction: bool = False,
+    with_job: bool = True,
 ) -> dict[str, Any]:
     indexes = iter(range(jobs))
     blob = "x" * payload
 
     async def one_producer() -> None:
         for i in indexes:
-            await producer.enqueue(kind, blob if kind == "blob" else i)
+            if in_transaction:
+                await producer.enqueue_in_transaction(kind, i, with_job=with_job)
+            else:
+                await producer.enqueue(kind, blob if kind == "blob" else i)
 
     started_at = time.time()
     t0 = time.perf_counter()
@@ -104,14 +118,24 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
         return await ceiling(a.jobs, a.concurrency)
     producer = importlib.import_module(a.module).Producer()
     await producer.open()
+    if a.mode in ("transaction", "app-transaction"):
+        await producer.open_app()
     # The first full collection of a fresh process scans everything its imports left
     # (20-35 ms for aqueue's producer here, less for a smaller heap) and falls a second
     # or two after start: inside the measured window, as a stall of every system's
     # producer that a long-running one does not have. Every producer takes it now.
     gc.collect()
     try:
-        if a.mode == "awaiting":
-            return await awaiting(producer, a.kind, a.jobs, a.concurrency, a.payload)
+        if a.mode in ("awaiting", "transaction", "app-transaction"):
+            return await awaiting(
+                producer,
+                a.kind,
+                a.jobs,
+                a.concurrency,
+                a.payload,
+                in_transaction=a.mode != "awaiting",
+                with_job=a.mode != "app-transaction",
+            )
         if a.mode == "batch":
             return await batch(producer, a.kind, a.jobs, a.batch_size)
         return await rate(producer, a.rate, a.duration)
@@ -122,7 +146,9 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("module")
-    p.add_argument("mode", choices=["awaiting", "batch", "rate", "ceiling"])
+    p.add_argument(
+        "mode", choices=["awaiting", "transaction", "app-transaction", "batch", "rate", "ceiling"]
+    )
     p.add_argument("kind", choices=_harness.KINDS)
     p.add_argument("jobs", type=int, nargs="?", default=0)
     p.add_argument("--concurrency", type=int, default=100)

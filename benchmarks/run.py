@@ -8,10 +8,12 @@ DB number); each worker is a separate process started with the system's own CLI,
 producer is another process. Workloads (see docs/benchmarks.md for the method):
 
 - W1 enqueue: N jobs from 100 concurrent awaiting producers, and through the system's
-  batch API where it has one.
+  batch API where it has one; for aqueue on MariaDB and PostgreSQL also each job inside
+  an application transaction that inserts a row of its own (``connection=``).
 - W2 drain: N queued no-op jobs, one worker process at concurrency 100; from the worker's
   start (its startup hook) to the last completion. For aqueue the clock stops only once
-  the last row is ``done`` in SQL; on MariaDB the statements per job are counted too.
+  the last row is ``done`` in SQL; on MariaDB the statements per job are counted too, on
+  PostgreSQL the transactions per job (``pg_stat_database``).
 - W3 sleep: as W2 with jobs of ``asyncio.sleep(0.01)``, beside a bare asyncio loop
   running the same sleeps at the same concurrency (the no-overhead ceiling).
 - W4 latency: a fixed rate (500 jobs/s for 10 s) into a running worker; enqueue->start
@@ -36,7 +38,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _info
+import _pg
 import _report
 from _systems import (
     BENCH_DIR,
@@ -146,6 +149,16 @@ def pids_where(match: Callable[[str, str], bool]) -> list[int]:
     return out
 
 
+def done_count(q: Any) -> Callable[[], Awaitable[int]]:
+    """The number of rows ``done`` in aqueue's queue ``q`` (one SELECT: its job counts)."""
+    from aqueue import JobStatus
+
+    async def count() -> int:
+        return int((await q.counts()).get(JobStatus.DONE, 0))
+
+    return count
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -185,11 +198,14 @@ class Bench:
             harness_db=a.harness_db,
             first_db=a.first_db,
             database=a.database,
+            postgres=a.postgres,
             home=workdir / "home",
             concurrency=a.concurrency,
         )
         self.r = Redis.from_url(self.settings.redis_url(a.harness_db))
         self.mysql: Any = None
+        self.postgres: Any = None
+        self.postmaster: int | None = None
         self.sqlite: Any = None
         self.errors = 0
 
@@ -301,23 +317,25 @@ class Bench:
         stats = await self.r.info("commandstats")
         return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
-    async def wait_sql_done(self, q: Any, n: int, timeout: float) -> tuple[float, int]:
-        """Poll aqueue's job counts until ``n`` rows are ``done``: (time seen, polls)."""
-        from aqueue import JobStatus
-
+    async def wait_sql_done(
+        self, done: Callable[[], Awaitable[int]], n: int, timeout: float
+    ) -> tuple[float, int]:
+        """Poll ``done()`` (one statement: rows ``done``) until it reaches ``n``: (time
+        seen, polls)."""
         deadline = time.monotonic() + timeout
         polls = 0
         while True:
-            counts = await q.counts()
+            count = await done()
             polls += 1
-            if counts.get(JobStatus.DONE, 0) >= n:
+            if count >= n:
                 return time.time(), polls
             if time.monotonic() > deadline:
-                raise BenchError(f"only {counts} in SQL {timeout:.0f}s after the last job ran")
+                raise BenchError(f"only {count} done in SQL {timeout:.0f}s after the last job")
             await asyncio.sleep(0.002)
 
     def engine_for(self, system: System) -> Any:
-        return {"mysql": self.mysql, "sqlite": self.sqlite}.get(system.sql or "")
+        engines = {"mysql": self.mysql, "postgresql": self.postgres, "sqlite": self.sqlite}
+        return engines.get(system.sql or "")
 
     @contextlib.asynccontextmanager
     async def namespace(self, system: System, target: int) -> AsyncIterator[Namespace]:
@@ -330,8 +348,11 @@ class Bench:
 
     @staticmethod
     def cpu(servers: dict[str, list[int]], h: WorkerHandle) -> dict[str, float]:
-        """CPU seconds used so far by the worker's process tree and by each server."""
-        out = {k: cpu_seconds(v) for k, v in servers.items()}
+        """CPU seconds used so far by the worker's process tree and by each server (for
+        PostgreSQL, a process per connection: the postmaster's tree and what it reaped)."""
+        out = {k: cpu_seconds(v) for k, v in servers.items() if k != "postgres"}
+        for pm in servers.get("postgres", []):
+            out["postgres"] = cpu_seconds(_tree(pm)) + _pg.reaped_cpu_seconds(pm)
         out["worker"] = cpu_seconds(_tree(h.proc.pid))
         return out
 
@@ -346,6 +367,8 @@ class Bench:
         out = {"redis": redis}
         if ns.system.sql == "mysql":
             out["mariadb"] = pids_where(lambda comm, _: comm in ("mariadbd", "mysqld"))
+        if ns.system.sql == "postgresql" and self.postmaster is not None:
+            out["postgres"] = [self.postmaster]
         return out
 
     # -- workloads ---------------------------------------------------------------------
@@ -355,16 +378,22 @@ class Bench:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Queue ``n`` jobs (awaiting producers: W1), then time one worker draining them
         (W2, W3). Returns (enqueue result, drain result)."""
-        async with self.namespace(system, n) as ns:
+        pg = sql_stats and system.sql == "postgresql"
+        async with self.namespace(system, n) as ns, contextlib.AsyncExitStack() as stack:
             prod = await self.producer(ns, "awaiting", kind, n)
             enq = {"rate": n / prod["seconds"], **prod}
             q = ns.aqueue_queue() if system.is_aqueue else None
+            counters = await stack.enter_async_context(_pg.Counters(self.postgres)) if pg else None
             try:
                 if q is not None:
                     await q.connect()
                     await q.counts()  # its SQL connection opens now, not in the window
                 bg: dict[str, Any] = {}
-                if sql_stats:
+                if counters is not None:
+                    await counters.warm_up(ns.table)
+                    bg = await _pg.background(counters, 0.25 if self.a.quick else 1.0)
+                    s0 = await counters.read()
+                elif sql_stats:
                     bg = await self.sql_background(0.25 if self.a.quick else 1.0)
                     s0 = await self.sql_status()
                 calls0 = await self.redis_calls()
@@ -375,12 +404,25 @@ class Bench:
                     done_at = float(await self.wait_key(ns, "done", 120 + n / 50, h))
                     calls1 = await self.redis_calls()
                     end, polls = done_at, 0
-                    if q is not None:
-                        seen, polls = await self.wait_sql_done(q, n, 60)
+                    if counters is not None:
+                        seen, polls = await self.wait_sql_done(
+                            lambda: counters.done(ns.table), n, 60
+                        )
+                        end = max(done_at, seen)
+                    elif q is not None:
+                        seen, polls = await self.wait_sql_done(done_count(q), n, 60)
                         end = max(done_at, seen)
                     cpu1 = self.cpu(servers, h)
-                    if sql_stats:
+                    if counters is not None:
+                        ports = _pg.client_ports(_tree(h.proc.pid), self.postgres.url.port or 5432)
+                        backends = await counters.backends(ports)
+                    elif sql_stats:
                         s1 = await self.sql_status()
+                if counters is not None:
+                    # the worker has exited: its backends publish their last counts
+                    polls += 1 + await counters.wait_gone(backends)
+                    s1 = await counters.read()
+                    stopped_at = time.time()
             finally:
                 if q is not None:
                     await q.close()
@@ -401,7 +443,12 @@ class Bench:
             out["sql_done_after_last_job_ms"] = (end - done_at) * 1e3
         if ns.db is not None:  # the embedded Redis is another server
             out["redis"] = redis_per_job(calls0, calls1, n)
-        if sql_stats:
+        if counters is not None:
+            # ours: the polls, s0's read (published at the next one) and s1's flush request
+            ours = polls + 2
+            out["sql"] = _pg.per_job(s0, s1, bg, ours, n, stopped_at - h.spawned_at)
+            out["sql"]["backends"] = len(backends)
+        elif sql_stats:
             out["sql"] = self.sql_per_job(s0, s1, bg, polls, n, end - h.spawned_at)
         if profiler is not None:
             out["profile"] = await self.finish_profiler(profiler, system)
@@ -448,6 +495,24 @@ class Bench:
         async with self.namespace(system, n) as ns:
             prod = await self.producer(ns, "batch", "noop", n)
         return {"rate": n / prod["seconds"], "api": system.batch_api, **prod}
+
+    async def w1_transaction(self, system: System, n: int) -> dict[str, Any]:
+        """W1 with each enqueue in an application transaction that also inserts a row of
+        its own, after the same transactions without the job (their own cost); the rows
+        are counted afterwards."""
+        out: dict[str, Any] = {"api": "task.options(connection=...)"}
+        for mode, jobs in (("app-transaction", 0), ("transaction", n)):
+            async with self.namespace(system, n) as ns:
+                prod = await self.producer(ns, mode, "noop", n)
+                async with self.engine_for(system).connect() as conn:
+                    for t, want in ((ns.app_table, n), (ns.table, jobs)):
+                        q = conn.dialect.identifier_preparer.quote(t)
+                        got = (await conn.exec_driver_sql(f"SELECT count(*) FROM {q}")).scalar()
+                        if got != want:
+                            raise BenchError(f"{mode}: {got} rows in {t}, not {want}")
+            key = "rate" if jobs else "app_only_rate"
+            out.update({key: n / prod["seconds"], f"{mode}_seconds": prod["seconds"]})
+        return out
 
     async def w4(self, system: System) -> dict[str, Any]:
         a = self.a
@@ -498,7 +563,7 @@ class Bench:
                     prod = await self.producer(ns, "awaiting", kind, n, payload=payload)
                     end = float(await self.wait_key(ns, "done", 120 + n / 50, hs[0]))
                     if q is not None:
-                        seen, _ = await self.wait_sql_done(q, n, 120)
+                        seen, _ = await self.wait_sql_done(done_count(q), n, 120)
                         end = max(end, seen)
             finally:
                 if q is not None:
@@ -579,7 +644,7 @@ class Bench:
                 rec.setdefault("wall_s", {})[name] = round(time.monotonic() - t0, 2)
 
         if workloads & {"W1", "W2"}:
-            sql = system.sql == "mysql" and not a.no_sql_stats
+            sql = system.server_sql and not a.no_sql_stats
             got = await step("W2", self.drain(system, "noop", a.jobs, sql_stats=sql))
             if got is not None:
                 if "W1" in workloads:
@@ -590,6 +655,10 @@ class Bench:
             got = await step("W1b", self.w1_batch(system, a.jobs))
             if got is not None:
                 rec["W1b"] = got
+            if system.server_sql:
+                got = await step("W1t", self.w1_transaction(system, a.jobs))
+                if got is not None:
+                    rec["W1t"] = got
         if "W3" in workloads:
             got = await step("W3", self.drain(system, "sleep", a.jobs))
             if got is not None:
@@ -666,6 +735,16 @@ async def main(a: argparse.Namespace) -> int:
                 meta["mariadb"] = await _info.mysql_info(bench.mysql)
             except Exception as exc:
                 meta["mariadb"] = {"error": repr(exc)}
+        if any(s.sql == "postgresql" for s in systems):
+            # autocommit: the harness's counting connection runs a transaction per statement
+            bench.postgres = create_async_engine(
+                a.postgres, pool_size=2, isolation_level="AUTOCOMMIT"
+            )
+            try:
+                meta["postgres"] = await _pg.info(bench.postgres)
+                bench.postmaster = meta["postgres"].get("postmaster_pid")
+            except Exception as exc:
+                meta["postgres"] = {"error": repr(exc)}
         if any(s.sql == "sqlite" for s in systems):
             from aqueue import _embedded
 
@@ -677,6 +756,8 @@ async def main(a: argparse.Namespace) -> int:
             reason = check_available(s)
             if reason is None and s.sql == "mysql" and "error" in meta.get("mariadb", {}):
                 reason = f"MariaDB unreachable: {meta['mariadb']['error']}"
+            if reason is None and s.sql == "postgresql" and "error" in meta.get("postgres", {}):
+                reason = f"PostgreSQL unreachable: {meta['postgres']['error']}"
             results["systems"][s.name] = {"status": "ok" if reason is None else "unavailable"}
             if reason is not None:
                 results["systems"][s.name]["reason"] = reason
@@ -697,6 +778,12 @@ async def main(a: argparse.Namespace) -> int:
                 lat.update(n=len(ms), max_ms=round(ms[-1], 2))
                 meta.setdefault("commit_latency", []).append(lat)
                 print(f"  MariaDB single-row commit p50/p99 {lat['p50_ms']}/{lat['p99_ms']} ms")
+            if bench.postgres is not None and "error" not in meta.get("postgres", {}):
+                ms = await _info.commit_latencies(bench.postgres, 50 if a.quick else 300)
+                lat = {f"p{q}_ms": round(percentile(ms, q / 100), 2) for q in (50, 95, 99)}
+                lat.update(n=len(ms), max_ms=round(ms[-1], 2))
+                meta.setdefault("postgres_commit_latency", []).append(lat)
+                print(f"  PostgreSQL single-row commit p50/p99 {lat['p50_ms']}/{lat['p99_ms']} ms")
             if "W3" in workloads:
                 try:
                     results["ceiling"]["runs"].append(await bench.ceiling(a.jobs))
@@ -713,7 +800,7 @@ async def main(a: argparse.Namespace) -> int:
         if not streaq_lib_before and await _streaq_library(bench.r):
             await bench.r.execute_command("FUNCTION", "DELETE", "streaq")
         await bench.r.aclose()
-        for engine in (bench.mysql, bench.sqlite):
+        for engine in (bench.mysql, bench.postgres, bench.sqlite):
             if engine is not None:
                 await engine.dispose()
         if bench.settings.home.exists():
@@ -734,6 +821,10 @@ async def main(a: argparse.Namespace) -> int:
     print(_report.redis_table(results))
     print()
     print(_report.sql_table(results))
+    print()
+    print(_report.pg_sql_table(results))
+    if tx := _report.transactional_table(results):
+        print("\n" + tx)
     a.output.parent.mkdir(parents=True, exist_ok=True)
     a.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults: {a.output}")
@@ -759,7 +850,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--jobs", type=int, default=None, help="N for W1-W3 (default 20000)")
     p.add_argument("--repeats", type=int, default=None, help="default 3; the table shows medians")
-    p.add_argument("--only", help=f"comma-separated, of: {', '.join(SYSTEMS)} (aqueue: both)")
+    p.add_argument("--only", help=f"comma-separated, of: {', '.join(SYSTEMS)} (aqueue: all three)")
     p.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
@@ -792,7 +883,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "AQUEUE_BENCH_DATABASE_URL", "mysql+asyncmy://root@127.0.0.1:3306/test"
         ),
     )
-    p.add_argument("--no-sql-stats", action="store_true", help="skip MariaDB's counters (W2)")
+    p.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "AQUEUE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+        ),
+        help="the aqueue (PostgreSQL) row's database",
+    )
+    p.add_argument(
+        "--no-sql-stats", action="store_true", help="skip the SQL servers' counters (W2)"
+    )
     p.add_argument("--output", type=Path, default=None)
     p.add_argument("--doc", type=Path, default=None, help="default docs/benchmarks.md")
     p.add_argument("--no-doc", action="store_true")
@@ -841,6 +941,10 @@ def render(a: argparse.Namespace) -> int:
     print(_report.redis_table(results))
     print()
     print(_report.sql_table(results))
+    print()
+    print(_report.pg_sql_table(results))
+    if tx := _report.transactional_table(results):
+        print("\n" + tx)
     if a.doc is not None:
         a.doc.write_text(_report.document(results))
         print(f"doc: {a.doc}")
