@@ -119,6 +119,13 @@ async def test_commit_runs_the_job_once(
             await tx.execute(orders.insert().values(id=1, item="book"))
             job = await q.options(connection=tx).enqueue("send", "book")
             assert await job.status(connection=tx) is JobStatus.TODO
+            # the caller's table and the jobs table: one database, one statement reads both
+            jobs_t = sa.table(q.table, sa.column("id"))
+            both = sa.select(
+                sa.select(sa.func.count()).select_from(orders).scalar_subquery(),
+                sa.select(sa.func.count()).where(jobs_t.c.id == job.id).scalar_subquery(),
+            )
+            assert tuple((await tx.execute(both)).one()) == (1, 1)
             await tx.commit()
         assert await job.result(timeout=10) == "book"
         await outbox.pushes_done()
@@ -262,13 +269,14 @@ async def test_a_process_killed_after_its_commit_still_gets_its_job_run(
     assert runs == ["killed"]
 
 
+@pytest.mark.parametrize("kind", ["session", "connection"])
 async def test_conflicts_do_not_abort_the_callers_transaction(
-    make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table
+    make_queue: QueueFactory, app_engine: AsyncEngine, orders: sa.Table, kind: str
 ) -> None:
     q, runs = counting_queue(make_queue)
     await q.connect()
     before = await q.options(unique_key="order-1").enqueue("send", "committed")
-    async with transaction(app_engine, "session") as tx:
+    async with transaction(app_engine, kind) as tx:
         await tx.execute(orders.insert().values(id=1, item="book"))
         a = await q.options(connection=tx, job_id="fixed-id").enqueue("send", "a")
         again = await q.options(connection=tx, job_id="fixed-id").enqueue("send", "a2")
@@ -284,6 +292,22 @@ async def test_conflicts_do_not_abort_the_callers_transaction(
         assert await a.result(timeout=10) == "a"
         assert await before.result(timeout=10) == "committed"
     assert sorted(runs) == ["a", "committed"]
+
+
+async def test_on_postgres_a_failed_insert_would_abort_the_transaction(
+    backend: str, app_engine: AsyncEngine, orders: sa.Table
+) -> None:
+    """Why the test above matters: on PostgreSQL a statement that fails, a duplicate key
+    say, aborts the whole transaction; the caller's next statement is refused."""
+    if backend != "postgres":
+        pytest.skip("MySQL and SQLite fail only the statement")
+    async with app_engine.connect() as tx:
+        await tx.execute(orders.insert().values(id=1, item="book"))
+        with pytest.raises(sa.exc.IntegrityError):
+            await tx.execute(orders.insert().values(id=1, item="again"))
+        with pytest.raises(sa.exc.DBAPIError, match="current transaction is aborted"):
+            await tx.execute(orders.insert().values(id=2, item="pen"))
+        await tx.rollback()
 
 
 async def test_the_callers_locks_do_not_block_the_runner(
