@@ -58,8 +58,9 @@ async def heartbeat_loop(r: SideTasks) -> None:
     only: the lease lives in SQL, so a frozen Redis does not make the runner give up."""
     be, cfg = r.be, r.config
     wait = cfg.heartbeat
-    while not r.stopping():
-        await asyncio.sleep(wait)
+
+    async def beat() -> float:
+        nonlocal wait
         # A renewal that failed is tried again soon, not a whole period later: one
         # missed beat would otherwise leave a single try before the local deadline, and
         # a database back after a fraction of a second would still cost every lease.
@@ -75,6 +76,11 @@ async def heartbeat_loop(r: SideTasks) -> None:
             )
             for task in cancel:
                 task.cancel()
+        return wait
+
+    # Nothing is handled: _beat catches what a renewal may raise, and anything else (a
+    # resync that failed) stops the runner loudly, as it always did.
+    await every("heartbeat", cfg.heartbeat, beat, stopping=r.stopping)
 
 
 async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
@@ -121,8 +127,14 @@ async def _sleep_measured(seconds: float) -> float:
 
 async def reclaim_loop(r: SideTasks) -> None:
     be, cfg = r.be, r.config
-    while not r.stopping():
-        paused = await _sleep_measured(cfg.reclaim_period)
+    paused = 0.0
+
+    async def sleep(seconds: float) -> None:
+        nonlocal paused
+        paused = await _sleep_measured(seconds)
+
+    async def reclaim_once() -> None:
+        nonlocal paused
         while hold := reclaim_hold(paused=paused, heartbeat=cfg.heartbeat):
             log.warning(
                 "reclaimer: this runner was paused for %.1fs; waiting %.1fs so that live "
@@ -131,10 +143,18 @@ async def reclaim_loop(r: SideTasks) -> None:
                 hold,
             )
             paused = await _sleep_measured(hold)
-        try:
-            await reclaim_pass(be, r.clock, cfg, r.runner_id)
-        except BackendError as exc:
-            log.warning("reclaim pass failed: %s", exc)
+        await reclaim_pass(be, r.clock, cfg, r.runner_id)
+
+    # The sleep between passes is measured: a pause of this process (SIGSTOP, a
+    # suspended VM) is seen by the pass that follows it.
+    await every(
+        "reclaim pass",
+        cfg.reclaim_period,
+        reclaim_once,
+        stopping=r.stopping,
+        handled=(BackendError,),
+        sleep=sleep,
+    )
 
 
 async def sweep_loop(r: SideTasks) -> None:
