@@ -100,3 +100,15 @@ async def test_bulk_repush_cancel_and_delete_spare_running_jobs(store: JobStore)
     assert await store.repush_jobs([], later) == []
     assert await store.cancel_jobs([], "x", later) == set()
     assert await store.delete_jobs([]) == 0
+
+
+async def test_finished_counts_per_bucket_and_status(store: JobStore) -> None:
+    _, now = await _five(store)  # one failed and one done at ``now``, in queue q
+    bucket = 60_000_000
+    start = now - now % bucket
+    assert sorted(await store.finished_counts("q", now - 1, bucket)) == [
+        (start, JobStatus.DONE, 1),
+        (start, JobStatus.FAILED, 1),
+    ]
+    assert await store.finished_counts("q", now + 1, bucket) == []
+    assert await store.finished_counts("q2", 0, bucket) == []

@@ -343,6 +343,15 @@ class JobStore(Protocol):
         (``None``: none is waiting): how old the backlog is."""
         ...
 
+    async def finished_counts(
+        self, queue: str, since: int, bucket: int
+    ) -> list[tuple[int, JobStatus, int]]:
+        """Jobs of ``queue`` finished at or after ``since``, counted per ``bucket`` µs
+        (its start: ``finished_at - finished_at % bucket``) and final status, in any
+        order: the throughput and failure rate over time (the ``(queue, finished_at)``
+        index bounds the rows read)."""
+        ...
+
     async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
         """:meth:`repush` of each of ``ids`` that is not ``running`` (without ``force``);
         returns the jobs repushed, as they now stand (to be dispatched)."""

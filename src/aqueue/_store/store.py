@@ -353,6 +353,13 @@ class Store:
         rows = await self._fetch("reading the backlog", *self.sql.oldest_due(queue, now))
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
+    async def finished_counts(
+        self, queue: str, since: int, bucket: int
+    ) -> list[tuple[int, JobStatus, int]]:
+        stmt = self.sql.finished_counts(queue, since, bucket)
+        rows = await self._fetch("counting finished jobs", *stmt)
+        return [(int(t), JobStatus(st), int(n)) for t, st, n in rows]
+
     async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
         if not ids:
             return []

@@ -4,6 +4,7 @@ semantics."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from .._models import JobRecord, JobStatus
@@ -94,6 +95,17 @@ class JobControl:
             if r.status is JobStatus.TODO and r.run_at <= now
         ]
         return min(due, default=None)
+
+    async def finished_counts(
+        self, queue: str, since: int, bucket: int
+    ) -> list[tuple[int, JobStatus, int]]:
+        await self._step()
+        counts: Counter[tuple[int, JobStatus]] = Counter(
+            (r.finished_at - r.finished_at % bucket, r.status)
+            for r in self._table.of(queue)
+            if r.finished_at is not None and r.finished_at >= since
+        )
+        return [(t, st, n) for (t, st), n in counts.items()]
 
     async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
         out = []

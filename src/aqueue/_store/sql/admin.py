@@ -67,6 +67,21 @@ class AdminQueries(BaseQueries):
         )
         return sql, params
 
+    def finished_counts(self, queue: str, since: int, bucket: int) -> Statement:
+        """Finished jobs per time bucket and status (the bucket width inlined as an
+        integer literal: ``%`` of a placeholder would need a type on PostgreSQL)."""
+        b = self.bind
+        params: list[Any] = []
+        width = int(bucket)
+        # A literal % is %% where the driver formats the text with %s placeholders.
+        mod = "%%" if self.mark == "%s" else "%"
+        sql = (
+            f"SELECT finished_at - finished_at {mod} {width}, status, COUNT(*) FROM {self.t} "
+            f"WHERE queue = {b(params, queue)} AND finished_at >= {b(params, since)} "
+            "GROUP BY 1, 2"
+        )
+        return sql, params
+
     def repush_jobs(self, ids: Sequence[str], now: int) -> Statement:
         """Jobs that are not ``running`` back to ``todo`` with fresh attempts, due now."""
         b = self.bind
