@@ -158,6 +158,9 @@ class FaultProxy:
         self.armed = False
         self.hit = asyncio.Event()
         """Set when the armed trigger went by."""
+        self.hit_port = 0
+        """The proxy's own port towards the server on the connection that carried it (the
+        server's view of that client: PostgreSQL's ``pg_stat_activity.client_port``)."""
         self.release = asyncio.Event()
         self.outage = 0.5
         self.cuts = 0
@@ -225,6 +228,7 @@ class FaultProxy:
         while data := await client.read():
             if self.armed and client.carries(self.trigger):
                 self.armed = False
+                self.hit_port = w.get_extra_info("sockname")[1]
                 self.hit.set()
                 if self.action == "outage":
                     self.go_down()
