@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -19,8 +20,16 @@ from .._errors import AqueueError
 T = TypeVar("T")
 
 
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***``."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"aqueue: error: {message}", err=True)
+    click.echo(f"aqueue: error: {redact(message)}", err=True)
     sys.exit(code)
 
 
