@@ -163,6 +163,10 @@ class FaultProxy:
         server's view of that client: PostgreSQL's ``pg_stat_activity.client_port``)."""
         self.release = asyncio.Event()
         self.outage = 0.5
+        self.hold_eof = False
+        """Once a server ends a connection, keep the client's side open until
+        :attr:`release` is set."""
+        self.eofs_held = 0
         self.cuts = 0
         self.back = asyncio.Event()
         """Set when the last outage is over."""
@@ -237,11 +241,15 @@ class FaultProxy:
             w.write(data)
             await w.drain()
 
-    @staticmethod
-    async def _down(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    async def _down(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         while data := await r.read(65536):
             w.write(data)
             await w.drain()
+        if self.hold_eof:
+            # the server's last bytes (a FATAL error) reached the client, its end of
+            # stream waits: the client has read an error on a connection it thinks open
+            self.eofs_held += 1
+            await self.release.wait()
 
 
 def proxied_url(dialect: Dialect, port: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -92,6 +93,49 @@ async def test_claim_connection_terminated_while_its_commit_is_in_flight_runs_th
     info = await job.info()
     assert info.status is JobStatus.DONE and info.attempts == 1, info
     assert runner.stats.finishes_rejected == 0
+
+
+def _nothing_to_read(raw: object) -> bool:
+    """The driver connection's socket holds no unread bytes: whatever arrived has been
+    handed to the driver's protocol (its transport reads and dispatches at once)."""
+    fd = raw._transport.get_extra_info("socket").fileno()  # type: ignore[attr-defined]
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as dup:  # the same socket
+        try:
+            return not dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+
+
+@POSTGRES
+@pytest.mark.timeout(60)
+async def test_session_ended_while_idle_before_its_end_of_stream_is_read_is_not_used(
+    make_queue: QueueFactory, proxy: FaultProxy
+) -> None:
+    """pg_terminate_backend ends a held idle session: its FATAL error arrives, the end of
+    the stream is held back. asyncpg has read an error in its idle state and refuses
+    every statement on that connection until the end comes ("cannot switch to state";
+    nothing written). The enqueue goes out on another connection: stored once, neither
+    refused nor unknown, and the unusable connection is not kept."""
+    q = make_queue(database_url=proxy.url())
+
+    @q.task
+    async def work(n: int) -> int:
+        return n
+
+    await work.enqueue(0)
+    store = (await q._backend()).store
+    pid = int((await store.db.fetch("SELECT pg_backend_pid()"))[0][0])
+    victim = store.db.conns.idle[-1].raw  # the one that ran it: next to be taken
+    proxy.hold_eof = True
+    assert await _admin_fetch(f"SELECT pg_terminate_backend({pid})") == [(True,)]
+    await wait_for(lambda: proxy.eofs_held == 1, 10, "the session ended")
+    await wait_for(lambda: _nothing_to_read(victim), 10, "the FATAL error read")
+    assert not victim.is_closed()  # the end of stream is still on its way
+    job = await work.enqueue(1)
+    assert all(h.raw is not victim for h in store.db.conns.idle)
+    counts = await q.counts()
+    assert counts[JobStatus.TODO] == sum(counts.values()) == 2
+    assert await job.status() is JobStatus.TODO
 
 
 @POSTGRES
