@@ -1,0 +1,192 @@
+"""What the pages read, gathered from the queue: the filter of a jobs list from its
+query string, the runners (Redis: alive, in flight, counters, liveness left) and the
+schedules (next tick, last run)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import QueryParams
+
+from .._errors import AqueueError, ConfigurationError
+from .._models import JobRecord, JobStatus
+from .._queue.client import QueueClient
+from .._store.base import JobQuery
+
+FILTER_FIELDS = ("status", "task", "job_id", "text", "from", "to")
+
+
+@dataclass
+class Filter:
+    """A jobs list's filter as typed in its form (kept to fill the form again)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    before: str = ""
+
+    @classmethod
+    def of(cls, params: QueryParams | dict[str, str], **fixed: str) -> Filter:
+        values = {k: str(params.get(k) or "").strip() for k in FILTER_FIELDS}
+        values.update(fixed)
+        return cls(values, str(params.get("before") or "").strip())
+
+    def query(self, queue: QueueClient, *, paged: bool = True) -> JobQuery:
+        """The checked :class:`JobQuery` (raises ``ConfigurationError`` when a field is
+        wrong: an unknown status, a time that does not parse)."""
+        v = self.values
+        return queue.job_query(
+            status=v["status"] or None,
+            task=v["task"] or None,
+            job_id=v["job_id"] or None,
+            text=v["text"] or None,
+            created_from=_moment(v["from"], "from"),
+            created_to=_moment(v["to"], "to"),
+            before_id=(self.before or None) if paged else None,
+        )
+
+    def params(self, **extra: str) -> dict[str, str]:
+        """The filter's non-empty fields (for links and hidden form fields)."""
+        out = {k: val for k, val in self.values.items() if val}
+        out.update({k: val for k, val in extra.items() if val})
+        return out
+
+
+def _moment(text: str, what: str) -> datetime | None:
+    """A time typed in the form (``YYYY-MM-DDTHH:MM[:SS]`` or with a space), read as UTC."""
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace(" ", "T"))
+    except ValueError as exc:
+        raise ConfigurationError(f"{what}: {text!r} is not a time (YYYY-MM-DD HH:MM)") from exc
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    id: str
+    alive: bool
+    in_flight: int | None
+    stats: dict[str, int]
+    expires_in: float | None
+    """Seconds the liveness key has left (renewed at every heartbeat)."""
+
+
+async def runners(queue: QueueClient) -> list[RunnerView]:
+    be = await queue._backend()
+    alive, stats = await asyncio.gather(be.broker.runners(), be.broker.runner_stats())
+    ids = sorted(alive, key=lambda r: (not alive[r], r))
+    flights = await asyncio.gather(*(be.broker.working_items(r) for r in ids))
+    ttls = await _liveness_left(be.broker, ids)
+    return [
+        RunnerView(r, alive[r], len(f), stats.get(r, {}), ttls.get(r))
+        for r, f in zip(ids, flights, strict=True)
+    ]
+
+
+async def _liveness_left(broker: Any, ids: list[str]) -> dict[str, float]:
+    """The time left on each runner's liveness key (the Redis broker only): how long
+    ago it last beat is the lease minus this, which the web side does not know."""
+    redis, keys = getattr(broker, "redis", None), getattr(broker, "keys", None)
+    if redis is None or keys is None or not ids:
+        return {}
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for r in ids:
+            pipe.pttl(keys.alive(r))
+        left = await pipe.execute()
+    except Exception:  # a page without this column beats no page
+        return {}
+    return {r: ms / 1000 for r, ms in zip(ids, left, strict=True) if ms >= 0}
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    task: str
+    timing: str
+    missed: str
+    next_tick: int | None
+    last_job: JobRecord | None
+
+
+async def schedules(queue: QueueClient) -> list[ScheduleView]:
+    now = queue._clock()
+    out = []
+    for name, s in sorted(queue.schedules.items()):
+        try:
+            nxt = next(s.ticks(now, now + 400 * 86400 * 1_000_000), None)
+        except (ImportError, AqueueError):
+            nxt = None
+        last = await queue.find_jobs(queue.job_query(task=s.task), 1)
+        timing = f"cron {s.cron}" if s.cron is not None else f"every {s.every:g} s"
+        out.append(ScheduleView(name, timing, s.missed, nxt, last[0] if last else None))
+    return out
+
+
+STATUSES = [s.value for s in JobStatus]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: int
+    done: int
+    failed: int
+    cancelled: int
+    ok_h: float
+    fail_h: float
+
+
+@dataclass(frozen=True)
+class Throughput:
+    buckets: list[Bucket]
+    finished: int
+    failed: int
+    peak: int
+
+    @property
+    def per_minute(self) -> float:
+        return self.finished / max(1, len(self.buckets))
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.finished if self.finished else 0.0
+
+
+MINUTE = 60_000_000
+
+
+async def throughput(queue: QueueClient, minutes: int = 60) -> Throughput:
+    """Jobs finished per minute over the last ``minutes`` (SQL ``finished_counts``):
+    the bars of the chart, scaled to the busiest minute."""
+    be = await queue._backend()
+    now = queue._clock()
+    first = now - now % MINUTE - (minutes - 1) * MINUTE
+    per: dict[int, dict[JobStatus, int]] = {}
+    for start, status, n in await be.store.finished_counts(queue.name, first, MINUTE):
+        per.setdefault(start, {})[status] = n
+    peak = max((sum(c.values()) for c in per.values()), default=0)
+    scale = 95 / peak if peak else 0.0
+    buckets = []
+    for i in range(minutes):
+        start = first + i * MINUTE
+        c = per.get(start, {})
+        done, bad, cancelled = (
+            c.get(JobStatus.DONE, 0),
+            c.get(JobStatus.FAILED, 0),
+            c.get(JobStatus.CANCELLED, 0),
+        )
+        buckets.append(
+            Bucket(
+                start,
+                done,
+                bad,
+                cancelled,
+                round((done + cancelled) * scale, 2),
+                round(bad * scale, 2),
+            )
+        )
+    total = sum(sum(c.values()) for c in per.values())
+    failed = sum(c.get(JobStatus.FAILED, 0) for c in per.values())
+    return Throughput(buckets, total, failed, peak)
