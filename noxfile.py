@@ -62,9 +62,9 @@ BENCH_PEERS = ("arq", "saq[redis]", "taskiq<0.13", "taskiq-redis", "streaq")
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmarks against arq, SAQ, taskiq and streaQ (see
-    benchmarks/README.md). Arguments go to benchmarks/run.py, e.g.
-    ``nox -s bench -- --quick --only aqueue``."""
+    """Side-by-side benchmarks against arq, SAQ, taskiq and streaQ, aqueue on MariaDB,
+    PostgreSQL and SQLite (see benchmarks/README.md). Arguments go to benchmarks/run.py,
+    e.g. ``nox -s bench -- --quick --only aqueue``."""
     session.install("-e", ".[all]", "py-spy")
     # One resolution for all the peers, so that none of them upgrades a dependency under
     # another (arq needs redis<6); if that fails, each on its own: a peer that cannot be

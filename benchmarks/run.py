@@ -384,8 +384,10 @@ class Bench:
         async with self.namespace(system, n) as ns, contextlib.AsyncExitStack() as stack:
             prod = await self.producer(ns, "awaiting", kind, n)
             enq = {"rate": n / prod["seconds"], **prod}
-            q = ns.aqueue_queue() if system.is_aqueue else None
             counters = await stack.enter_async_context(_pg.Counters(self.postgres)) if pg else None
+            # (with PostgreSQL's counters the harness polls on their connection: a second
+            # connection of ours would publish its counts at any time, inside the window)
+            q = ns.aqueue_queue() if system.is_aqueue and counters is None else None
             try:
                 if q is not None:
                     await q.connect()
@@ -441,7 +443,7 @@ class Bench:
             "loop": h.ready.get("loop"),
         }
         out["cpu_us_per_job"] = {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in cpu0}
-        if q is not None:
+        if system.is_aqueue:
             out["sql_done_after_last_job_ms"] = (end - done_at) * 1e3
         if ns.db is not None:  # the embedded Redis is another server
             out["redis"] = redis_per_job(calls0, calls1, n)
