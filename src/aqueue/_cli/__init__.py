@@ -22,6 +22,7 @@ from .embedded_redis import embedded
 from .jobs import repush, stats, status
 from .listing import jobs
 from .monitor import health, runners, schedules, top
+from .web import web
 from .worker import run
 
 
@@ -35,6 +36,7 @@ for command in (run, db, embedded, stats, status, repush, jobs, retry, cancel, p
     cli.add_command(command)
 for command in (runners, schedules, top, health):
     cli.add_command(command)
+cli.add_command(web)
 
 
 def main() -> None:
