@@ -10,6 +10,8 @@ prefix, cleaned up afterwards).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -169,11 +171,12 @@ async def test_list_show_retry_by_filter(admin: App, procs: Procs) -> None:
 
     shown = ok(admin, "jobs", "show", Q, booms[1].id)
     assert "ValueError" in shown and "traceback:" in shown and "Traceback (most recent" in shown
-    assert "<script>alert(1)</script> [bold red]x[/] \\x1b[31mred" in shown
+    assert 'boom("<script>alert(1)</script> [bold red]x[/] \\u001b[31mred")' in shown
     assert "\x1b" not in shown
     assert "token" not in shown
     one = doc(admin, "jobs", "show", Q, booms[0].id)
-    assert one["status"] == "failed" and one["payload"] and "lease_token" not in one
+    assert one["status"] == "failed" and "lease_token" not in one
+    assert one["args"] == ["one"] and one["kwargs"] == {}
     missing = cli(admin, "jobs", "show", Q, "no-such-job")
     assert missing.returncode == 1 and "no job no-such-job" in missing.stderr
 
@@ -352,3 +355,51 @@ async def test_runners_schedules_top_and_health(admin: App, procs: Procs) -> Non
     assert runner.wait(30) == 0
     gone = cli(admin, "health", Q)
     assert gone.returncode == 1 and "no runner alive" in gone.stderr
+
+
+async def test_top_refreshes_until_ctrl_c(admin: App) -> None:
+    """``top`` in a terminal (a pty): frames every --interval until SIGINT, then exit 0."""
+    import pty
+    import select
+
+    q = _admin_queue(admin)
+    await q.enqueue("add", 1, 2)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, its output on the pty
+        os.chdir(admin.dir)
+        env = subprocess_env(admin, COLUMNS="120")
+        os.execve(
+            sys.executable, [sys.executable, "-m", "aqueue", "top", Q, "--interval", "0.3"], env
+        )
+    out = b""
+    try:
+
+        def frames() -> bool:
+            nonlocal out
+            while select.select([fd], [], [], 0)[0]:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out.count(f"queue {admin.queue_name}".encode()) >= 3
+
+        await wait_for(frames, 60, "three frames of top")
+        assert b"todo 1" in out
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            assert time.monotonic() < deadline, "top did not exit on SIGINT"
+            frames()
+            await asyncio.sleep(0.05)
+        frames()
+        assert os.waitstatus_to_exitcode(done[1]) == 0, out[-2000:]
+        assert b"Traceback" not in out, out[-2000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    await q.close()

@@ -14,7 +14,7 @@ from aqueue import JobRecord, JobStatus
 from aqueue._cli.common import redact
 from aqueue._cli.filters import Filters, parse_moment
 from aqueue._cli.monitor import _plain_frame
-from aqueue._cli.render import clean, have_rich, job_doc, plain_table, print_table
+from aqueue._cli.render import call_text, clean, have_rich, job_doc, plain_table, print_table
 from aqueue._cli.snapshot import QueueView, RunnerRow, next_tick, previous_ticks
 from aqueue._cron import Schedule
 
@@ -55,7 +55,7 @@ def record(**kw: object) -> JobRecord:
         "id": "j1",
         "queue": "q",
         "task": "t",
-        "payload": '{"args":[1],"kwargs":{}}',
+        "payload": '{"a":[1],"k":{"x":"y"}}',
         "status": JobStatus.RUNNING,
         "priority": 0,
         "attempts": 1,
@@ -80,11 +80,20 @@ def test_job_doc_never_has_the_lease_token() -> None:
     doc = job_doc(record())
     assert "lease_token" not in doc
     assert "SECRET-TOKEN" not in repr(doc)
-    assert doc["payload"] == {"args": [1], "kwargs": {}}
+    assert doc["args"] == [1] and doc["kwargs"] == {"x": "y"}
     assert doc["created_at"] == "1970-01-01T00:00:01Z"
     assert doc["leased_until"] == "1970-01-01T00:00:02Z"
     assert doc["finished_at"] is None
-    assert job_doc(record(payload="not json"))["payload"] == "not json"
+    odd = job_doc(record(payload="not json"))
+    assert odd["payload"] == "not json" and odd["args"] is None
+
+
+def test_call_text() -> None:
+    assert (
+        call_text("resize", {"a": ["a.png"], "k": {"width": 640}}) == 'resize("a.png", width=640)'
+    )
+    assert call_text("t", {"a": [], "k": {}}) == "t()"
+    assert call_text("t", "odd") == 't(<payload "odd">)'
 
 
 def test_clean_escapes_control_characters() -> None:

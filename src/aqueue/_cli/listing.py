@@ -13,6 +13,7 @@ from .._serde import decode_error
 from .common import admin, fail, load_queue
 from .filters import Filters, filter_options
 from .render import (
+    call_text,
     clean,
     iso,
     job_doc,
@@ -69,12 +70,11 @@ def list_jobs(app: str, filters: Filters, limit: int, before: str | None, as_jso
             r.task,
             f"{r.attempts}/{r.max_attempts}",
             short_time(r.created_at),
-            short_time(r.finished_at),
             _error_line(r),
         )
         for r in records
     ]
-    columns = ["id", "status", "task", "attempts", "created (UTC)", "finished", "error"]
+    columns = ["id", "status", "task", "attempts", "created (UTC)", "error"]
     print_table(f"queue {queue.name}: {len(records)} job(s)", columns, rows)
     if next_before:
         click.echo(f"more: --before {next_before}")
@@ -125,7 +125,7 @@ def show(app: str, job_id: str, as_json: bool) -> None:
         ("error", f"{kind}: {message}" if rec.error else None),
     ]
     print_fields(f"job {rec.id}", fields)
-    print_block("arguments", json.dumps(doc["payload"], indent=2, ensure_ascii=False))
+    print_block("call", call_text(rec.task, doc["payload"]))
     if rec.result is not None:
         print_block("result", json.dumps(doc["result"], indent=2, ensure_ascii=False))
     if traceback:

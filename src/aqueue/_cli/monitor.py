@@ -97,7 +97,7 @@ def _frame_lines(view: QueueView) -> tuple[list[str], list[list[str]]]:
     )
     alive = sum(r.alive for r in view.runners)
     head = [
-        f"queue {view.queue}    {time.strftime('%H:%M:%S')}",
+        f"queue {view.queue}    {time.strftime('%H:%M:%S', time.gmtime())} UTC",
         counts,
         f"{redis}    backlog age {ago(view.backlog_age)}    runners alive {alive}",
     ]

@@ -80,15 +80,39 @@ def _parsed(text: str | None) -> Any:
         return text
 
 
+def arguments(payload: Any) -> tuple[list[Any], dict[str, Any]] | None:
+    """The handler's ``(args, kwargs)`` from the stored payload (``{"a": …, "k": …}``)."""
+    if isinstance(payload, dict) and isinstance(payload.get("a"), list):
+        kwargs = payload.get("k")
+        return payload["a"], kwargs if isinstance(kwargs, dict) else {}
+    return None
+
+
+def call_text(task: str, payload: Any) -> str:
+    """The job as the call it makes: ``resize("a.png", width=640)`` (JSON values)."""
+    parsed = arguments(payload)
+    if parsed is None:
+        return f"{task}(<payload {json.dumps(payload, ensure_ascii=False)}>)"
+    args, kwargs = parsed
+    parts = [json.dumps(a, ensure_ascii=False) for a in args]
+    parts += [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in kwargs.items()]
+    return f"{task}({', '.join(parts)})"
+
+
 def job_doc(rec: JobRecord) -> dict[str, Any]:
     """The job as a JSON document: every column but the lease token (a credential:
-    whoever holds it can record the job's outcome)."""
+    whoever holds it can record the job's outcome). ``payload`` is the stored one;
+    ``args``/``kwargs`` what the handler receives."""
+    payload = _parsed(rec.payload)
+    args, kwargs = arguments(payload) or (None, None)
     return {
         "id": rec.id,
         "queue": rec.queue,
         "task": rec.task,
         "status": rec.status.value,
-        "payload": _parsed(rec.payload),
+        "args": args,
+        "kwargs": kwargs,
+        "payload": payload,
         "priority": rec.priority,
         "attempts": rec.attempts,
         "max_attempts": rec.max_attempts,
@@ -119,8 +143,14 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
         from rich.text import Text
 
         table = Table(title=Text(title) if title else None, title_justify="left")
-        for name in columns:
-            table.add_column(name, overflow="fold")
+        for i, name in enumerate(columns):
+            # The last column (an error, a value) takes what is left; the others keep
+            # their full width while the terminal allows, and fold (never truncate: an
+            # id cut short would be copied wrong) when it is too narrow.
+            width = None
+            if i < len(columns) - 1:
+                width = max([len(name), *(len(row[i]) for row in cells)])
+            table.add_column(name, overflow="fold", width=width)
         for row in cells:
             table.add_row(*(Text(c) for c in row))
         Console(highlight=False).print(table)
