@@ -52,7 +52,9 @@ class Routes:
 
 def row_message(r: JobRecord) -> str:
     """The message of a stored row, as it now stands (attempts and stalls fence copies)."""
-    return encode_message(r.id, r.task, r.payload, r.attempts, r.max_attempts, r.priority, r.stalls)
+    return encode_message(
+        r.id, r.task, r.payload, r.attempts, r.max_attempts, r.priority, r.stalls, r.run_at
+    )
 
 
 def route_new(jobs: Sequence[NewJob], now: int) -> Routes:

@@ -37,7 +37,11 @@ class Message(NamedTuple):
     priority: int
     stalls: int
     options: dict[str, Any]
-    """Per-job run options: ``timeout`` (s), ``expires`` (UNIX µs)."""
+    """Per-job run options: ``timeout`` (s), ``expires`` (UNIX µs), ``tc`` (the producer's
+    trace context, see ``_observe``)."""
+    due: int = 0
+    """When the job became due (UNIX ms: enqueued, or its ``run_at``), for the queue wait
+    metric; 0 in a message written without it (optional: older writers leave it out)."""
 
     @property
     def payload(self) -> str:
@@ -46,8 +50,9 @@ class Message(NamedTuple):
         ``raw`` when asked (a retry), not when decoding (every run)."""
         return _payload_text(self.raw)
 
-    def follow_up(self) -> bytes:
-        """The message of the job's next attempt (a retry): same payload and priority."""
+    def follow_up(self, run_at: int | None = None) -> bytes:
+        """The message of the job's next attempt (a retry, due at ``run_at`` µs): same
+        payload and priority."""
         return encode_message(
             self.id,
             self.task,
@@ -56,6 +61,7 @@ class Message(NamedTuple):
             self.max_attempts,
             self.priority,
             self.stalls,
+            run_at,
         ).encode()
 
 
@@ -67,13 +73,16 @@ def encode_message(
     max_attempts: int,
     priority: int = 0,
     stalls: int = 0,
+    due_us: int | None = None,
 ) -> str:
     # The payload is already JSON; splice it in rather than decoding and re-encoding.
     # "s" (stalls) fences copies made before a reclaim: only the current copy can claim.
+    # "d" (due, ms) is optional: readers that do not know it ignore it.
     r = f'"r":{priority},' if priority else ""
     s = f'"s":{stalls},' if stalls else ""
+    d = f'"d":{due_us // 1000},' if due_us else ""
     return (
-        f'{{"v":{MESSAGE_VERSION},"id":{_quote(job_id)},"t":{_quote(task)},{r}{s}'
+        f'{{"v":{MESSAGE_VERSION},"id":{_quote(job_id)},"t":{_quote(task)},{r}{s}{d}'
         f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
     )
 
@@ -130,6 +139,7 @@ def decode_message(raw: bytes) -> Message:
             version=version,
             priority=int(data.get("r", 0)),
             stalls=int(data.get("s", 0)),
+            due=int(data.get("d", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SerializationError(f"malformed message ({exc!r}): {raw[:80]!r}") from exc

@@ -142,7 +142,14 @@ class NewJob(NamedTuple):
 
     def message(self, attempts: int = 0) -> str:
         return encode_message(
-            self.id, self.task, self.payload, attempts, self.max_attempts, self.priority
+            self.id,
+            self.task,
+            self.payload,
+            attempts,
+            self.max_attempts,
+            self.priority,
+            0,
+            self.run_at,
         )
 
 

@@ -28,6 +28,25 @@ log = logging.getLogger("aqueue.cli")
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with the job's fields on a job's lines.",
+)
+@config_option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve Prometheus metrics on this port (0: off; with --processes N, process i "
+    "serves on port+i). Needs aqueue[metrics].",
+)
+@click.option(
+    "--metrics-host",
+    default=DEFAULT["metrics_host"],
+    show_default=True,
+    help="Address the metrics port listens on (0.0.0.0: every interface).",
+)
 @config_option("--lease", help="Lease seconds.")
 @click.option("--heartbeat", type=float, default=None, help="Renewal period [default: lease/3].")
 @config_option("--grace", field="shutdown_grace", help="Seconds running handlers get at a stop.")
@@ -86,6 +105,9 @@ def run(
     processes: int,
     burst: bool,
     log_level: str,
+    log_format: str,
+    metrics_port: int,
+    metrics_host: str,
     lease: float,
     heartbeat: float | None,
     grace: float,
@@ -104,6 +126,10 @@ def run(
 ) -> None:
     """Run a runner for APP (module:queue)."""
     setup_logging(log_level)
+    if log_format == "json":
+        from .._logjson import use_json_logs
+
+        use_json_logs()
     queue = load_queue(app)
     try:
         config = RunnerConfig(
@@ -124,6 +150,8 @@ def run(
             prefetch=prefetch,
             keep_results=keep_results,
             gc_threshold=gc_threshold or None,
+            metrics_port=metrics_port or None,
+            metrics_host=metrics_host,
         )
     except AqueueError as exc:
         fail(str(exc))

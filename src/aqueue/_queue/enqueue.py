@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .. import _observe
 from .._backend import Backend
 from .._errors import (
     BrokerError,
@@ -62,12 +63,17 @@ class Enqueuing(JobControl):
         return name, retries + 1
 
     def _new_job(
-        self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
+        self,
+        task: str | Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        opts: Options,
+        trace: dict[str, str] | None = None,
     ) -> NewJob:
         name, max_attempts = self._resolve_task(task, opts)
         now = self._clock()
         payload = encode_payload(
-            tuple(args), dict(kwargs), self.max_payload_bytes, opts.run_options(now)
+            tuple(args), dict(kwargs), self.max_payload_bytes, _traced(opts.run_options(now), trace)
         )
         return NewJob(
             id=opts.job_id or new_job_id(),
@@ -86,12 +92,13 @@ class Enqueuing(JobControl):
         self,
         calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]],
         opts: Options,
+        trace: dict[str, str] | None = None,
     ) -> list[NewJob]:
         """``_new_job`` for a batch: one clock reading, one id range, each task checked
         once."""
         calls = list(calls)
         now = self._clock()
-        run_options, run_at = opts.run_options(now), opts.start_time_us(now)
+        run_options, run_at = _traced(opts.run_options(now), trace), opts.start_time_us(now)
         limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
         resolved: dict[str, tuple[str, int]] = {}
         jobs: list[NewJob] = []
@@ -115,7 +122,21 @@ class Enqueuing(JobControl):
     async def _enqueue(
         self, task: str | Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any], opts: Options
     ) -> Job:
-        new = self._new_job(task, args, kwargs, opts)
+        observer = _observe.active
+        if observer is None:
+            return await self._enqueue_new(self._new_job(task, args, kwargs, opts), opts)
+        scope = observer.sending(self.name)
+        try:
+            new = self._new_job(task, args, kwargs, opts, scope.carrier)
+            scope.sent((new,))
+            job = await self._enqueue_new(new, opts)
+        except BaseException as exc:
+            scope.close(exc)
+            raise
+        scope.close(None)
+        return job
+
+    async def _enqueue_new(self, new: NewJob, opts: Options) -> Job:
         if opts.connection is not None:
             result = (await self._store_in(opts.connection, [new]))[0]
             if isinstance(result, BaseException):
@@ -141,7 +162,23 @@ class Enqueuing(JobControl):
         opts = options or Options()
         if opts.job_id is not None or opts.unique_key is not None:
             raise ConfigurationError("enqueue_many takes no job_id/unique_key option")
-        news = self._new_jobs(calls, opts)
+        observer = _observe.active
+        if observer is None:
+            return await self._enqueue_news(self._new_jobs(calls, opts), opts)
+        # One PRODUCER span for the whole batch (its context is every job's parent): a
+        # span per job would cost more than the insert of a thousand jobs.
+        scope = observer.sending(self.name)
+        try:
+            news = self._new_jobs(calls, opts, scope.carrier)
+            scope.sent(news)
+            jobs = await self._enqueue_news(news, opts)
+        except BaseException as exc:
+            scope.close(exc)
+            raise
+        scope.close(None)
+        return jobs
+
+    async def _enqueue_news(self, news: list[NewJob], opts: Options) -> list[Job]:
         if opts.connection is not None:
             results = await self._store_in(opts.connection, news)
             return [Job(self, r) if isinstance(r, str) else _raise(r) for r in results]
@@ -192,6 +229,16 @@ class Enqueuing(JobControl):
             raise QueueFullError(f"queue {self.name!r} is full ({shown} waiting, max_size={limit})")
         # counted before it is stored: concurrent enqueues of this producer see it
         self._size_seen = (counted_at, size + adding)
+
+
+def _traced(
+    run_options: dict[str, Any] | None, trace: dict[str, str] | None
+) -> dict[str, Any] | None:
+    """The run options with the producer's trace context (stored in the payload, so
+    with the row and in every message of the job, retries included)."""
+    if not trace:
+        return run_options
+    return {**(run_options or {}), _observe.TRACE_OPTION: trace}
 
 
 def _raise(exc: BaseException) -> Job:

@@ -69,6 +69,12 @@ class RunnerConfig:
     full-heap pauses of tens of milliseconds. None leaves the collector alone (a runner
     embedded in a process that tunes it itself)."""
 
+    metrics_port: int | None = None
+    """Serve Prometheus metrics (``aqueue[metrics]``) on this port (None: off). Under
+    ``--processes N`` child ``i`` serves on ``metrics_port + i``."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics port listens on (``0.0.0.0`` for every interface)."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigurationError("concurrency must be an int >= 1")
@@ -86,6 +92,8 @@ class RunnerConfig:
             raise ConfigurationError("lookback must be >= 0 seconds")
         if self.zombie_destination not in ("todo", "failed", "done"):
             raise ConfigurationError("zombie_destination must be 'todo', 'failed' or 'done'")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError("metrics_port must be a port number (or None: off)")
         if self.max_stalls < 1:
             raise ConfigurationError("max_stalls must be >= 1")
         if self.gc_threshold is not None and (

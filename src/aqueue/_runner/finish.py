@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import _observe
 from .._dispatch import Routes, route_follow_up
 from .._errors import BackendError
 from .._message import Message
@@ -79,7 +80,7 @@ class Recorder:
         """Record one job's outcome (batched with others); ``False`` when its lease token
         was revoked or the lease ran out before SQL could be reached."""
         assert outcome.status is not None
-        follow = msg.follow_up() if outcome.status is JobStatus.TODO else None
+        follow = msg.follow_up(outcome.run_at) if outcome.status is JobStatus.TODO else None
         item = _Settled(
             Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
             msg.raw,
@@ -130,8 +131,13 @@ class Recorder:
             if not ok:
                 stats.finishes_rejected += 1
                 log.warning(
-                    "late finish of job %s rejected: its lease token was revoked", i.finish.id
+                    "late finish of job %s rejected: its lease token was revoked",
+                    i.finish.id,
+                    extra={"job_id": i.finish.id, "runner": self._runner_id},
                 )
+                observer = _observe.active
+                if observer is not None:
+                    observer.finish_rejected(be.queue_name)
                 continue
             if st is JobStatus.DONE:
                 stats.done += 1

@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from .._context import JobContext
+from .. import _observe
+from .._context import JobContext, _current
 from .._dispatch import Routes, route_give_back
 from .._errors import (
     BackendError,
@@ -112,6 +113,9 @@ class JobRunner(RunnerBase):
             kwargs=msg.kwargs,
             state=self.state,
         )
+        # This task's lines (give-back, settling, hooks) and the handler's are this job's:
+        # the JSON log format reads its fields from here. The task's own context: no reset.
+        _current.set(ctx)
         if task_def is not None and not task_def.config.auto_commit:
             ctx.auto_commit = False
             ctx._committer = self._make_committer(claimed)
@@ -125,11 +129,11 @@ class JobRunner(RunnerBase):
                 if limit is None:
                     async with self._handler_gate:
                         if self._may_start(claimed):
-                            outcome = await execute(self.queue, ctx, msg, self.clock)
+                            outcome = await self._execute(ctx, msg)
                 else:
                     async with limit, self._handler_gate:
                         if self._may_start(claimed):
-                            outcome = await execute(self.queue, ctx, msg, self.clock)
+                            outcome = await self._execute(ctx, msg)
                 if outcome is None:
                     await self._give_back(claimed)
                     return
@@ -149,6 +153,8 @@ class JobRunner(RunnerBase):
                 raise
             crash_point("after_handler")
             self.stats.executed += 1
+            if outcome.exc is not None:
+                _log_failure(ctx, outcome.status, outcome.exc)
             if outcome.status is None:  # manual commit
                 if not ctx.committed:
                     log.warning(
@@ -167,6 +173,13 @@ class JobRunner(RunnerBase):
             await self._recorder.record(msg, token, outcome)
         finally:
             self._forget(msg.id, token)
+
+    def _execute(self, ctx: JobContext, msg: Message) -> Awaitable[Outcome]:
+        run = execute(self.queue, ctx, msg, self.clock)
+        observer = _observe.active
+        if observer is None:
+            return run
+        return _observe.observed_run(observer, self.queue.name, msg, self.id, run)
 
     def _may_start(self, claimed: Claimed) -> bool:
         """A handler starts only while the runner is not stopping and its lease surely
@@ -285,3 +298,26 @@ class JobRunner(RunnerBase):
             log.warning(
                 "returned %d orphaned message(s) to ready after a Redis error", len(orphans)
             )
+
+
+def _log_failure(ctx: JobContext, status: JobStatus | None, exc: BaseException) -> None:
+    """One line per failed attempt (its traceback is in the row's ``error``)."""
+    final = status is JobStatus.FAILED
+    log.log(
+        logging.WARNING if final else logging.INFO,
+        "job %s (%s) attempt %d/%d failed: %s: %s%s",
+        ctx.job_id,
+        ctx.task,
+        ctx.attempt,
+        ctx.max_attempts,
+        type(exc).__qualname__,
+        _safe_str(exc),
+        "" if final else "; retrying",
+    )
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)[:500]
+    except Exception:
+        return "<exception str() failed>"

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from .. import _observe
 from .._backend import Backend
 from .._decisions import decide_reclaim
 from .._errors import BackendError
@@ -55,9 +56,18 @@ async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig,
         epoch = await be.dispatcher.rows(revived, now, max_stalls=cfg.max_stalls)
         if epoch is not None:
             be.marker.add((r.id for r in revived), now, epoch)
+        observer = _observe.active
         for r, d in zip(rows, decisions, strict=True):
             if r.id in changed:
-                log.warning("reclaimed job %s from %s -> %s", r.id, r.lease_owner, d.status.value)
+                log.warning(
+                    "reclaimed job %s from %s -> %s",
+                    r.id,
+                    r.lease_owner,
+                    d.status.value,
+                    extra={"job_id": r.id, "task": r.task, "queue": r.queue, "runner": me},
+                )
+                if observer is not None:
+                    observer.reclaimed(r.queue, r.task)
         await _forget_dead_runners(be, me)
         return len(changed)
     finally:

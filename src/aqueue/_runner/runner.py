@@ -102,6 +102,11 @@ class Runner(Fetcher):
             self._startup_recovery,
             self.startup_grace,
         )
+        exporter = None
+        if cfg.metrics_port is not None:
+            from ..metrics import serve_runner_metrics  # prometheus_client only when asked
+
+            exporter = serve_runner_metrics(be, cfg.metrics_port, cfg.metrics_host)
         side = {
             loop.create_task(self._fetch_loop(), name="aqueue-fetcher"),
             loop.create_task(side_tasks.heartbeat_loop(up), name="aqueue-heartbeat"),
@@ -144,6 +149,8 @@ class Runner(Fetcher):
             finally:
                 if tuned:
                     gctune.restore()
+                if exporter is not None:
+                    exporter.close()
             for signum, previous in saved.items():
                 # put back what was there (e.g. asyncio.run's own SIGINT handler)
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
