@@ -68,8 +68,8 @@ async def boom(tag: str) -> str:
     raise ValueError(f"boom {tag}")
 
 
-@queue.periodic(every=3600)
-async def hourly() -> str:
+@queue.periodic(every=86400)
+async def daily() -> str:
     return "tick"
 
 
@@ -336,20 +336,21 @@ async def test_runners_schedules_top_and_health(admin: App, procs: Procs) -> Non
     assert job.id in listed and "\u2503" not in listed and "\u2502" not in listed
 
     # schedules: the next ticks, and the last run found by its tick's job id
+    # (daily and nightly ticks: none falls inside a test run, but at midnight or 3 am)
     now = time.time()
-    hour = int(now // 3600 * 3600 * 1_000_000)
-    await q.options(job_id=tick_job_id(q.name, "hourly", hour)).enqueue("hourly")
+    day = int(now // 86400 * 86400 * 1_000_000)
+    await q.options(job_id=tick_job_id(q.name, "daily", day)).enqueue("daily")
     scheds = {s["task"]: s for s in doc(admin, "schedules", Q)["schedules"]}
-    assert set(scheds) == {"hourly", "nightly"}
+    assert set(scheds) == {"daily", "nightly"}
     assert scheds["nightly"]["kind"] == "cron" and scheds["nightly"]["next_tick"].endswith(
         "T03:00:00Z"
     )
-    assert scheds["hourly"]["schedule"] == "every 3600s"
-    assert scheds["hourly"]["next_tick"].endswith(":00:00Z")
-    last = scheds["hourly"]["last_run"]
-    assert last is not None and last["job_id"] == tick_job_id(q.name, "hourly", hour)
+    assert scheds["daily"]["schedule"] == "every 86400s"
+    assert scheds["daily"]["next_tick"].endswith("T00:00:00Z")
+    last = scheds["daily"]["last_run"]
+    assert last is not None and last["job_id"] == tick_job_id(q.name, "daily", day)
     assert scheds["nightly"]["last_run"] is None
-    assert "every 3600s" in ok(admin, "schedules", Q)
+    assert "every 86400s" in ok(admin, "schedules", Q)
 
     os.killpg(runner.pid, signal.SIGTERM)
     assert runner.wait(30) == 0
