@@ -103,12 +103,15 @@ async def test_bulk_repush_cancel_and_delete_spare_running_jobs(store: JobStore)
 
 
 async def test_finished_counts_per_bucket_and_status(store: JobStore) -> None:
-    _, now = await _five(store)  # one failed and one done at ``now``, in queue q
+    jobs, now = await _five(store)  # one failed and one done at ``now``, in queue q
     bucket = 60_000_000
     start = now - now % bucket
-    assert sorted(await store.finished_counts("q", now - 1, bucket)) == [
+    assert sorted(await store.finished_counts("q", now - 1, bucket, 0)) == [
         (start, JobStatus.DONE, 1),
         (start, JobStatus.FAILED, 1),
     ]
-    assert await store.finished_counts("q", now + 1, bucket) == []
-    assert await store.finished_counts("q2", 0, bucket) == []
+    assert await store.finished_counts("q", now + 1, bucket, 0) == []
+    assert await store.finished_counts("q2", 0, bucket, 0) == []
+    # due (run_at) before due_after: not counted (the index bounds the rows read)
+    due = max(j.run_at for j in jobs[1:3])
+    assert await store.finished_counts("q", now - 1, bucket, due + 1) == []

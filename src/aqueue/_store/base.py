@@ -344,12 +344,14 @@ class JobStore(Protocol):
         ...
 
     async def finished_counts(
-        self, queue: str, since: int, bucket: int
+        self, queue: str, since: int, bucket: int, due_after: int
     ) -> list[tuple[int, JobStatus, int]]:
-        """Jobs of ``queue`` finished at or after ``since``, counted per ``bucket`` µs
-        (its start: ``finished_at - finished_at % bucket``) and final status, in any
-        order: the throughput and failure rate over time (the ``(queue, finished_at)``
-        index bounds the rows read)."""
+        """Jobs of ``queue`` finished at or after ``since`` and last due (``run_at``) at
+        or after ``due_after``, counted per ``bucket`` µs (its start: ``finished_at -
+        finished_at % bucket``) and final status, in any order: the throughput and
+        failure rate over time. ``due_after`` lets the ``(queue, status, run_at)`` index
+        bound the rows read (``run_at`` is never after ``finished_at``): a job that
+        waited or ran longer than ``since - due_after`` is not counted."""
         ...
 
     async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:

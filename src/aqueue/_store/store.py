@@ -354,9 +354,9 @@ class Store:
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     async def finished_counts(
-        self, queue: str, since: int, bucket: int
+        self, queue: str, since: int, bucket: int, due_after: int
     ) -> list[tuple[int, JobStatus, int]]:
-        stmt = self.sql.finished_counts(queue, since, bucket)
+        stmt = self.sql.finished_counts(queue, since, bucket, due_after)
         rows = await self._fetch("counting finished jobs", *stmt)
         return [(int(t), JobStatus(st), int(n)) for t, st, n in rows]
 

@@ -97,13 +97,13 @@ class JobControl:
         return min(due, default=None)
 
     async def finished_counts(
-        self, queue: str, since: int, bucket: int
+        self, queue: str, since: int, bucket: int, due_after: int
     ) -> list[tuple[int, JobStatus, int]]:
         await self._step()
         counts: Counter[tuple[int, JobStatus]] = Counter(
             (r.finished_at - r.finished_at % bucket, r.status)
             for r in self._table.of(queue)
-            if r.finished_at is not None and r.finished_at >= since
+            if r.finished_at is not None and r.finished_at >= since and r.run_at >= due_after
         )
         return [(t, st, n) for (t, st), n in counts.items()]
 

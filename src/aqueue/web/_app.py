@@ -47,6 +47,7 @@ def app(
         try:
             yield
         finally:
+            await web.counts.close()
             await queue.close()
 
     routes = [

@@ -4,7 +4,7 @@ autoescaped everywhere)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,15 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._models import JobStatus
 from .._queue.client import QueueClient
 from . import _format
 from ._auth import CSRF_COOKIE, Auth, Role, csrf_token, new_csrf_cookie, role_of
+from ._cache import Cached
 
 HERE = Path(__file__).parent
+COUNTS_MAX_AGE = 5.0
+"""Seconds the counts by status are served before they are read again (see _cache)."""
 
 SECURITY_HEADERS = [
     # Scripts and styles only from this app's own files: an injected <script> or inline
@@ -43,6 +47,10 @@ class Web:
     secret: bytes
     templates: jinja2.Environment
     page_size: int = 50
+    counts: Cached[dict[JobStatus, int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = Cached(self.queue.counts, COUNTS_MAX_AGE)
 
 
 def web_of(request: HTTPConnection) -> Web:

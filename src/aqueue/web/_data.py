@@ -155,16 +155,20 @@ class Throughput:
 
 
 MINUTE = 60_000_000
+LOOKBACK = 60 * MINUTE
+"""Jobs that finished in the window but were due more than this before it (a long
+wait or a long run) are not counted: the bound lets SQL read only the recent rows."""
 
 
 async def throughput(queue: QueueClient, minutes: int = 60) -> Throughput:
-    """Jobs finished per minute over the last ``minutes`` (SQL ``finished_counts``):
-    the bars of the chart, scaled to the busiest minute."""
+    """Jobs finished per minute over the last ``minutes`` (SQL ``finished_counts``, due
+    within ``LOOKBACK`` before the window): the bars, scaled to the busiest minute."""
     be = await queue._backend()
     now = queue._clock()
     first = now - now % MINUTE - (minutes - 1) * MINUTE
     per: dict[int, dict[JobStatus, int]] = {}
-    for start, status, n in await be.store.finished_counts(queue.name, first, MINUTE):
+    due_after = first - LOOKBACK
+    for start, status, n in await be.store.finished_counts(queue.name, first, MINUTE, due_after):
         per.setdefault(start, {})[status] = n
     peak = max((sum(c.values()) for c in per.values()), default=0)
     scale = 95 / peak if peak else 0.0

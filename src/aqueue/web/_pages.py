@@ -16,9 +16,10 @@ from ._core import render, web_of
 
 
 async def overview(request: Request) -> Response:
-    queue = web_of(request).queue
+    web = web_of(request)
+    queue = web.queue
     counts, backlog, runners, throughput = await asyncio.gather(
-        queue.counts(), queue.backlog_age(), _data.runners(queue), _data.throughput(queue)
+        web.counts.get(), queue.backlog_age(), _data.runners(queue), _data.throughput(queue)
     )
     return render(
         request,
@@ -26,6 +27,7 @@ async def overview(request: Request) -> Response:
         title="Overview",
         counts=[(s.value, counts.get(s, 0)) for s in JobStatus],
         total=sum(counts.values()),
+        counts_age=web.counts.age,
         backlog=backlog,
         throughput=throughput,
         runners=runners,

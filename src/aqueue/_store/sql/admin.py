@@ -67,9 +67,10 @@ class AdminQueries(BaseQueries):
         )
         return sql, params
 
-    def finished_counts(self, queue: str, since: int, bucket: int) -> Statement:
-        """Finished jobs per time bucket and status (the bucket width inlined as an
-        integer literal: ``%`` of a placeholder would need a type on PostgreSQL)."""
+    def finished_counts(self, queue: str, since: int, bucket: int, due_after: int) -> Statement:
+        """Finished jobs per time bucket and status, read through the ``(queue, status,
+        run_at)`` index (the bucket width inlined as an integer literal: ``%`` of a
+        placeholder would need a type on PostgreSQL)."""
         b = self.bind
         params: list[Any] = []
         width = int(bucket)
@@ -77,7 +78,8 @@ class AdminQueries(BaseQueries):
         mod = "%%" if self.mark == "%s" else "%"
         sql = (
             f"SELECT finished_at - finished_at {mod} {width}, status, COUNT(*) FROM {self.t} "
-            f"WHERE queue = {b(params, queue)} AND finished_at >= {b(params, since)} "
+            f"WHERE queue = {b(params, queue)} AND status IN ('done', 'failed', 'cancelled') "
+            f"AND run_at >= {b(params, due_after)} AND finished_at >= {b(params, since)} "
             "GROUP BY 1, 2"
         )
         return sql, params
