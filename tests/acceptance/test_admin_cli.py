@@ -195,8 +195,17 @@ async def test_list_show_retry_by_filter(admin: App, procs: Procs) -> None:
         rec = await b.info()
         assert rec.status is JobStatus.DONE, rec
         assert await b.result(timeout=5) == tag
-    # by id, plain text
+    # by id, plain text; an unknown id is reported, in JSON too
     assert ok(admin, "retry", Q, adds[0].id) == "retried 1 job(s)\n"
+    unknown = cli(admin, "retry", Q, adds[1].id, "nope", "--dry-run", "--json")
+    assert unknown.returncode == 1 and "no job nope" in unknown.stderr
+    assert json.loads(unknown.stdout) == {
+        "action": "retry",
+        "dry_run": True,
+        "matched": 1,
+        "would": 1,
+        "not_found": ["nope"],
+    }
     await q.close()
 
 
@@ -238,7 +247,10 @@ async def test_cancel_and_purge_with_dry_runs(admin: App, procs: Procs) -> None:
         "matched": 1,
         "would": 0,
     }
-    assert ok(admin, "cancel", Q, later[0].id) == "cancelled 1 job(s)\n"
+    # an id not in the queue is named on stderr (exit 1); the others are cancelled
+    partly = cli(admin, "cancel", Q, later[0].id, "no-such-job")
+    assert partly.returncode == 1 and partly.stdout == "cancelled 1 job(s)\n"
+    assert f"aqueue: no job no-such-job in queue {admin.queue_name}" in partly.stderr
     # by filter: the three others waiting (the finished ones are not touched)
     assert doc(admin, "cancel", Q, "--task", "add", "--dry-run")["would"] == 3
     assert doc(admin, "cancel", Q, "--status", "todo", "--reason", "maintenance")["changed"] == 3

@@ -11,8 +11,10 @@ between: the action itself judges each job by its own compare-and-set.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import click
 
@@ -22,7 +24,7 @@ from .._store.base import JobQuery
 from .common import admin, load_queue
 from .filters import Filters, filter_options
 from .options import duration
-from .render import json_option, print_json
+from .render import json_option, print_json, stderr
 
 PAGE = 500
 FINAL = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -66,6 +68,19 @@ def _target(queue: Queue, ids: Sequence[str], filters: Filters) -> JobQuery | No
     return filters.query(queue) if filters.given else None
 
 
+async def _split_ids(q: Queue, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(ids of this queue's jobs, the others): an id is acted on only in its own queue
+    (several queues may share a table, and a job retried here would be sent to this
+    queue's Redis lists)."""
+    be = await q._backend()
+    own: list[str] = []
+    missing: list[str] = []
+    for jid in dict.fromkeys(ids):
+        rec = await be.store.get_job(jid)
+        (own if rec is not None and rec.queue == q.name else missing).append(jid)
+    return own, missing
+
+
 async def _pages(
     q: Queue, ids: Sequence[str], query: JobQuery | None, limit: int | None
 ) -> AsyncIterator[list[JobRecord]]:
@@ -105,21 +120,35 @@ async def _count(
 
 
 def _report(
-    action: str, as_json: bool, dry_run: bool, outcome: tuple[int, int] | int, past: str
+    queue: Queue,
+    action: str,
+    as_json: bool,
+    dry_run: bool,
+    outcome: tuple[int, int] | int,
+    past: str,
+    missing: Sequence[str] = (),
 ) -> None:
+    """Print the outcome; ids not found in the queue are named on stderr (and in the
+    JSON document), and make the exit code 1."""
+    doc: dict[str, Any] = {"action": action, "dry_run": dry_run}
     if dry_run:
         assert isinstance(outcome, tuple)
-        named, changed = outcome
-        if as_json:
-            print_json({"action": action, "dry_run": True, "matched": named, "would": changed})
-        else:
-            click.echo(f"dry run: {action} would change {changed} of {named} matching job(s)")
-        return
-    assert isinstance(outcome, int)
-    if as_json:
-        print_json({"action": action, "dry_run": False, "changed": outcome})
+        doc["matched"], doc["would"] = outcome
+        text = f"dry run: {action} would change {doc['would']} of {doc['matched']} matching job(s)"
     else:
-        click.echo(f"{past} {outcome} job(s)")
+        assert isinstance(outcome, int)
+        doc["changed"] = outcome
+        text = f"{past} {outcome} job(s)"
+    if missing:
+        doc["not_found"] = list(missing)
+    if as_json:
+        print_json(doc)
+    else:
+        click.echo(text)
+    for jid in missing:
+        stderr(f"aqueue: no job {jid} in queue {queue.name}")
+    if missing:
+        sys.exit(1)
 
 
 @click.command()
@@ -142,14 +171,19 @@ def retry(
     queue = load_queue(app)
     query = _target(queue, job_ids, filters)
 
+    missing: list[str] = []
+
     async def go(q: Queue) -> tuple[int, int] | int:
-        if dry_run:
-            return await _count(q, job_ids, query, limit, _not_running)
+        ids: Sequence[str] = job_ids
         if query is None:
-            return await q.retry_jobs(list(job_ids))
+            ids, missing[:] = await _split_ids(q, job_ids)
+        if dry_run:
+            return await _count(q, ids, query, limit, _not_running)
+        if query is None:
+            return await q.retry_jobs(ids) if ids else 0
         return await q.retry_jobs(query=query, limit=limit)
 
-    _report("retry", as_json, dry_run, admin(queue, go), "retried")
+    _report(queue, "retry", as_json, dry_run, admin(queue, go), "retried", missing)
 
 
 @click.command()
@@ -174,14 +208,19 @@ def cancel(
     queue = load_queue(app)
     query = _target(queue, job_ids, filters)
 
+    missing: list[str] = []
+
     async def go(q: Queue) -> tuple[int, int] | int:
-        if dry_run:
-            return await _count(q, job_ids, query, limit, _not_finished)
+        ids: Sequence[str] = job_ids
         if query is None:
-            return await q.cancel_jobs(list(job_ids), reason=reason)
+            ids, missing[:] = await _split_ids(q, job_ids)
+        if dry_run:
+            return await _count(q, ids, query, limit, _not_finished)
+        if query is None:
+            return await q.cancel_jobs(ids, reason=reason) if ids else 0
         return await q.cancel_jobs(query=query, limit=limit, reason=reason)
 
-    _report("cancel", as_json, dry_run, admin(queue, go), "cancelled")
+    _report(queue, "cancel", as_json, dry_run, admin(queue, go), "cancelled", missing)
 
 
 def _finished_before(cutoff_us: int) -> Predicate:
@@ -240,4 +279,4 @@ def purge(
                 deleted += await q.delete_jobs(ids)
         return deleted
 
-    _report("purge", as_json, dry_run, admin(queue, go), "deleted")
+    _report(queue, "purge", as_json, dry_run, admin(queue, go), "deleted")
