@@ -155,4 +155,5 @@ def templates() -> jinja2.Environment:
     env.filters["ago"] = _format.ago
     env.filters["pretty"] = _format.pretty
     env.filters["short_args"] = _format.short_args
+    env.filters["error_line"] = _format.error_line
     return env

@@ -87,6 +87,15 @@ def error_of(rec: JobRecord) -> dict[str, str] | None:
     }
 
 
+def error_line(rec: JobRecord, width: int = 100) -> str:
+    """``Type: message`` of a job's error on one line, cut to ``width``."""
+    err = error_of(rec)
+    if err is None:
+        return ""
+    text = " ".join(f"{err['type']}: {err['message']}".split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def origin(rec: JobRecord) -> str | None:
     """Where a job came from when not from a producer: a schedule's tick."""
     return "schedule (cron/periodic tick)" if rec.id.startswith("cron-") else None
