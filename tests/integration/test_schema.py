@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 
@@ -10,7 +12,7 @@ from aqueue import ConfigurationError, Job, JobStatus
 from aqueue._store.schema import SCHEMA_VERSION
 from aqueue._store.store import Store
 
-from ..conftest import QueueFactory
+from ..conftest import QueueFactory, unique
 
 
 async def _indexes(store: Store) -> dict[str, list[str]]:
@@ -117,3 +119,20 @@ async def test_db_upgrade_from_schema_1(make_queue: QueueFactory, backend: str) 
     other = await t.options(job_id="KEPT").enqueue(2)
     assert other.id == "KEPT"
     assert (await other.info()).payload != (await job.info()).payload
+
+
+async def test_six_stores_creating_one_table_at_once_all_succeed(db_url: str, backend: str) -> None:
+    table = unique("race")
+    stores = [Store(db_url, table=table) for _ in range(6)]
+    try:
+        assert await asyncio.gather(*(s.init_schema() for s in stores)) == [SCHEMA_VERSION] * 6
+        if backend == "postgres":
+            # the unique key skips the rows without one (most jobs)
+            rows = await stores[0].db.fetch(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = $1", (f"ux_{table}_unique",)
+            )
+            assert "WHERE (unique_key IS NOT NULL)" in rows[0][0]
+    finally:
+        await stores[0].drop_schema()
+        for s in stores:
+            await s.close()

@@ -28,9 +28,28 @@ def _key(length: int) -> sa.types.TypeEngine[str]:
     return sa.String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
 
 
-def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
-    """The jobs table ``table_name`` and its ``<table_name>_meta`` version table."""
+def build_tables(
+    table_name: str, *, partial_unique: bool = False
+) -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    """The jobs table ``table_name`` and its ``<table_name>_meta`` version table.
+
+    ``partial_unique`` (PostgreSQL): the unique key is a partial unique index over the
+    rows that have one. Every update of a row writes a new version of it, with an entry
+    in each index that covers it: most jobs have no unique key, and their versions then
+    skip this index. (MySQL rewrites a secondary index entry only when its columns
+    change.) The tables are then created in one transaction (``Tables.init``), so the
+    table is never visible without its unique index."""
     md = sa.MetaData()
+    if partial_unique:
+        unique: sa.Index | sa.UniqueConstraint = sa.Index(
+            f"ux_{table_name}_unique",
+            "queue",
+            "unique_key",
+            unique=True,
+            postgresql_where=sa.text("unique_key IS NOT NULL"),
+        )
+    else:
+        unique = sa.UniqueConstraint("queue", "unique_key", name=f"ux_{table_name}_unique")
     jobs = sa.Table(
         table_name,
         md,
@@ -65,7 +84,7 @@ def build_tables(table_name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Index(f"ix_{table_name}_qsr", "queue", "status", "run_at"),
         # Inline in CREATE TABLE (not a later CREATE INDEX): a second process must never
         # write into the table before uniqueness is enforced.
-        sa.UniqueConstraint("queue", "unique_key", name=f"ux_{table_name}_unique"),
+        unique,
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",

@@ -8,6 +8,7 @@ import contextlib
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .._errors import ConfigurationError, StoreError
 from .executor import Executor
@@ -20,7 +21,11 @@ class Tables:
     def __init__(self, db: Executor, table_name: str) -> None:
         self._db = db
         self.table_name = table_name
-        self._md, self.jobs, self.meta = build_tables(table_name)
+        # PostgreSQL: a partial unique index, created with the table in one transaction
+        self._transactional_ddl = db.engine.dialect.name == "postgresql"
+        self._md, self.jobs, self.meta = build_tables(
+            table_name, partial_unique=self._transactional_ddl
+        )
 
     async def version(self) -> int | None:
         engine = self._db.engine
@@ -45,20 +50,30 @@ class Tables:
 
         async def go() -> int:
             async with engine.connect() as conn:
-                await conn.run_sync(self._md.create_all)
-                row = (
-                    await conn.execute(
-                        sa.select(self.meta.c.value).where(self.meta.c.name == "schema_version")
-                    )
-                ).first()
-                if row is not None:
-                    return int(row[0])
-                # another process may have initialised it first
-                with contextlib.suppress(sa.exc.IntegrityError):
-                    await conn.execute(
-                        self.meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION))
-                    )
-                return SCHEMA_VERSION
+                if not self._transactional_ddl:
+                    return await create(conn)
+                # The tables, their indexes and the version row appear together, at
+                # COMMIT; a process creating them at the same moment waits for it, then
+                # fails on the catalog's unique key ("duplicate key") and looks again.
+                await conn.execution_options(isolation_level="READ COMMITTED")
+                async with conn.begin():
+                    return await create(conn)
+
+        async def create(conn: AsyncConnection) -> int:
+            await conn.run_sync(self._md.create_all)
+            row = (
+                await conn.execute(
+                    sa.select(self.meta.c.value).where(self.meta.c.name == "schema_version")
+                )
+            ).first()
+            if row is not None:
+                return int(row[0])
+            # another process may have initialised it first
+            with contextlib.suppress(sa.exc.IntegrityError):
+                await conn.execute(
+                    self.meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION))
+                )
+            return SCHEMA_VERSION
 
         for attempt in range(5):
             try:
