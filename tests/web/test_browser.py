@@ -124,7 +124,9 @@ def test_operator_tour_retry_runs_the_job_again(live: Live, browser: Browser, sh
     page.screenshot(path=shots / "job-retried.png", full_page=True)
 
     page.goto(live.url + "/runners")
-    expect(page.locator("table.grid tbody tr.alive")).to_have_count(1)
+    alive = page.locator("table.grid tbody tr.alive")
+    expect(alive).to_have_count(1)
+    expect(alive.locator("td").nth(7)).to_contain_text(" s ago")  # last heartbeat
     page.screenshot(path=shots / "runners.png", full_page=True)
     page.goto(live.url + "/schedules")
     expect(page.locator("table.grid")).to_contain_text("hourly_report")

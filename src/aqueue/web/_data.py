@@ -70,8 +70,10 @@ class RunnerView:
     alive: bool
     in_flight: int | None
     stats: dict[str, int]
+    beat_ago: float | None
+    """Seconds since its last heartbeat (to the second; ``None``: unknown)."""
     expires_in: float | None
-    """Seconds the liveness key has left (renewed at every heartbeat)."""
+    """Seconds its liveness key has left (renewed at every heartbeat)."""
 
 
 async def runners(queue: QueueClient) -> list[RunnerView]:
@@ -79,27 +81,37 @@ async def runners(queue: QueueClient) -> list[RunnerView]:
     alive, stats = await asyncio.gather(be.broker.runners(), be.broker.runner_stats())
     ids = sorted(alive, key=lambda r: (not alive[r], r))
     flights = await asyncio.gather(*(be.broker.working_items(r) for r in ids))
-    ttls = await _liveness_left(be.broker, ids)
+    beats = await _liveness(be.broker, ids)
     return [
-        RunnerView(r, alive[r], len(f), stats.get(r, {}), ttls.get(r))
+        RunnerView(r, alive[r], len(f), stats.get(r, {}), *beats.get(r, (None, None)))
         for r, f in zip(ids, flights, strict=True)
     ]
 
 
-async def _liveness_left(broker: Any, ids: list[str]) -> dict[str, float]:
-    """The time left on each runner's liveness key (the Redis broker only): how long
-    ago it last beat is the lease minus this, which the web side does not know."""
+async def _liveness(broker: Any, ids: list[str]) -> dict[str, tuple[float | None, float | None]]:
+    """Per runner: the idle time of its liveness key, i.e. the time since its last
+    heartbeat wrote it (Redis keeps it to the second; EXISTS, PTTL and OBJECT do not
+    touch it; an LFU eviction policy has none), and the time that key has left. The
+    Redis broker only: the in-memory one has neither."""
     redis, keys = getattr(broker, "redis", None), getattr(broker, "keys", None)
     if redis is None or keys is None or not ids:
         return {}
     try:
         pipe = redis.pipeline(transaction=False)
         for r in ids:
+            pipe.object("idletime", keys.alive(r))
             pipe.pttl(keys.alive(r))
-        left = await pipe.execute()
-    except Exception:  # a page without this column beats no page
+        out = await pipe.execute(raise_on_error=False)
+    except Exception:  # a page without these columns beats no page
         return {}
-    return {r: ms / 1000 for r, ms in zip(ids, left, strict=True) if ms >= 0}
+    found: dict[str, tuple[float | None, float | None]] = {}
+    for i, r in enumerate(ids):
+        idle, left = out[2 * i], out[2 * i + 1]
+        found[r] = (
+            float(idle) if isinstance(idle, int) else None,
+            left / 1000 if isinstance(left, int) and left >= 0 else None,
+        )
+    return found
 
 
 @dataclass(frozen=True)

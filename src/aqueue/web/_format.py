@@ -24,7 +24,7 @@ def ago(seconds: float | None) -> str:
         return "—"
     s = max(0.0, float(seconds))
     if s < 60:
-        return f"{s:.1f} s"
+        return f"{s:.1f} s" if s % 1 else f"{s:.0f} s"
     m, sec = divmod(int(s), 60)
     if m < 60:
         return f"{m} min {sec} s"
