@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from .._app import Queue
+from .._errors import BackendError
 from .common import admin, load_queue, redact, run_async
 from .render import (
     ago,
@@ -149,20 +150,37 @@ def top(app: str, once: bool, interval: float, as_json: bool) -> None:
             click.echo(_plain_frame(view))
         return
 
+    async def frame(q: Queue, rich: bool) -> Any:
+        """The next frame; while SQL or Redis does not answer, a line that says so (the
+        view keeps running and recovers with them)."""
+        try:
+            view = await queue_view(q)
+        except BackendError as exc:
+            line = clean(f"queue {q.name}: unavailable: {redact(str(exc))}", one_line=True)
+            if rich:
+                from rich.text import Text
+
+                return Text(line)
+            return line
+        return _rich_frame(view) if rich else _plain_frame(view)
+
     async def live(q: Queue) -> None:
         if have_rich():
             from rich.live import Live
 
-            with Live(_rich_frame(await queue_view(q)), auto_refresh=False) as screen:
+            with Live(await frame(q, True), auto_refresh=False) as screen:
                 while True:
                     await asyncio.sleep(interval)
-                    screen.update(_rich_frame(await queue_view(q)), refresh=True)
+                    screen.update(await frame(q, True), refresh=True)
         while True:
             # Without rich: clear the screen and print the frame again.
-            click.echo("\x1b[2J\x1b[H" + _plain_frame(await queue_view(q)))
+            click.echo("\x1b[2J\x1b[H" + await frame(q, False))
             await asyncio.sleep(interval)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    # Ctrl-C cancels the loop's main task; asyncio then raises KeyboardInterrupt, or the
+    # CancelledError itself when a connection being opened took the first cancellation:
+    # either one is the way out.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         admin(queue, live)
 
 
