@@ -137,3 +137,22 @@ async def test_bulk_actions_on_a_selection_and_on_the_filter(
     assert driven.jobs("failed") == [] and len(driven.jobs("done")) == 1
     r = await c.post("/bulk", data={"action": "delete:filter"}, headers=SAME)
     assert r.status_code == 403
+
+
+async def test_jobs_page_bulk_cancel_by_filter(driven: Driver, client: Client) -> None:
+    q = driven.queue
+    later = [await q.options(delay=600).enqueue("add", i, i) for i in range(3)]
+    other = await q.options(delay=600).enqueue("boom", "keep")
+    c = client()
+    page = (await c.get("/jobs", params={"task": "add"})).text
+    assert "Cancel all" in page and "(task=add)" in page
+    token = await csrf_of(c, "/jobs")
+    r = await c.post(
+        "/bulk",
+        data={"csrf": token, "action": "cancel:filter", "task": "add", "back": "/jobs"},
+        headers=SAME,
+    )
+    assert r.status_code == 303 and "3+job" in r.headers["location"]
+    assert r.headers["location"].startswith("/jobs?") and "task=add" in r.headers["location"]
+    assert {(await j.info()).status for j in later} == {"cancelled"}
+    assert (await other.info()).status == "todo"
