@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+import aqueue
 import aqueue.web
 from aqueue._cli import cli
 from aqueue._cli.web import is_loopback
@@ -84,3 +85,26 @@ def test_import_aqueue_does_not_import_the_web_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_store_down_answers_503_without_the_url() -> None:
+    queue = aqueue.Queue(
+        "down",
+        redis_url="redis://:REDISPW@127.0.0.1:1/0",
+        database_url="mysql+asyncmy://root:SQLPW@127.0.0.1:1/test",
+    )
+    app = aqueue.web.app(queue, auth=aqueue.web.token_auth(TOKEN))
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as c:
+            for path in ("/", "/jobs", "/api/jobs/x"):
+                r = await c.get(path)
+                assert r.status_code == 503, (path, r.text[:300])
+                assert "SQLPW" not in r.text and "REDISPW" not in r.text
+            r = await c.post("/api/jobs", json={"task": "t"})
+            assert r.status_code in (404, 503) and "SQLPW" not in r.text
+    finally:
+        await queue.close()

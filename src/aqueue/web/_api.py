@@ -8,6 +8,7 @@ preflight this app does not answer, so no CSRF token is needed here."""
 from __future__ import annotations
 
 import json
+import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +28,8 @@ from . import _format
 from ._core import base, role, web_of
 from ._openapi import OPTIONS, document
 
+log = logging.getLogger("aqueue.web")
+
 _STATUS_OF_ERROR: list[tuple[type[AqueueError], int]] = [
     (PayloadTooLargeError, 413),
     (UnknownTaskError, 404),
@@ -43,6 +46,10 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _failure(exc: AqueueError) -> JSONResponse:
+    if isinstance(exc, BackendError):
+        # Its text is the driver's, which may name a server or more: logged, not sent.
+        log.warning("HTTP API: %s: %s", type(exc).__name__, exc)
+        return _error(503, f"{type(exc).__name__}: the job store or Redis is unavailable")
     for kind, status in _STATUS_OF_ERROR:
         if isinstance(exc, kind):
             return _error(status, f"{type(exc).__name__}: {exc}")

@@ -9,17 +9,23 @@ own (``python -m aqueue web``), its lifespan closes the queue at shutdown.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from .._errors import BackendError
 from .._queue.client import QueueClient
 from . import _actions, _api, _pages
 from ._auth import Auth
-from ._core import HERE, Guard, Web, templates
+from ._core import HERE, Guard, Web, render, templates
+
+log = logging.getLogger("aqueue.web")
 
 
 def app(
@@ -56,7 +62,24 @@ def app(
         Mount("/api", routes=_api.routes()),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    starlette = Starlette(routes=routes, lifespan=lifespan)
+    starlette = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={BackendError: _unavailable},
+    )
     starlette.state.aqueue_web = web
     starlette.add_middleware(Guard, auth=auth)
     return starlette
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """A page whose SQL or Redis read failed: 503, the error logged (its text is the
+    driver's, which may name a server or more), not shown."""
+    log.warning("dashboard %s: %s: %s", request.url.path, type(exc).__name__, exc)
+    return render(
+        request,
+        "refused.html",
+        status_code=503,
+        title="Unavailable",
+        why=f"The job store or Redis did not answer ({type(exc).__name__}). Try again shortly.",
+    )

@@ -85,6 +85,13 @@ def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> H
     return HTMLResponse(html, status_code=status_code)
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path below the app's prefix (servers and mounts keep the prefix
+    in ``path`` and say it in ``root_path``)."""
+    path, root = str(scope["path"]), str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 class Guard:
     """Every request: its role from ``auth`` (``forbidden``: 401; a POST that is only
     ``read_only``: 403), the CSRF cookie set when missing, security headers added."""
@@ -99,7 +106,7 @@ class Guard:
             return
         conn = HTTPConnection(scope)
         the_role = await role_of(self.auth, conn)
-        api = scope["path"][len(str(scope.get("root_path", ""))) :].startswith("/api/")
+        api = route_path(scope).startswith("/api/")
         refusal: Response | None = None
         if the_role == "forbidden":
             refusal = _refuse(api, 401, "authentication required")
