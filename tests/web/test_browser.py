@@ -144,6 +144,18 @@ def test_overview_updates_itself_while_open(live: Live, browser: Browser) -> Non
         assert api.post("/api/jobs", json=body).status_code == 201
     # polled, not reloaded (the counts are read again every 5 s at most)
     expect(todo).to_have_text(str(before + 1), timeout=20_000)
+    # a hidden tab stops polling, and starts again (at once) when shown
+    body = page.locator("body")
+    expect(body).to_have_attribute("data-polling", "on")
+    visibility = """hidden => {
+        Object.defineProperty(document, "hidden", {value: hidden, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    page.evaluate(visibility, True)
+    expect(body).to_have_attribute("data-polling", "off")
+    with page.expect_request(lambda r: r.headers.get("x-aqueue-poll") == "1"):
+        page.evaluate(visibility, False)
+    expect(body).to_have_attribute("data-polling", "on")
     page.context.close()
 
 

@@ -48,12 +48,19 @@
       .catch(function () { if (badge) badge.classList.add("stale"); });
   }
 
-  function start() { if (timer === null) timer = window.setInterval(refresh, PERIOD_MS); }
-  function stop() { if (timer !== null) { window.clearInterval(timer); timer = null; } }
+  // data-polling on <body> says whether the page polls (tests and curious people read it)
+  function start() {
+    if (timer === null) timer = window.setInterval(refresh, PERIOD_MS);
+    document.body.dataset.polling = "on";
+  }
+  function stop() {
+    if (timer !== null) { window.clearInterval(timer); timer = null; }
+    document.body.dataset.polling = "off";
+  }
 
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) { stop(); } else { refresh(); start(); }
   });
-  if (!document.hidden) start();
+  if (document.hidden) { stop(); } else { start(); }
   if (badge) badge.hidden = false;
 })();
