@@ -18,15 +18,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     generate_latest,
     start_http_server,
 )
@@ -35,8 +32,8 @@ from prometheus_client.registry import Collector
 
 from . import _observe
 from ._backend import Backend
-from ._message import Message
-from ._models import JobStatus, NewJob
+from ._jobmetrics import JobMetrics
+from ._models import JobStatus
 
 __all__ = [
     "BACKLOG_MAX_AGE",
@@ -57,137 +54,9 @@ more often than this costs the store nothing."""
 REGISTRY = CollectorRegistry()
 """aqueue's metrics (its own registry: mounting it adds nothing of the process's)."""
 
-_TIMES = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
-_WAITS = (*_TIMES, 1800, 3600, 4 * 3600, 86400)
+_observer = JobMetrics()
+REGISTRY.register(_observer)
 
-_enqueued = Counter(
-    "aqueue_jobs_enqueued", "Jobs stored by this process's enqueues.", ["queue", "task"],
-    registry=REGISTRY,
-)  # fmt: skip
-_started = Counter(
-    "aqueue_jobs_started", "Handler runs started.", ["queue", "task"], registry=REGISTRY
-)
-_finished = Counter(
-    "aqueue_jobs_finished",
-    "Handler runs ended, by outcome: done, failed, retried (failed, to run again), "
-    "cancelled (stopped by the runner: lease revoked, deadline, shutdown), manual (the "
-    "handler commits itself).",
-    ["queue", "task", "outcome"],
-    registry=REGISTRY,
-)
-_reclaimed = Counter(
-    "aqueue_jobs_reclaimed",
-    "Jobs whose lease expired, taken back by this process's reclaimer.",
-    ["queue", "task"],
-    registry=REGISTRY,
-)
-_rejected = Counter(
-    "aqueue_finishes_rejected",
-    "Outcomes SQL refused (the lease token had been revoked).",
-    ["queue"],
-    registry=REGISTRY,
-)
-_run_seconds = Histogram(
-    "aqueue_job_run_seconds", "Handler run time.", ["queue", "task"], buckets=_TIMES,
-    registry=REGISTRY,
-)  # fmt: skip
-_wait_seconds = Histogram(
-    "aqueue_job_wait_seconds",
-    "Time from when a job was due (enqueued, or its run_at) to its start.",
-    ["queue", "task"],
-    buckets=_WAITS,
-    registry=REGISTRY,
-)
-_in_flight = Gauge(
-    "aqueue_jobs_in_flight", "Handlers running in this process.", ["queue"], registry=REGISTRY
-)
-
-_OUTCOMES = {JobStatus.DONE: "done", JobStatus.FAILED: "failed", JobStatus.TODO: "retried"}
-
-
-class _TaskMetrics:
-    """The labelled children of one (queue, task): looked up once, not per job."""
-
-    __slots__ = ("finished", "in_flight", "run", "started", "wait")
-
-    def __init__(self, queue: str, task: str) -> None:
-        self.started = _started.labels(queue, task)
-        self.wait = _wait_seconds.labels(queue, task)
-        self.run = _run_seconds.labels(queue, task)
-        self.in_flight = _in_flight.labels(queue)
-        self.finished: dict[str, Any] = {}
-
-
-class _Run:
-    __slots__ = ("_began", "_m", "_queue", "_task")
-
-    def __init__(self, m: _TaskMetrics, queue: str, task: str) -> None:
-        self._m, self._queue, self._task = m, queue, task
-        self._began = time.perf_counter()
-
-    def close(self, status: JobStatus | None, error: BaseException | None) -> None:
-        m = self._m
-        m.run.observe(time.perf_counter() - self._began)
-        m.in_flight.dec()
-        if status is not None:
-            outcome = _OUTCOMES.get(status, status.value)
-        else:
-            outcome = "manual" if error is None else "cancelled"
-        child = m.finished.get(outcome)
-        if child is None:
-            child = m.finished[outcome] = _finished.labels(self._queue, self._task, outcome)
-        child.inc()
-
-
-class _Send:
-    __slots__ = ("_jobs", "_queue")
-    carrier: dict[str, str] | None = None  # no trace context: that is aqueue.otel's
-
-    def __init__(self, queue: str) -> None:
-        self._queue = queue
-        self._jobs: Sequence[NewJob] = ()
-
-    def sent(self, jobs: Sequence[NewJob]) -> None:
-        self._jobs = jobs
-
-    def close(self, error: BaseException | None) -> None:
-        if error is not None:
-            return
-        per_task: dict[str, int] = {}
-        for j in self._jobs:
-            per_task[j.task] = per_task.get(j.task, 0) + 1
-        for task, n in per_task.items():
-            _enqueued.labels(self._queue, task).inc(n)
-
-
-class MetricsObserver:
-    """The :class:`aqueue._observe.Observer` that counts into :data:`REGISTRY`."""
-
-    def __init__(self) -> None:
-        self._tasks: dict[tuple[str, str], _TaskMetrics] = {}
-
-    def sending(self, queue: str) -> _Send:
-        return _Send(queue)
-
-    def running(self, queue: str, msg: Message, runner_id: str) -> _Run:
-        m = self._tasks.get((queue, msg.task))
-        if m is None:
-            m = self._tasks[(queue, msg.task)] = _TaskMetrics(queue, msg.task)
-        m.started.inc()
-        m.in_flight.inc()
-        waited = _observe.due_seconds_ago(msg, time.time_ns() // 1000)
-        if waited is not None:
-            m.wait.observe(waited)
-        return _Run(m, queue, msg.task)
-
-    def reclaimed(self, queue: str, task: str) -> None:
-        _reclaimed.labels(queue, task).inc()
-
-    def finish_rejected(self, queue: str) -> None:
-        _rejected.labels(queue).inc()
-
-
-_observer = MetricsObserver()
 _users = 0
 _users_lock = threading.Lock()
 
@@ -265,13 +134,14 @@ class _Backlog(Collector):
         alive = GaugeMetricFamily(
             "aqueue_runners_alive", "Runners whose heartbeat is current.", labels=["queue"]
         )
-        for queue, src in list(self.sources.items()) if fill else ():
-            if src.value is None:
-                continue
-            counts, runners = src.value
-            for status in JobStatus:
-                jobs.add_metric([queue, status.value], counts.get(status, 0))
-            alive.add_metric([queue], runners)
+        if fill:
+            for queue, src in list(self.sources.items()):
+                if src.value is None:
+                    continue
+                counts, runners = src.value
+                for status in JobStatus:
+                    jobs.add_metric([queue, status.value], counts.get(status, 0))
+                alive.add_metric([queue], runners)
         return [jobs, alive]
 
 
