@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from .harness import chaos, kill_spawned, own_redis
+from .harness import chaos, database, kill_spawned, own_redis
 
-__all__ = ["chaos", "own_redis"]
+__all__ = ["chaos", "database", "own_redis"]
 
 
 @pytest.fixture(autouse=True)

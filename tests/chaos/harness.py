@@ -12,7 +12,8 @@
 - :func:`wait_for`, :func:`drain`: polling with deadlines.
 - :class:`ChaosEnv` (fixture ``chaos``: ``env = await chaos(redis_url)``): one isolated
   setup (app dir, queue name, table, key prefix, checker) with enqueue/SQL/verdict helpers,
-  cleaned up after the test (processes killed, table dropped, keys deleted).
+  cleaned up after the test (processes killed, table dropped, keys deleted), on the shared
+  MariaDB, or on the shared PostgreSQL too for a test marked :data:`on_both_databases`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ from aqueue._store.store import Store
 
 SHARED_REDIS_URL = os.environ.get("AQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MYSQL_URL = os.environ.get("AQUEUE_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+POSTGRES_URL = os.environ.get(
+    "AQUEUE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+#: The shared SQL servers a chaos test may run on (none of them is ever disturbed: a test
+#: that kills its database starts its own, ``tests/soak/servers.py``).
+DATABASE_URLS = {"mariadb": MYSQL_URL, "postgres": POSTGRES_URL}
+#: ``@on_both_databases``: the test runs on MariaDB and on PostgreSQL (its ``database``
+#: parameter overrides the fixture, whose default is MariaDB).
+on_both_databases = pytest.mark.parametrize("database", list(DATABASE_URLS))
 APP_TEMPLATE = Path(__file__).parent / "apps" / "chaos_app.py"
 
 #: Short leases so that recovery happens within a test (heartbeat <= lease / 3).
@@ -626,13 +636,16 @@ class ChaosEnv:
         return f"{{{self.prefix}:{self.queue_name}}}"
 
     def env(self, **extra: str) -> dict[str, str]:
+        # The app first, then the test's own PYTHONPATH (e.g. a snapshot of src/ taken to
+        # test while the tree changes): the runners import what the test imports.
+        inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         return clean_env(
             AQC_QUEUE=self.queue_name,
             AQC_REDIS_URL=self.redis_url,
             AQC_DATABASE_URL=self.database_url,
             AQC_TABLE=self.table,
             AQC_PREFIX=self.prefix,
-            PYTHONPATH=str(self.app_dir),
+            PYTHONPATH=os.pathsep.join([str(self.app_dir), *inherited]),
             **self.checker.env,
             **extra,
         )
@@ -742,11 +755,20 @@ class ChaosEnv:
 
 
 @pytest.fixture
-async def chaos(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[ChaosEnv]]]:
-    """``env = await chaos(redis_url)``: a fresh :class:`ChaosEnv`, cleaned up after."""
+def database() -> str:
+    """The SQL server of the test's :class:`ChaosEnv`: MariaDB, unless the test is
+    parametrized over ``database`` (:data:`on_both_databases`)."""
+    return "mariadb"
+
+
+@pytest.fixture
+async def chaos(tmp_path: Path, database: str) -> AsyncIterator[Callable[..., Awaitable[ChaosEnv]]]:
+    """``env = await chaos(redis_url)``: a fresh :class:`ChaosEnv` on the ``database``
+    fixture's server, cleaned up after."""
     made: list[ChaosEnv] = []
 
     async def make(redis_url: str, **kwargs: Any) -> ChaosEnv:
+        kwargs.setdefault("database_url", DATABASE_URLS[database])
         env = ChaosEnv(tmp_path, redis_url, **kwargs)
         made.append(env)
         return env

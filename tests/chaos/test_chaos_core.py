@@ -2,7 +2,9 @@
 
 Every test runs ``python -m aqueue run`` subprocesses (lease 2 s, heartbeat 0.5 s) against
 a Redis of its own (which it may kill, restart, flush or freeze) and the shared MariaDB
-(its own table). Handlers record each execution on the shared Redis, which no test
+(its own table); the tests of SQL durability (kill -9 and crash points, SIGTERM's give
+back, Redis lost and resynced from SQL) run on the shared PostgreSQL too
+(``@on_both_databases``); the other Redis faults run on MariaDB only. Handlers record each execution on the shared Redis, which no test
 disturbs; the verdict compares those records with the final SQL statuses (see
 ``harness.py``). Recovery and exit times are printed (run with ``-s`` to see them) and
 asserted against generous bounds (the machine may be loaded).
@@ -28,7 +30,15 @@ import pytest
 
 from aqueue import JobStatus
 
-from .harness import ChaosEnv, RedisServer, RunnerProcess, Verdict, drain, wait_for
+from .harness import (
+    ChaosEnv,
+    RedisServer,
+    RunnerProcess,
+    Verdict,
+    drain,
+    on_both_databases,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.mysql]
 
@@ -125,6 +135,7 @@ def assert_clean(v: Verdict, *, reruns_allowed: set[str] | None = None) -> None:
 
 
 @pytest.mark.timeout(90)
+@on_both_databases
 async def test_kill9_runner_mid_job_under_load(chaos: MakeEnv, own_redis: RedisServer) -> None:
     env = await chaos(own_redis.url)
     ids = await env.enqueue_work(1500)
@@ -195,6 +206,7 @@ async def test_kill9_runner_mid_job_under_load(chaos: MakeEnv, own_redis: RedisS
 @pytest.mark.parametrize(
     ("point", "nth"), [("after_fetch", 3), ("after_handler", 20), ("after_commit", 3)]
 )
+@on_both_databases
 async def test_crash_point_then_recovery(
     chaos: MakeEnv, own_redis: RedisServer, point: str, nth: int
 ) -> None:
@@ -263,6 +275,7 @@ async def test_crash_point_then_recovery(
 
 
 @pytest.mark.timeout(60)
+@on_both_databases
 async def test_sigterm_short_grace_puts_running_jobs_back_once(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:
@@ -355,6 +368,7 @@ async def _redis_loses_data(
 
 
 @pytest.mark.timeout(75)
+@on_both_databases
 async def test_redis_shutdown_nosave_and_restart_mid_run(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:

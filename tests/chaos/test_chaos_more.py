@@ -2,7 +2,10 @@
 
 Each test has its own redis-server (``own_redis``), queue, table and key prefix; the
 shared Redis only carries the checker's execution list and the shared MariaDB only the
-test's own table (dropped afterwards). The app is ``apps/more_app.py``.
+test's own table (dropped afterwards). The app is ``apps/more_app.py``. The SQL faults and
+the compare-and-sets they protect (outage, late finish, poison job's stalls, racing
+reclaimers, lock waits) run on the shared PostgreSQL too (``@on_both_databases``); the
+runner-only ones (timeouts, abandoned handler, malformed entries) on MariaDB only.
 
 Faults covered:
 
@@ -44,13 +47,13 @@ from sqlalchemy.pool import NullPool
 from aqueue import EnqueueOutcomeUnknownError, JobStatus, Options, Queue, StoreError
 
 from .harness import (
-    MYSQL_URL,
     ChaosEnv,
     Pair,
     RedisServer,
     RunnerProcess,
     drain,
     now_us,
+    on_both_databases,
     relay,
     wait_for,
 )
@@ -132,12 +135,14 @@ async def job_row(env: ChaosEnv, job_id: str) -> dict[str, Any]:
 
 
 class SqlProxy:
-    """A TCP proxy in front of MariaDB. :meth:`cut` aborts every connection and stops
-    listening (new connections are refused); :meth:`restore` listens again on the same
-    port."""
+    """A TCP proxy in front of the SQL server of ``database_url``. :meth:`cut` aborts
+    every connection and stops listening (new connections are refused); :meth:`restore`
+    listens again on the same port."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+    def __init__(self, database_url: str) -> None:
+        self._url = sa.make_url(database_url)
+        default_port = 5432 if self._url.get_backend_name() == "postgresql" else 3306
+        self.target = (self._url.host or "127.0.0.1", self._url.port or default_port)
         self.port = 0
         self.server: asyncio.Server | None = None
         self.accepted = 0
@@ -146,7 +151,7 @@ class SqlProxy:
 
     @property
     def url(self) -> str:
-        return sa.make_url(MYSQL_URL).set(port=self.port).render_as_string(hide_password=False)
+        return self._url.set(port=self.port).render_as_string(hide_password=False)
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
@@ -188,12 +193,12 @@ class SqlProxy:
 
 
 @pytest.mark.timeout(60)
+@on_both_databases
 async def test_sql_outage_enqueue_fails_clearly_runner_pauses_and_resumes(
     chaos: Chaos, own_redis: RedisServer
 ) -> None:
     env = await more_env(chaos, own_redis.url)
-    url = sa.make_url(MYSQL_URL)
-    proxy = SqlProxy((url.host or "127.0.0.1", url.port or 3306))
+    proxy = SqlProxy(env.database_url)
     await proxy.start()
     producer = Queue(
         env.queue_name,
@@ -306,6 +311,7 @@ async def test_sql_outage_enqueue_fails_clearly_runner_pauses_and_resumes(
 
 
 @pytest.mark.timeout(60)
+@on_both_databases
 async def test_blocked_loop_job_is_reclaimed_and_the_late_finish_rejected(
     chaos: Chaos, own_redis: RedisServer
 ) -> None:
@@ -446,6 +452,7 @@ def _kill_children(sup: RunnerProcess) -> None:
 
 
 @pytest.mark.timeout(90)
+@on_both_databases
 async def test_poison_job_fails_after_the_stall_limit_and_others_flow(
     chaos: Chaos, own_redis: RedisServer
 ) -> None:
@@ -632,6 +639,7 @@ async def test_malformed_ready_entries_are_dropped_and_logged(
 
 
 @pytest.mark.timeout(90)
+@on_both_databases
 async def test_racing_reclaimers_and_sweeps_no_duplicates(
     chaos: Chaos, own_redis: RedisServer
 ) -> None:
@@ -698,6 +706,11 @@ async def test_racing_reclaimers_and_sweeps_no_duplicates(
 # -- lock-wait timeouts --------------------------------------------------------------------
 
 
+#: A statement that gave up waiting on a row lock, as the runner logs it: MySQL's error
+#: 1205, PostgreSQL's 55P03 (lock_timeout).
+LOCK_WAIT_ERROR = "(1205|Lock wait timeout|canceling statement due to lock timeout)"
+
+
 class RowLock:
     """``SELECT ... FOR UPDATE`` in an open transaction on a connection of its own."""
 
@@ -705,7 +718,7 @@ class RowLock:
         self.env = env
         self.ids = ids
         self._conn: AsyncConnection | None = None
-        self.engine = create_async_engine(MYSQL_URL, poolclass=NullPool)
+        self.engine = create_async_engine(env.database_url, poolclass=NullPool)
 
     async def __aenter__(self) -> RowLock:
         self._conn = await self.engine.connect()
@@ -727,6 +740,7 @@ class RowLock:
 
 
 @pytest.mark.timeout(60)
+@on_both_databases
 async def test_lock_wait_timeouts_on_claim_and_finish_are_retried(
     chaos: Chaos, own_redis: RedisServer
 ) -> None:
@@ -767,7 +781,7 @@ async def test_lock_wait_timeouts_on_claim_and_finish_are_retried(
     await drain(env, len(ids), 15, procs=(runner,))
     claim_recovery = time.monotonic() - t_claim_release
     log = runner.log()
-    assert re.search(r"claiming jobs: retrying after .*(1205|Lock wait timeout)", log), log[-3000:]
+    assert re.search(rf"claiming jobs: retrying after .*{LOCK_WAIT_ERROR}", log), log[-3000:]
 
     # Finish: the jobs are running when their rows get locked.
     slow = await env.enqueue_work(10, 1.5, start=100)
@@ -785,7 +799,7 @@ async def test_lock_wait_timeouts_on_claim_and_finish_are_retried(
     # the retries after a lock-wait timeout (1 s) take the rows soon after the release
     assert claim_recovery <= 10.0 and finish_recovery <= 10.0, (claim_recovery, finish_recovery)
     log = runner.log()
-    assert re.search(r"recording finished jobs: retrying after .*(1205|Lock wait timeout)", log)
+    assert re.search(rf"recording finished jobs: retrying after .*{LOCK_WAIT_ERROR}", log)
 
     verdict = await env.verdict([*ids, *slow])
     assert verdict.counts() == dict.fromkeys(verdict.counts(), 0), verdict.report

@@ -2,7 +2,8 @@
 
 Each test runs ``python -m aqueue run`` subprocesses (see ``harness.py``: lease 2 s,
 heartbeat 0.5 s, reclaim period 0.5 s) against a Redis of its own and the shared MariaDB
-(its own table), and ``python -m aqueue repush`` as a user would:
+(its own table; every test but the repush also on the shared PostgreSQL,
+``@on_both_databases``), and ``python -m aqueue repush`` as a user would:
 
 - zombie destinations ``failed`` and ``done``: the jobs of a SIGKILLed runner end there
   with the zombie reason, never run again;
@@ -37,6 +38,7 @@ from .harness import (
     RunnerProcess,
     drain,
     now_us,
+    on_both_databases,
     wait_for,
 )
 from .test_chaos_core import assert_clean, message_ids, metric, stop_all, timed, wait_busy
@@ -85,6 +87,7 @@ async def drain_ids(env: ChaosEnv, ids: list[str], runner: RunnerProcess) -> Non
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("destination", ["failed", "done"])
+@on_both_databases
 async def test_jobs_of_a_killed_runner_go_to_the_zombie_destination_without_a_rerun(
     chaos: MakeEnv, own_redis: RedisServer, destination: str
 ) -> None:
@@ -123,6 +126,7 @@ async def test_jobs_of_a_killed_runner_go_to_the_zombie_destination_without_a_re
 
 
 @pytest.mark.timeout(120)
+@on_both_databases
 async def test_a_reclaim_pass_takes_at_most_reclaim_limit_expired_leases(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:
@@ -162,6 +166,7 @@ async def test_a_reclaim_pass_takes_at_most_reclaim_limit_expired_leases(
 
 
 @pytest.mark.timeout(90)
+@on_both_databases
 async def test_startup_recovery_redispatches_only_jobs_inside_the_lookback(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:
@@ -229,6 +234,7 @@ async def test_startup_recovery_redispatches_only_jobs_inside_the_lookback(
 
 
 @pytest.mark.timeout(90)
+@on_both_databases
 async def test_finished_jobs_are_purged_once_older_than_keep_results(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:

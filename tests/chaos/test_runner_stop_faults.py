@@ -3,7 +3,9 @@ not yet started, every runner paused at once (a whole machine suspended), and a 
 started just after Redis lost the jobs of a producer that is still up.
 
 Real runner processes (the CLI) with lease 2 s and heartbeat 0.5 s, a Redis of the test's
-own, the shared MariaDB; executions recorded by the handlers on the shared Redis.
+own, the shared MariaDB (and the shared PostgreSQL for the SIGTERM bursts and the frozen
+runner, whose guarantee is the claim's and lease's compare-and-set in SQL); executions
+recorded by the handlers on the shared Redis.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from datetime import datetime
 
 import pytest
 
-from .harness import ChaosEnv, RedisServer, RunnerProcess, drain, now_us, wait_for
+from .harness import (
+    ChaosEnv,
+    RedisServer,
+    RunnerProcess,
+    drain,
+    now_us,
+    on_both_databases,
+    wait_for,
+)
 from .test_chaos_core import metric, stop_all
 
 pytestmark = [pytest.mark.chaos, pytest.mark.mysql]
@@ -29,6 +39,7 @@ async def wait_started(p: RunnerProcess) -> None:
 
 
 @pytest.mark.timeout(240)
+@on_both_databases
 async def test_sigterm_during_claim_bursts_never_runs_a_job_concurrently(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:
@@ -90,6 +101,7 @@ def logged_at(log: str, text: str) -> int:
 
 
 @pytest.mark.timeout(120)
+@on_both_databases
 async def test_runner_frozen_past_its_lease_starts_no_claimed_job_after_the_thaw(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:
