@@ -184,3 +184,39 @@ async def test_a_runner_gives_up_on_an_unreachable_database_after_its_startup_wa
     runner = Runner(behind, RunnerConfig(startup_wait=0.5, handle_signals=False))
     with pytest.raises(StoreError):
         await asyncio.wait_for(runner.run(), 20)
+
+
+async def test_an_unexpected_error_recording_a_finish_is_retried_and_the_job_runs_once(
+    make_queue: QueueFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An error the store did not map (a defect, a driver error not seen before) must not
+    # end the job's task: the job would stay running in SQL, to be reclaimed and run
+    # again after its lease.
+    queue = make_queue()
+    runs: list[int] = []
+
+    @queue.task
+    async def once(n: int) -> int:
+        runs.append(n)
+        return n
+
+    job = await once.enqueue(7)
+    be = await queue._backend()
+    real_finish = be.store.finish
+    raised: list[str] = []
+
+    async def finish_failing_once(items, now):  # type: ignore[no-untyped-def]
+        if not raised:
+            raised.append("once")
+            raise RuntimeError("unmapped driver error")
+        return await real_finish(items, now)
+
+    be.store.finish = finish_failing_once  # type: ignore[method-assign]
+    runner = Runner(queue, RunnerConfig(burst=True, handle_signals=False))
+    with caplog.at_level(logging.ERROR, logger="aqueue"):
+        await runner.run()
+    assert await job.result(timeout=5) == 7
+    assert runs == [7] and raised == ["once"]
+    info = await job.info()
+    assert (info.status, info.attempts, info.stalls) == (JobStatus.DONE, 1, 0)
+    assert any("unmapped driver error" in r.getMessage() for r in caplog.records)

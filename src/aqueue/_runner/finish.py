@@ -98,7 +98,13 @@ class Recorder:
         while True:
             try:
                 return await self._batcher.submit(item)
-            except BackendError as exc:
+            except Exception as exc:
+                # Any error, the store's own or one it did not map (a defect, or a driver
+                # error not seen before), is retried until the lease runs out: giving up
+                # at once would leave the job running in SQL with its handler done, to be
+                # reclaimed and run again after its lease.
+                if not isinstance(exc, BackendError):
+                    log.error("recording job %s raised %r", msg.id, exc, exc_info=exc)
                 if self._state.deadline_passed(time.monotonic()):
                     log.error(
                         "could not record job %s (%s) before the lease ran out; it will run "
