@@ -79,7 +79,7 @@ async def test_bulk_repush_cancel_and_delete_spare_running_jobs(store: JobStore)
     jobs, now = await _five(store)
     ids = [j.id for j in jobs]
     later = now + 10
-    repushed = await store.repush_jobs([ids[1], ids[2], ids[3], "no-such-job"], later)
+    repushed = await store.repush_jobs("q", [ids[1], ids[2], ids[3], "no-such-job"], later)
     assert sorted(r.id for r in repushed) == sorted([ids[1], ids[2]])
     for rec in repushed:
         assert (rec.status, rec.attempts, rec.error, rec.result) == (JobStatus.TODO, 0, None, None)
@@ -87,19 +87,19 @@ async def test_bulk_repush_cancel_and_delete_spare_running_jobs(store: JobStore)
     running = await store.get_job(ids[3])
     assert running is not None and running.status is JobStatus.RUNNING
 
-    cancelled = await store.cancel_jobs([ids[0], ids[3], "no-such-job"], "enough", later + 1)
+    cancelled = await store.cancel_jobs("q", [ids[0], ids[3], "no-such-job"], "enough", later + 1)
     assert cancelled == {ids[0], ids[3]}
     rec = await store.get_job(ids[3])
     assert rec is not None and rec.status is JobStatus.CANCELLED and rec.lease_token is None
-    assert await store.cancel_jobs([ids[0]], "again", later + 2) == set()  # already final
+    assert await store.cancel_jobs("q", [ids[0]], "again", later + 2) == set()  # already final
 
     assert await store.claim(claim([ids[4]], "tok2", now=later)) == {ids[4]}
-    assert await store.delete_jobs([ids[0], ids[4], "no-such-job"]) == 1
+    assert await store.delete_jobs("q", [ids[0], ids[4], "no-such-job"]) == 1
     assert await store.get_job(ids[0]) is None
     assert await store.get_job(ids[4]) is not None  # running: kept
-    assert await store.repush_jobs([], later) == []
-    assert await store.cancel_jobs([], "x", later) == set()
-    assert await store.delete_jobs([]) == 0
+    assert await store.repush_jobs("q", [], later) == []
+    assert await store.cancel_jobs("q", [], "x", later) == set()
+    assert await store.delete_jobs("q", []) == 0
 
 
 async def test_finished_counts_per_bucket_and_status(store: JobStore) -> None:
@@ -115,3 +115,18 @@ async def test_finished_counts_per_bucket_and_status(store: JobStore) -> None:
     # due (run_at) before due_after: not counted (the index bounds the rows read)
     due = max(j.run_at for j in jobs[1:3])
     assert await store.finished_counts("q", now - 1, bucket, due + 1) == []
+
+
+async def test_bulk_actions_leave_other_queues_jobs_alone(store: JobStore) -> None:
+    # Several queues may share a table; a job of q2 retried through q would be sent to
+    # q's lists.
+    now = now_us()
+    other = new(queue="q2")
+    await store.insert_jobs([other], now)
+    assert await store.cancel_jobs("q", [other.id], "x", now + 1) == set()
+    assert await store.repush_jobs("q", [other.id], now + 2) == []
+    assert await store.delete_jobs("q", [other.id]) == 0
+    rec = await store.get_job(other.id)
+    assert rec is not None and (rec.status, rec.updated_at) == (JobStatus.TODO, now)
+    assert await store.cancel_jobs("q2", [other.id], "x", now + 3) == {other.id}
+    assert await store.delete_jobs("q2", [other.id]) == 1

@@ -79,11 +79,11 @@ def _statements(n: int) -> dict[str, tuple[str, list[Any]]]:
             JobQuery("q", (JobStatus.FAILED, JobStatus.DONE), "t", None, "x", 1, 2, "j9"), 50
         ),
         "oldest_due": q.oldest_due("q", 9),
-        "repush_jobs": q.repush_jobs(ids, 9),
+        "repush_jobs": q.repush_jobs("q", ids, 9),
         "repushed": q.repushed(ids, 9),
-        "cancel_jobs": q.cancel_jobs(ids, "why", 9),
+        "cancel_jobs": q.cancel_jobs("q", ids, "why", 9),
         "cancelled": q.cancelled(ids, 9),
-        "delete_jobs": q.delete_jobs(ids),
+        "delete_jobs": q.delete_jobs("q", ids),
     }
 
 

@@ -134,7 +134,7 @@ class Admin(Exec):
         total = 0
         async for page in self._targets(ids, query, limit):
             now = self._clock()
-            records = await be.store.repush_jobs(page, now)
+            records = await be.store.repush_jobs(self.name, page, now)
             if not records:
                 continue
             epoch = await be.dispatcher.rows(records, now)
@@ -158,7 +158,7 @@ class Admin(Exec):
         total = 0
         encoded = encode_reason("Cancelled", reason)
         async for page in self._targets(ids, query, limit):
-            done = await be.store.cancel_jobs(page, encoded, self._clock())
+            done = await be.store.cancel_jobs(self.name, page, encoded, self._clock())
             if done:
                 with contextlib.suppress(BrokerError):
                     await be.broker.notify_finished(sorted(done))
@@ -177,5 +177,5 @@ class Admin(Exec):
         be = await self._backend()
         total = 0
         async for page in self._targets(ids, query, limit):
-            total += await be.store.delete_jobs(page)
+            total += await be.store.delete_jobs(self.name, page)
         return total

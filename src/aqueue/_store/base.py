@@ -354,18 +354,21 @@ class JobStore(Protocol):
         waited or ran longer than ``since - due_after`` is not counted."""
         ...
 
-    async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
-        """:meth:`repush` of each of ``ids`` that is not ``running`` (without ``force``);
-        returns the jobs repushed, as they now stand (to be dispatched)."""
+    async def repush_jobs(self, queue: str, ids: Sequence[str], now: int) -> list[JobRecord]:
+        """:meth:`repush` of each of ``ids`` that is a job of ``queue`` and not
+        ``running`` (without ``force``); returns the jobs repushed, as they now stand (to
+        be dispatched: to ``queue``'s lists, which is why another queue's are left)."""
         ...
 
-    async def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> set[str]:
-        """:meth:`cancel` of each of ``ids``; returns the ids cancelled."""
+    async def cancel_jobs(self, queue: str, ids: Sequence[str], reason: str, now: int) -> set[str]:
+        """:meth:`cancel` of each of ``ids`` that is a job of ``queue``; returns the ids
+        cancelled."""
         ...
 
-    async def delete_jobs(self, ids: Sequence[str]) -> int:
-        """Delete each of ``ids`` that is not ``running`` (a queued job's message is then
-        dropped by the runner that takes it: its claim finds no row). Returns how many."""
+    async def delete_jobs(self, queue: str, ids: Sequence[str]) -> int:
+        """Delete each of ``ids`` that is a job of ``queue`` and not ``running`` (a
+        queued job's message is then dropped by the runner that takes it: its claim finds
+        no row). Returns how many."""
         ...
 
     # -- schedules ------------------------------------------------------------------

@@ -360,29 +360,30 @@ class Store:
         rows = await self._fetch("counting finished jobs", *stmt)
         return [(int(t), JobStatus(st), int(n)) for t, st, n in rows]
 
-    async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
+    async def repush_jobs(self, queue: str, ids: Sequence[str], now: int) -> list[JobRecord]:
         if not ids:
             return []
         ids = sorted(set(ids))
-        if not await self._execute("repushing jobs", *self.sql.repush_jobs(ids, now)):
+        if not await self._execute("repushing jobs", *self.sql.repush_jobs(queue, ids, now)):
             return []
         return [record(r) for r in await self._fetch("reading", *self.sql.repushed(ids, now))]
 
-    async def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> set[str]:
+    async def cancel_jobs(self, queue: str, ids: Sequence[str], reason: str, now: int) -> set[str]:
         if not ids:
             return set()
         ids = sorted(set(ids))
-        count = await self._execute("cancelling jobs", *self.sql.cancel_jobs(ids, reason, now))
+        stmt = self.sql.cancel_jobs(queue, ids, reason, now)
+        count = await self._execute("cancelling jobs", *stmt)
         if count == len(ids):
             return set(ids)
         if not count:
             return set()
         return {r[0] for r in await self._fetch("reading", *self.sql.cancelled(ids, now))}
 
-    async def delete_jobs(self, ids: Sequence[str]) -> int:
+    async def delete_jobs(self, queue: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        return await self._execute("deleting jobs", *self.sql.delete_jobs(sorted(set(ids))))
+        return await self._execute("deleting jobs", *self.sql.delete_jobs(queue, sorted(set(ids))))
 
     # -- schedules ------------------------------------------------------------------
 

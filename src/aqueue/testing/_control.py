@@ -107,19 +107,23 @@ class JobControl:
         )
         return [(t, st, n) for (t, st), n in counts.items()]
 
-    async def repush_jobs(self, ids: Sequence[str], now: int) -> list[JobRecord]:
+    def _of(self, queue: str, ids: Sequence[str]) -> list[str]:
+        rows = self._table.rows
+        return sorted(i for i in set(ids) if i in rows and rows[i].queue == queue)
+
+    async def repush_jobs(self, queue: str, ids: Sequence[str], now: int) -> list[JobRecord]:
         out = []
-        for job_id in sorted(set(ids)):
+        for job_id in self._of(queue, ids):
             rec = await self.repush(job_id, now, force=False)
             if rec is not None and rec.status is JobStatus.TODO and rec.updated_at == now:
                 out.append(rec)
         return out
 
-    async def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> set[str]:
-        return {i for i in sorted(set(ids)) if await self.cancel(i, reason, now)}
+    async def cancel_jobs(self, queue: str, ids: Sequence[str], reason: str, now: int) -> set[str]:
+        return {i for i in self._of(queue, ids) if await self.cancel(i, reason, now)}
 
-    async def delete_jobs(self, ids: Sequence[str]) -> int:
+    async def delete_jobs(self, queue: str, ids: Sequence[str]) -> int:
         await self._step()
         rows = self._table.rows
-        gone = [i for i in set(ids) if i in rows and rows[i].status is not JobStatus.RUNNING]
+        gone = [i for i in self._of(queue, ids) if rows[i].status is not JobStatus.RUNNING]
         return self._table.delete(gone)

@@ -84,15 +84,17 @@ class AdminQueries(BaseQueries):
         )
         return sql, params
 
-    def repush_jobs(self, ids: Sequence[str], now: int) -> Statement:
-        """Jobs that are not ``running`` back to ``todo`` with fresh attempts, due now."""
+    def repush_jobs(self, queue: str, ids: Sequence[str], now: int) -> Statement:
+        """Jobs of ``queue`` that are not ``running`` back to ``todo`` with fresh
+        attempts, due now."""
         b = self.bind
         params: list[Any] = []
         sql = (
             f"UPDATE {self.t} SET status = 'todo', attempts = 0, stalls = 0, {_PUT_BACK}, "
             "dispatched_at = NULL, finished_at = NULL, result = NULL, error = NULL, "
             f"updated_at = {b(params, now)}, run_at = {b(params, now)} "
-            f"WHERE {self.ids_in(params, ids)} AND status <> 'running'"
+            f"WHERE {self.ids_in(params, ids)} AND queue = {b(params, queue)} "
+            "AND status <> 'running'"
         )
         return sql, params
 
@@ -106,7 +108,7 @@ class AdminQueries(BaseQueries):
         )
         return sql, params
 
-    def cancel_jobs(self, ids: Sequence[str], reason: str, now: int) -> Statement:
+    def cancel_jobs(self, queue: str, ids: Sequence[str], reason: str, now: int) -> Statement:
         b = self.bind
         params: list[Any] = []
         sql = (
@@ -114,7 +116,8 @@ class AdminQueries(BaseQueries):
             f"finished_at = {b(params, now)}, run_at = {self.earlier('run_at', params, now)}, "
             f"updated_at = {b(params, now)}, lease_token = NULL, "
             "leased_until = NULL, unique_key = NULL "
-            f"WHERE {self.ids_in(params, ids)} AND status IN ('todo', 'running')"
+            f"WHERE {self.ids_in(params, ids)} AND queue = {b(params, queue)} "
+            "AND status IN ('todo', 'running')"
         )
         return sql, params
 
@@ -127,7 +130,10 @@ class AdminQueries(BaseQueries):
         )
         return sql, params
 
-    def delete_jobs(self, ids: Sequence[str]) -> Statement:
+    def delete_jobs(self, queue: str, ids: Sequence[str]) -> Statement:
         params: list[Any] = []
-        sql = f"DELETE FROM {self.t} WHERE {self.ids_in(params, ids)} AND status <> 'running'"
+        sql = (
+            f"DELETE FROM {self.t} WHERE {self.ids_in(params, ids)} "
+            f"AND queue = {self.bind(params, queue)} AND status <> 'running'"
+        )
         return sql, params
