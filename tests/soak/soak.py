@@ -190,7 +190,8 @@ class Soak:
             SOAK_TABLE="aqueue_soak",
             SOAK_PREFIX="soak",
             SOAK_LOG_DIR=str(self.exec_dir),
-            PYTHONPATH=os.pathsep.join([str(self.app_dir), str(REPO)]),
+            # then the caller's PYTHONPATH (e.g. a snapshot of src/), as the chaos tests do
+            PYTHONPATH=os.pathsep.join([str(self.app_dir), str(REPO), *inherited_path()]),
         )
 
     def spawn(self) -> RunnerProcess:
@@ -480,6 +481,10 @@ class Soak:
         report = classify(self.dir)
         (self.dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
         return report
+
+
+def inherited_path() -> list[str]:
+    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 
 
 def source_revision() -> str:
