@@ -152,8 +152,8 @@ def is_definite(exc: BaseException) -> bool:
 
 
 def connection_broken(exc: BaseException) -> bool:
-    if isinstance(exc, AsyncpgInterfaceError) or busy_protocol(exc):
-        return True
+    if isinstance(exc, AsyncpgInterfaceError | AsyncpgInternalError):
+        return True  # an internal error leaves the protocol's state unknown: never reuse
     if isinstance(exc, AsyncpgError):
         return session_ended(sqlstate(exc))
     if isinstance(exc, OSError | AsyncmyError) and not isinstance(exc, sqlite3.Error):
