@@ -94,6 +94,20 @@ class TracingObserver:
     def __init__(self, tracer: trace.Tracer, consumer: Literal["parent", "link"]) -> None:
         self._tracer = tracer
         self._link = consumer == "link"
+        self._last: tuple[tuple[tuple[str, str], ...], otel_context.Context] | None = None
+
+    def _produced(self, carrier: object) -> otel_context.Context | None:
+        """The producer's context from a job's carrier. The last one is kept: the jobs of
+        an ``enqueue_many`` share theirs, and an extract costs ~4 µs."""
+        if not isinstance(carrier, dict):
+            return None
+        key = tuple(carrier.items())
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        produced = propagate.extract(carrier)
+        self._last = (key, produced)
+        return produced
 
     def sending(self, queue: str) -> _Send:
         span = self._tracer.start_span(
@@ -109,8 +123,7 @@ class TracingObserver:
         return _Send(span)
 
     def running(self, queue: str, msg: Message, runner_id: str) -> _Run:
-        carrier = msg.options.get(_observe.TRACE_OPTION)
-        produced = propagate.extract(carrier) if isinstance(carrier, dict) else None
+        produced = self._produced(msg.options.get(_observe.TRACE_OPTION))
         links: list[Link] = []
         parent = produced
         if self._link:
