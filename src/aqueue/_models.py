@@ -22,8 +22,10 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life. ``done``, ``failed`` and ``cancelled`` are final."""
+    """Where a job is in its life. ``done``, ``failed`` and ``cancelled`` are final;
+    ``waiting``: enqueued with parents (``options(after=...)``) not all finished yet."""
 
+    WAITING = "waiting"
     TODO = "todo"
     RUNNING = "running"
     DONE = "done"
@@ -195,6 +197,12 @@ def id_runs(jobs: Sequence[NewJob]) -> tuple[list[str], list[IdRun]]:
     singles: list[str] = []
     runs: list[IdRun] = []
     i, n = 0, len(jobs)
+    parents_left: int = 0
+    """Parents of a ``waiting`` job not finished yet."""
+    progress: float | None = None
+    progress_message: str | None = None
+    tags: str | None = None
+    """The job's tags joined by ``,`` (display only)."""
     while i < n:
         j = jobs[i]
         k = i + 1

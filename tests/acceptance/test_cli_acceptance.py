@@ -564,7 +564,14 @@ async def test_db_init_upgrade_stats_and_status(app: App, procs: Procs) -> None:
     lines = out.splitlines()
     assert lines[0] == f"queue {app.queue_name}"
     counts = {m[1]: int(m[2]) for line in lines if (m := STATS_LINE.match(line))}
-    assert counts == {"todo": 3, "running": 0, "done": 3, "failed": 0, "cancelled": 0}
+    assert counts == {
+        "waiting": 0,
+        "todo": 3,
+        "running": 0,
+        "done": 3,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert lines[-1] == "  redis ready 2, delayed 1"
 
     out = cli("status", "status", "app:queue", done[0].id, todo[0].id, "no-such-job")

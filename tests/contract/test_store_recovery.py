@@ -172,6 +172,7 @@ async def test_reads_counts_and_purges(store: JobStore) -> None:
     await store.finish([Finish(jobs[0].id, "tok", JobStatus.DONE)], now)
     counts = await store.count_by_status("q")
     assert counts == {
+        JobStatus.WAITING: 0,
         JobStatus.TODO: 3,
         JobStatus.RUNNING: 1,
         JobStatus.DONE: 1,

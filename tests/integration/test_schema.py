@@ -1,5 +1,5 @@
 """The jobs table's schema: identifiers compare as SQLite, Redis and Python compare them
-(byte by byte), and `db upgrade` takes a schema-1 table to schema 3 without losing a job."""
+(byte by byte), and `db upgrade` takes a schema-1 table to schema 4 without losing a job."""
 
 from __future__ import annotations
 
@@ -46,9 +46,27 @@ async def _collations(store: Store) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
+async def _columns(store: Store) -> set[str]:
+    async with store.engine.connect() as conn:
+        cols = await conn.run_sync(lambda c: sa.inspect(c).get_columns(store.table_name))
+    return {str(c["name"]) for c in cols}
+
+
+async def _tables(store: Store) -> set[str]:
+    async with store.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+
+SCHEMA_4_COLUMNS = {"parents_left", "progress", "progress_message", "tags"}
+
+
 async def _downgrade_to_1(store: Store) -> None:
-    """Turn a fresh schema-3 table into what schema 1 created."""
+    """Turn a fresh schema-4 table into what schema 1 created."""
     t = store.sql.t
+    for side in ("deps", "tags"):
+        await store.db.execute(f"DROP TABLE {store.table_name}_{side}")
+    for col in sorted(SCHEMA_4_COLUMNS):
+        await store.db.execute(f"ALTER TABLE {t} DROP COLUMN {col}")
     fin, owner, lease = (f"ix_{store.table_name}_{n}" for n in ("fin", "owner", "lease"))
     if store.url.get_backend_name() in ("sqlite", "postgresql"):
         await store.db.execute(f"CREATE INDEX {fin} ON {t} (status, finished_at)")
@@ -100,6 +118,7 @@ async def test_db_upgrade_from_schema_1(make_queue: QueueFactory, backend: str) 
         assert await _collations(store) == {"utf8mb4_bin" if backend == "mysql" else "C"}
 
     await _downgrade_to_1(store)
+    assert not SCHEMA_4_COLUMNS & await _columns(store)
     assert (await _indexes(store))["owner"] == ["lease_owner", "status"]
     assert (await _indexes(store))["lease"] == ["status", "leased_until"]
     fresh = Store(str(store.url), table=store.table_name)
@@ -109,12 +128,24 @@ async def test_db_upgrade_from_schema_1(make_queue: QueueFactory, backend: str) 
         assert await fresh.upgrade_schema() == (1, SCHEMA_VERSION)
         assert await fresh.init_schema() == SCHEMA_VERSION
         assert await _indexes(fresh) == SCHEMA_3_INDEXES
-        if backend == "mysql":
-            assert await _collations(fresh) == {"utf8mb4_bin"}
+        assert await _columns(fresh) >= SCHEMA_4_COLUMNS
+        sides = {f"{store.table_name}_deps", f"{store.table_name}_tags"}
+        assert sides <= await _tables(fresh)
+        # an upgrade interrupted after some of its DDL (MySQL commits each ALTER) is run
+        # again over a table that already has part of schema 4
+        await store.db.execute(f"DROP TABLE {store.table_name}_tags")
+        await store.db.execute(
+            f"UPDATE {store.table_name}_meta SET value = '3' WHERE name = 'schema_version'"
+        )
+        assert await fresh.upgrade_schema() == (3, SCHEMA_VERSION)
+        assert sides <= await _tables(fresh)
+        if backend != "sqlite":
+            assert await _collations(fresh) == {"utf8mb4_bin" if backend == "mysql" else "C"}
         assert await fresh.upgrade_schema() == (SCHEMA_VERSION, SCHEMA_VERSION)
     finally:
         await fresh.close()
-    assert (await job.info()).status is JobStatus.TODO
+    info = await job.info()
+    assert info.status is JobStatus.TODO and info.parents_left == 0 and info.tags is None
     # Upgraded, ids that differ only in case are distinct jobs.
     other = await t.options(job_id="KEPT").enqueue(2)
     assert other.id == "KEPT"

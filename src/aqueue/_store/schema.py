@@ -17,7 +17,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
@@ -31,7 +31,9 @@ def _key(length: int) -> sa.types.TypeEngine[str]:
 def build_tables(
     table_name: str, *, partial_unique: bool = False
 ) -> tuple[sa.MetaData, sa.Table, sa.Table]:
-    """The jobs table ``table_name`` and its ``<table_name>_meta`` version table.
+    """The jobs table ``table_name`` and its ``<table_name>_meta`` version table; the
+    same metadata also holds ``<table_name>_deps`` (a waiting job's parents) and
+    ``<table_name>_tags`` (a job's tags, for lookups by tag): see :func:`side_tables`.
 
     ``partial_unique`` (PostgreSQL): the unique key is a partial unique index over the
     rows that have one. Every update of a row writes a new version of it, with an entry
@@ -74,6 +76,13 @@ def build_tables(
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("finished_at", sa.BigInteger),
+        # Schema 4. A ``waiting`` job's parents not yet finished: the finish of its last
+        # parent moves it to ``todo`` (or cancels it) in the same statement batch.
+        sa.Column("parents_left", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("progress", sa.Double),
+        sa.Column("progress_message", _key(255)),
+        # the job's tags joined by ',', for display (lookups use the tags table)
+        sa.Column("tags", _key(255)),
         # The one secondary index a job's life moves: every claim and every finish
         # changes ``status``, and each index holding a changed column costs MariaDB an
         # entry moved per job, most of its CPU per job. It also serves what schema 2 had
@@ -96,7 +105,33 @@ def build_tables(
         sa.Column("value", _key(255), nullable=False),
         mysql_engine="InnoDB",
     )
+    # Schema 4. Only a job enqueued with parents has rows here: plain jobs never touch it.
+    sa.Table(
+        f"{table_name}_deps",
+        md,
+        sa.Column("parent_id", _key(36), primary_key=True),
+        sa.Column("child_id", _key(36), primary_key=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
+    )
+    sa.Table(
+        f"{table_name}_tags",
+        md,
+        sa.Column("queue", _key(128), primary_key=True),
+        sa.Column("tag", _key(128), primary_key=True),
+        sa.Column("job_id", _key(36), primary_key=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
+    )
     return md, jobs, meta
+
+
+def side_tables(jobs: sa.Table) -> tuple[sa.Table, sa.Table]:
+    """The ``<table>_deps`` and ``<table>_tags`` tables built with ``jobs``."""
+    tables = jobs.metadata.tables
+    return tables[f"{jobs.name}_deps"], tables[f"{jobs.name}_tags"]
 
 
 def _to_2(conn: sa.Connection, jobs: sa.Table) -> None:
@@ -143,5 +178,38 @@ def _to_3(conn: sa.Connection, jobs: sa.Table) -> None:
     )
 
 
+_NEW_IN_4 = ("parents_left", "progress", "progress_message", "tags")
+
+
+def _to_4(conn: sa.Connection, jobs: sa.Table) -> None:
+    """Schema 3 -> 4: the columns ``parents_left``, ``progress``, ``progress_message`` and
+    ``tags``, and the tables ``<table>_deps`` and ``<table>_tags``. Safe to run again
+    after an interruption (MySQL commits each ALTER on its own): it adds only what is
+    missing."""
+    prep = conn.dialect.identifier_preparer
+    table = prep.quote(jobs.name)
+    have = {c["name"] for c in sa.inspect(conn).get_columns(jobs.name)}
+    adds = []
+    for name in _NEW_IN_4:
+        if name in have:
+            continue
+        col = jobs.c[name]
+        ddl = f"ADD COLUMN {prep.quote(name)} {col.type.compile(dialect=conn.dialect)}"
+        if col.server_default is not None:
+            ddl += " NOT NULL DEFAULT 0"
+        adds.append(ddl)
+    if adds and conn.dialect.name in ("mysql", "mariadb"):
+        conn.exec_driver_sql(f"ALTER TABLE {table} " + ", ".join(adds))
+    else:  # SQLite adds one column per ALTER
+        for ddl in adds:
+            conn.exec_driver_sql(f"ALTER TABLE {table} {ddl}")
+    for side in side_tables(jobs):
+        side.create(conn, checkfirst=True)
+
+
 #: Migrations from version N to N+1, run by ``python -m aqueue db upgrade``.
-MIGRATIONS: dict[int, Callable[[sa.Connection, sa.Table], None]] = {1: _to_2, 2: _to_3}
+MIGRATIONS: dict[int, Callable[[sa.Connection, sa.Table], None]] = {
+    1: _to_2,
+    2: _to_3,
+    3: _to_4,
+}

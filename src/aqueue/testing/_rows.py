@@ -32,6 +32,10 @@ class Row:
     created_at: int
     updated_at: int
     finished_at: int | None
+    parents_left: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
+    tags: str | None = None
     dispatched_at: int | None = None
     dispatch_epoch: str | None = None
 

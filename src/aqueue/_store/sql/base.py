@@ -25,7 +25,7 @@ Statement = tuple[str, list[Any]]
 JOB_COLUMNS = (
     "id, queue, task, payload, status, priority, attempts, stalls, max_attempts, run_at, "
     "lease_owner, lease_token, leased_until, result, error, unique_key, created_at, "
-    "updated_at, finished_at"
+    "updated_at, finished_at, parents_left, progress, progress_message, tags"
 )
 """The columns of a :class:`JobRecord`, in the order :func:`record` reads them."""
 
@@ -55,6 +55,10 @@ def record(r: Sequence[Any]) -> JobRecord:
         created_at=int(r[16]),
         updated_at=int(r[17]),
         finished_at=r[18],
+        parents_left=int(r[19]),
+        progress=None if r[20] is None else float(r[20]),
+        progress_message=r[21],
+        tags=r[22],
     )
 
 
