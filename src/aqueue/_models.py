@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 from ._errors import ConfigurationError
@@ -61,7 +61,8 @@ class Options:
     """Options of one job, kept apart from the handler's own arguments.
 
     Use them as ``await task.options(delay=5, priority=1).enqueue(*args, **kwargs)`` or
-    ``await queue.options(job_id=...).enqueue("task_name", *args)``.
+    ``await queue.options(job_id=...).enqueue("task_name", *args)``. A name that is not
+    one of these fields raises :class:`ConfigurationError` naming the valid ones.
     """
 
     delay: float | None = None
@@ -77,9 +78,11 @@ class Options:
     retries: int | None = None
     """Override the task's retries for this job."""
     timeout: float | None = None
-    """Run-time limit of each attempt of this job (overrides the task's)."""
+    """Seconds each attempt of this job may run before it is cancelled and fails with
+    ``TimeoutError`` (retried like any failure); overrides the task's ``timeout``."""
     expires: float | None = None
-    """Seconds after enqueue: a job not started by then is not run (it fails "expired")."""
+    """Seconds after the job's start time (now, ``delay`` or ``run_at``): a job not started
+    by then is not run; it ends ``failed`` with ``JobExpiredError``."""
     connection: Any = None
     """The application's SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the job is
     written in its transaction, and sent to Redis once it commits (see
@@ -105,6 +108,19 @@ class Options:
         ):
             raise ConfigurationError("unique_key must be a string of 1-160 characters")
 
+    @classmethod
+    def of(cls, **options: Any) -> Options:
+        """The options named in ``options`` (``task.options(...)`` and
+        ``queue.options(...)``): a misspelt name is a :class:`ConfigurationError` that
+        names it and the valid ones, not the dataclass's bare ``TypeError``."""
+        unknown = options.keys() - OPTION_NAMES
+        if unknown:
+            raise ConfigurationError(
+                f"unknown job option(s) {', '.join(sorted(unknown))}: the options are "
+                f"{', '.join(OPTION_NAMES_IN_ORDER)}"
+            )
+        return cls(**options)
+
     def run_options(self, now: int) -> dict[str, Any] | None:
         o: dict[str, Any] = {}
         if self.timeout is not None:
@@ -120,6 +136,9 @@ class Options:
             return now + int(self.delay * 1_000_000)
         return now
 
+
+OPTION_NAMES_IN_ORDER = tuple(f.name for f in fields(Options))
+OPTION_NAMES = frozenset(OPTION_NAMES_IN_ORDER)
 
 NO_OPTIONS = Options()
 """The options of a plain enqueue (frozen: one object for all)."""

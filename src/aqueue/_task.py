@@ -67,8 +67,9 @@ class Task(Generic[P, R]):
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Job options (``delay``, ``run_at``, ``priority``, ``job_id``, ``unique_key``,
-        ``retries``) kept apart from the handler's own keyword arguments."""
-        return BoundTask(self, Options(**options))
+        ``retries``, ``timeout``, ``expires``, ``connection``: the fields of
+        :class:`aqueue.Options`) kept apart from the handler's own keyword arguments."""
+        return BoundTask(self, Options.of(**options))
 
     def __repr__(self) -> str:
         return f"<Task {self.name} of queue {self.queue.name!r}>"

@@ -337,7 +337,7 @@ SNAPSHOT: dict[str, Any] = {
             "options": (
                 "method",
                 "(self, **options: 'Any') -> 'BoundTask[P, R]'",
-                "f38b323906eb8843",
+                "f38d23c74e8de718",
             ),
         },
     },

@@ -21,7 +21,7 @@ class QueueClient(Admin):
     def options(self, **options: Any) -> BoundQueue:
         """Job options (the fields of :class:`Options`) for the enqueues made through the
         result: ``await queue.options(delay=5).enqueue("task", *args, **kwargs)``."""
-        return BoundQueue(self, Options(**options))
+        return BoundQueue(self, Options.of(**options))
 
 
 class BoundQueue:
