@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 
 import sqlalchemy as sa
@@ -160,6 +161,29 @@ def connection_broken(exc: BaseException) -> bool:
         code = mysql_code(exc)
         return code is None or code >= 2000 or type(exc).__name__ == "InterfaceError"
     return False
+
+
+# MySQL/MariaDB: access denied (user/password, or to the database); could not reach the
+# server (socket, TCP, unknown host).
+MYSQL_REFUSED_LOGIN = {1044, 1045, 1698}
+MYSQL_UNREACHABLE = {2002, 2003, 2005}
+
+
+def connect_problem(exc: BaseException) -> str | None:
+    """What went wrong if ``exc`` says the database could not be reached or refused the
+    login, else None. Said plainly, so that a wrong password or a closed port at first
+    use is not read as a failure of the statement that happened to open the connection
+    (creating the schema)."""
+    code = mysql_code(exc)
+    state = sqlstate(exc)
+    if code in MYSQL_REFUSED_LOGIN or (state is not None and state.startswith("28")):
+        return "refused the login (check the user and password)"
+    if state == "3D000" or code == 1049:
+        return "has no such database"
+    orig = getattr(exc, "orig", None) or exc
+    if code in MYSQL_UNREACHABLE or isinstance(orig, ConnectionRefusedError | socket.gaierror):
+        return "could not be reached"
+    return None
 
 
 def short(exc: BaseException) -> str:

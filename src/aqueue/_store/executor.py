@@ -23,6 +23,7 @@ from .base import Commit
 from .conns import Held, HeldPool, alive
 from .errors import (
     NOT_CONNECTED,
+    connect_problem,
     connection_broken,
     db_error,
     is_definite,
@@ -151,6 +152,13 @@ class Executor:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.5)
                     continue
+                problem = connect_problem(exc)
+                if problem is not None:
+                    url = self.engine.url.render_as_string(hide_password=True)
+                    raise StoreError(
+                        f"the database at {url} {problem} (while {what}): "
+                        f"{type(exc).__name__}: {short(exc)}"
+                    ) from exc
                 raise StoreError(f"{what} failed: {type(exc).__name__}: {short(exc)}") from exc
         raise AssertionError("unreachable")
 
