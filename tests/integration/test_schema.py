@@ -57,7 +57,7 @@ async def _tables(store: Store) -> set[str]:
         return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
 
 
-SCHEMA_4_COLUMNS = {"parents_left", "progress", "progress_message", "tags"}
+SCHEMA_4_COLUMNS = {"parents_left", "has_children", "progress", "progress_message", "tags"}
 
 
 async def _downgrade_to_1(store: Store) -> None:

@@ -79,6 +79,9 @@ def build_tables(
         # Schema 4. A ``waiting`` job's parents not yet finished: the finish of its last
         # parent moves it to ``todo`` (or cancels it) in the same statement batch.
         sa.Column("parents_left", sa.Integer, nullable=False, server_default="0"),
+        # 1 once a job was named as a parent: only such a job's final finish reads the
+        # deps table (a plain job's finish costs no statement more than before).
+        sa.Column("has_children", sa.SmallInteger, nullable=False, server_default="0"),
         sa.Column("progress", sa.Double),
         sa.Column("progress_message", _key(255)),
         # the job's tags joined by ',', for display (lookups use the tags table)
@@ -111,6 +114,8 @@ def build_tables(
         md,
         sa.Column("parent_id", _key(36), primary_key=True),
         sa.Column("child_id", _key(36), primary_key=True),
+        # 1: the child runs even if this parent failed or was cancelled; 0: it is cancelled
+        sa.Column("on_failure", sa.SmallInteger, nullable=False, server_default="0"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",
@@ -178,11 +183,11 @@ def _to_3(conn: sa.Connection, jobs: sa.Table) -> None:
     )
 
 
-_NEW_IN_4 = ("parents_left", "progress", "progress_message", "tags")
+_NEW_IN_4 = ("parents_left", "has_children", "progress", "progress_message", "tags")
 
 
 def _to_4(conn: sa.Connection, jobs: sa.Table) -> None:
-    """Schema 3 -> 4: the columns ``parents_left``, ``progress``, ``progress_message`` and
+    """Schema 3 -> 4: the columns ``parents_left``, ``has_children``, ``progress``, ``progress_message`` and
     ``tags``, and the tables ``<table>_deps`` and ``<table>_tags``. Safe to run again
     after an interruption (MySQL commits each ALTER on its own): it adds only what is
     missing."""
