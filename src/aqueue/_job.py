@@ -13,6 +13,7 @@ from ._errors import JobFailedError, JobNotFoundError, ResultTimeoutError
 from ._models import JobRecord, JobStatus
 from ._serde import decode_error
 from ._store.caller import connection_of, get_job_on, sql_store
+from ._sync import run_sync
 
 
 class JobOwner(Protocol):
@@ -83,6 +84,14 @@ class Job:
             return await self._wait(ev, deadline, timeout, poll)
         finally:
             be.listener.unwatch(self.id, ev)
+
+    def result_sync(self, timeout: float | None = None, *, poll: float = 1.0) -> Any:
+        """:meth:`result` from code without a running event loop (blocks this thread)."""
+        return run_sync(lambda: self.result(timeout, poll=poll))
+
+    def info_sync(self) -> JobRecord:
+        """:meth:`info` from code without a running event loop."""
+        return run_sync(self.info)
 
     async def _wait(
         self, ev: asyncio.Event, deadline: float | None, timeout: float | None, poll: float

@@ -1,4 +1,5 @@
-"""Tasks: ``async def`` handlers registered with ``@queue.task``."""
+"""Tasks: handlers registered with ``@queue.task``: ``async def`` functions, run on the
+runner's loop, or plain ``def`` functions, run in the runner's thread pool."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ._decisions import Backoff
 from ._errors import ConfigurationError
 from ._job import Job, JobOwner
 from ._models import NO_OPTIONS, Options, validate_name
+from ._sync import run_sync
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,18 +44,21 @@ class TaskConfig:
 
 
 class Task(Generic[P, R]):
-    """A registered handler. Calling it runs the plain function; ``.enqueue`` queues it."""
+    """A registered handler. Calling it runs the plain function; ``.enqueue`` queues it
+    (``.enqueue_sync`` from code without an event loop)."""
 
     def __init__(
         self, queue: QueueHandle, fn: Callable[P, Awaitable[R]], config: TaskConfig
     ) -> None:
-        if not inspect.iscoroutinefunction(fn):
+        if inspect.isasyncgenfunction(fn) or not callable(fn):
             raise ConfigurationError(
-                f"@queue.task needs an `async def` function; {getattr(fn, '__qualname__', fn)!r} "
-                "is not a coroutine function"
+                f"@queue.task needs an `async def` or a plain `def` function, got "
+                f"{getattr(fn, '__qualname__', fn)!r}"
             )
         self.queue = queue
         self.fn = fn
+        self.is_sync = not inspect.iscoroutinefunction(fn)
+        """A plain ``def``: the runner calls it in its thread pool."""
         self.config = config
         self.name = config.name
         functools.update_wrapper(self, fn)
@@ -64,6 +69,11 @@ class Task(Generic[P, R]):
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Queue a run; returns once the job is durable in SQL."""
         return await self.queue._enqueue(self.name, args, kwargs, NO_OPTIONS)
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """:meth:`enqueue` from code without a running event loop (a WSGI view, a script,
+        a sync handler); thread-safe. See ``aqueue._sync``."""
+        return run_sync(lambda: self.queue._enqueue(self.name, args, kwargs, NO_OPTIONS))
 
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Job options (``delay``, ``run_at``, ``priority``, ``job_id``, ``unique_key``,
@@ -82,6 +92,10 @@ class BoundTask(Generic[P, R]):
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         return await self.task.queue._enqueue(self.task.name, args, kwargs, self.opts)
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """:meth:`enqueue` from code without a running event loop."""
+        return run_sync(lambda: self.task.queue._enqueue(self.task.name, args, kwargs, self.opts))
 
 
 def make_config(

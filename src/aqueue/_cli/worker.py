@@ -21,6 +21,11 @@ log = logging.getLogger("aqueue.cli")
 @click.argument("app")
 @config_option("-c", "--concurrency", type=click.IntRange(min=1), help="Handlers per process.")
 @click.option("-p", "--processes", type=click.IntRange(min=1), default=1, show_default=True)
+@config_option(
+    "--threads",
+    type=click.IntRange(min=0),
+    help="Threads for sync (plain def) handlers per process [0: min(32, CPUs + 4)].",
+)
 @click.option("--burst", is_flag=True, help="Exit once no job is ready or running.")
 @click.option(
     "--log-level",
@@ -103,6 +108,7 @@ def run(
     app: str,
     concurrency: int,
     processes: int,
+    threads: int,
     burst: bool,
     log_level: str,
     log_format: str,
@@ -134,6 +140,7 @@ def run(
     try:
         config = RunnerConfig(
             concurrency=concurrency,
+            threads=threads or None,
             burst=burst,
             lease=lease,
             heartbeat=heartbeat if heartbeat is not None else lease / 3,

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._job import Job
 from .._models import Options
+from .._sync import run_sync
 from .._task import Task
 from .admin import Admin
 
@@ -22,6 +23,21 @@ class QueueClient(Admin):
         """Job options (the fields of :class:`Options`) for the enqueues made through the
         result: ``await queue.options(delay=5).enqueue("task", *args, **kwargs)``."""
         return BoundQueue(self, Options.of(**options))
+
+    def enqueue_sync(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        """:meth:`enqueue` from code without a running event loop (a WSGI view, a script,
+        a sync handler): thread-safe, fork-safe; see docs/job-control.md."""
+        return run_sync(lambda: self.enqueue(task, *args, **kwargs))
+
+    def enqueue_many_sync(
+        self,
+        calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]],
+        *,
+        options: Options | None = None,
+    ) -> list[Job]:
+        """:meth:`enqueue_many` from code without a running event loop."""
+        calls = list(calls)
+        return run_sync(lambda: self.enqueue_many(calls, options=options))
 
 
 class BoundQueue:
@@ -39,3 +55,12 @@ class BoundQueue:
         self, calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]]
     ) -> list[Job]:
         return await self._queue.enqueue_many(calls, options=self._opts)
+
+    def enqueue_sync(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        return run_sync(lambda: self._queue._enqueue(task, args, kwargs, self._opts))
+
+    def enqueue_many_sync(
+        self, calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]]
+    ) -> list[Job]:
+        calls = list(calls)
+        return run_sync(lambda: self._queue.enqueue_many(calls, options=self._opts))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
-from typing import ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from .._cron import MissedPolicy, Schedule, validate_cron
 from .._decisions import Backoff
@@ -22,11 +22,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class TaskDecorator(Protocol):
+    """What ``@queue.task(...)`` with options returns: it takes an ``async def`` or a
+    plain ``def``."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 class Registration(Enqueuing):
     """Declares what a queue runs and around what."""
 
     @overload
     def task(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...  # a sync handler
 
     @overload
     def task(
@@ -39,7 +53,7 @@ class Registration(Enqueuing):
         no_retry: Iterable[type[BaseException]] = (),
         auto_commit: bool = True,
         concurrency: int | None = None,
-    ) -> Callable[[Callable[P, Awaitable[R]]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]
         self,
@@ -53,14 +67,15 @@ class Registration(Enqueuing):
         no_retry: Iterable[type[BaseException]] = (),
         auto_commit: bool = True,
         concurrency: int | None = None,
-    ) -> Task[P, R] | Callable[[Callable[P, Awaitable[R]]], Task[P, R]]:
-        """Register an ``async def`` handler. ``retries``: further attempts after a
+    ) -> Task[P, R] | TaskDecorator:
+        """Register a handler: an ``async def``, or a plain ``def`` that the runner calls in
+        its thread pool (``RunnerConfig.threads``). ``retries``: further attempts after a
         failure (default ``default_retries``); ``timeout``: seconds per attempt;
         ``no_retry``: exception types that fail the job at once; ``auto_commit=False``:
         the handler records its outcome itself with ``current_job().commit(...)``;
         ``concurrency``: most runs of this task at once in one runner."""
 
-        def register(f: Callable[P, Awaitable[R]]) -> Task[P, R]:
+        def register(f: Callable[P, Any]) -> Task[P, R]:
             config = make_config(
                 f,
                 name=name,
@@ -79,7 +94,7 @@ class Registration(Enqueuing):
 
         if fn is not None:
             return register(fn)
-        return register
+        return cast(TaskDecorator, register)
 
     def cron(
         self,

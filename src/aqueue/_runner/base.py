@@ -18,6 +18,7 @@ from .core import RunnerCore, RunnerStats
 from .finish import Recorder
 from .gate import Gate
 from .recovery import SweepCursor
+from .threads import ThreadPool
 
 if TYPE_CHECKING:
     from .._backend import Backend
@@ -77,6 +78,7 @@ class RunnerBase:
         self._running = self.core.running
         self._revoked = self.core.revoked
         self._task_sems: dict[str, Gate] = {}
+        self._threads = ThreadPool(cfg.threads)  # sync handlers
         self._inflight = self.core.inflight
         self._last_burst_resync = 0.0
         self._next_suspect_check = 0.0

@@ -69,6 +69,11 @@ class RunnerConfig:
     full-heap pauses of tens of milliseconds. None leaves the collector alone (a runner
     embedded in a process that tunes it itself)."""
 
+    threads: int | None = None
+    """Threads running sync (plain ``def``) handlers (default: Python's for I/O-bound
+    pools, ``min(32, CPUs + 4)``). A thread cannot be killed: one whose handler timed out
+    keeps its thread until the function returns."""
+
     metrics_port: int | None = None
     """Serve Prometheus metrics (``aqueue[metrics]``) on this port (None: off). Under
     ``--processes N`` child ``i`` serves on ``metrics_port + i``."""
@@ -94,6 +99,8 @@ class RunnerConfig:
             raise ConfigurationError("zombie_destination must be 'todo', 'failed' or 'done'")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigurationError("metrics_port must be a port number (or None: off)")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigurationError("threads must be an int >= 1 (or None for the default)")
         if self.max_stalls < 1:
             raise ConfigurationError("max_stalls must be >= 1")
         if self.gc_threshold is not None and (

@@ -17,6 +17,7 @@ from .._serde import dumps, encode_error
 
 if TYPE_CHECKING:
     from .._registry import Registry
+    from .threads import ThreadPool
 
 log = logging.getLogger("aqueue.runner")
 
@@ -48,9 +49,14 @@ def _chain(queue: Registry, ctx: JobContext, call: Call) -> Call:
 
 
 async def execute(
-    queue: Registry, ctx: JobContext, msg: Message, now: Callable[[], int]
+    queue: Registry,
+    ctx: JobContext,
+    msg: Message,
+    now: Callable[[], int],
+    threads: ThreadPool | None = None,
 ) -> Outcome:
-    """Run the handler for ``msg``; never raises except ``CancelledError``."""
+    """Run the handler for ``msg``; never raises except ``CancelledError``. A sync
+    handler runs in ``threads`` (see ``threads``)."""
     expires = msg.options.get("expires")
     if isinstance(expires, int) and now() > expires:
         exc: BaseException = JobExpiredError(
@@ -70,12 +76,15 @@ async def execute(
             await hook(ctx)
 
         timeout = msg.options.get("timeout") or task.config.timeout
+        fn: Callable[..., Awaitable[Any]] = task.fn
+        if task.is_sync:
+            fn = _in_thread(threads, msg.id, task.fn)
         if timeout is None and not queue.middlewares:
-            value = await task.fn(*msg.args, **msg.kwargs)  # the usual case, one frame less
+            value = await fn(*msg.args, **msg.kwargs)  # the usual case, one frame less
         else:
 
             async def call() -> Any:
-                return await task.fn(*msg.args, **msg.kwargs)
+                return await fn(*msg.args, **msg.kwargs)
 
             chained = _chain(queue, ctx, call)
             if timeout is None:
@@ -103,6 +112,19 @@ async def execute(
         return _failure(task.config, msg, e, now(), retryable=retryable)
     finally:
         _current.reset(token)
+
+
+def _in_thread(
+    threads: ThreadPool | None, job_id: str, sync_fn: Callable[..., Any]
+) -> Callable[..., Awaitable[Any]]:
+    if threads is None:
+        raise RuntimeError("a sync handler runs only in a runner (its thread pool)")
+    pool = threads
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await pool.call(job_id, sync_fn, args, kwargs)
+
+    return call
 
 
 def cancelled_by_aqueue() -> bool:

@@ -175,7 +175,7 @@ class JobRunner(RunnerBase):
             self._forget(msg.id, token)
 
     def _execute(self, ctx: JobContext, msg: Message) -> Awaitable[Outcome]:
-        run = execute(self.queue, ctx, msg, self.clock)
+        run = execute(self.queue, ctx, msg, self.clock, self._threads)
         observer = _observe.active
         if observer is None:
             return run

@@ -254,6 +254,7 @@ class Runner(Fetcher):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         stuck = await self._stop_jobs()
+        self._threads.close()
         await self._claimer.close()
         await self._recorder.close()
         be = self._be
@@ -300,7 +301,8 @@ class Runner(Fetcher):
                 t.cancel()
             await asyncio.wait(set(self._jobs), timeout=cancel_by - loop.time())
         stuck = [job_id for job_id, (_, t) in self._running.items() if t in self._jobs]
-        stuck += sorted(abandoned_jobs() - set(stuck))
+        # (a sync handler's thread cannot be cancelled: it may run on after its task)
+        stuck += sorted((abandoned_jobs() | self._threads.running_jobs()) - set(stuck))
         if not stuck:
             return []
         log.error(
