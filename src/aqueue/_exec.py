@@ -6,8 +6,9 @@ Opt in per queue with the programs allowed, on both the producer and the runner 
     job = await queue.exec(["python3", "-c", "print(6 * 7)"], timeout=10)
     assert (await job.result()) == {"stdout": "42\\n", "exit_code": 0}
 
-stdout becomes the result; a non-zero exit code or a timeout fails the attempt (retried
-like any failure) with the exit code and the tail of stderr as the reason. The program is
+The result is ``{"stdout": <its standard output, up to 1 MiB, decoded as UTF-8>,
+"exit_code": 0}``; a non-zero exit code or a timeout fails the attempt (retried like any
+failure) with the exit code and the tail of stderr as the reason. The program is
 started without a shell, in its own process group, which is killed on timeout.
 """
 

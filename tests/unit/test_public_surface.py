@@ -231,7 +231,7 @@ SNAPSHOT: dict[str, Any] = {
                 "cwd: 'str | None' = None, env: 'dict[str, str] | None' = None, "
                 "stdin: 'str | None' = None, options: 'Options | None' = None) -> "
                 "'Job'",
-                "1fbb64ac584c87cd",
+                "9c82be77fcb73d80",
             ),
             "find_jobs": (
                 "async method",

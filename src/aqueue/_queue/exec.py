@@ -49,8 +49,9 @@ class Exec(Registration):
         stdin: str | None = None,
         options: Options | None = None,
     ) -> Job:
-        """Queue a program run: its stdout becomes the result; a non-zero exit code or a
-        timeout fails it with the exit code and stderr. Only programs allowed with
+        """Queue a program run. Its result is ``{"stdout": "...", "exit_code": 0}`` (the
+        standard output, up to 1 MiB, decoded as UTF-8); a non-zero exit code or a
+        timeout fails it with the exit code and the tail of stderr. Only programs allowed with
         :meth:`allow_exec` are accepted (checked here and again on the runner)."""
         from .._exec import EXEC_TASK, check_allowed
 
