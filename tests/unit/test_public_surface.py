@@ -225,6 +225,18 @@ SNAPSHOT: dict[str, Any] = {
                 "None' = None) -> 'list[Job]'",
                 "1e50ef8a42073282",
             ),
+            "enqueue_many_sync": (
+                "method",
+                "(self, calls: 'Iterable[tuple[str | Task[Any, Any], "
+                "Sequence[Any], dict[str, Any]]]', *, options: "
+                "'Options | None' = None) -> 'list[Job]'",
+                "c15ff0592bf08f2c",
+            ),
+            "enqueue_sync": (
+                "method",
+                "(self, task: 'str | Task[Any, Any]', /, *args: 'Any', **kwargs: 'Any') -> 'Job'",
+                "550900032ae53d34",
+            ),
             "exec": (
                 "async method",
                 "(self, argv: 'Sequence[str]', *, timeout: 'float | None' = None, "
@@ -300,23 +312,24 @@ SNAPSHOT: dict[str, Any] = {
             "task": (
                 "method",
                 "(self, fn: 'Callable[P, Awaitable[R]]', /) -> 'Task[P, R]'",
+                "(self, fn: 'Callable[P, R]', /) -> 'Task[P, R]'",
                 "(self, *, name: 'str | None' = None, retries: 'int | None' = "
                 "None, timeout: 'float | None' = None, backoff: 'Backoff | None' = "
                 "None, no_retry: 'Iterable[type[BaseException]]' = (), "
                 "auto_commit: 'bool' = True, concurrency: 'int | None' = None) -> "
-                "'Callable[[Callable[P, Awaitable[R]]], Task[P, R]]'",
+                "'TaskDecorator'",
                 "(self, fn: 'Callable[P, Awaitable[R]] | None' = None, /, *, name: "
                 "'str | None' = None, retries: 'int | None' = None, timeout: "
                 "'float | None' = None, backoff: 'Backoff | None' = None, "
                 "no_retry: 'Iterable[type[BaseException]]' = (), auto_commit: "
                 "'bool' = True, concurrency: 'int | None' = None) -> 'Task[P, R] | "
-                "Callable[[Callable[P, Awaitable[R]]], Task[P, R]]'",
-                "b633823aedd946ef",
+                "TaskDecorator'",
+                "4f1cbaff540d1400",
             ),
         },
     },
     "Task": {
-        "doc": "f12e95dd5793e269",
+        "doc": "049362a62542befc",
         "members": {
             "__call__": (
                 "method",
@@ -333,6 +346,11 @@ SNAPSHOT: dict[str, Any] = {
                 "async method",
                 "(self, *args: 'P.args', **kwargs: 'P.kwargs') -> 'Job'",
                 "d10978b74aa1a233",
+            ),
+            "enqueue_sync": (
+                "method",
+                "(self, *args: 'P.args', **kwargs: 'P.kwargs') -> 'Job'",
+                "df8cea289293b971",
             ),
             "options": (
                 "method",
@@ -360,11 +378,17 @@ SNAPSHOT: dict[str, Any] = {
                 "(self, *, connection: 'Any' = None) -> 'JobRecord'",
                 "41671ee3c689d98f",
             ),
+            "info_sync": ("method", "(self) -> 'JobRecord'", "43d39c5b9ba08108"),
             "queue": ("attribute", "member_descriptor"),
             "result": (
                 "async method",
                 "(self, timeout: 'float | None' = None, *, poll: 'float' = 1.0) -> 'Any'",
                 "4a9eb59de328b0bc",
+            ),
+            "result_sync": (
+                "method",
+                "(self, timeout: 'float | None' = None, *, poll: 'float' = 1.0) -> 'Any'",
+                "6787f4ebf91a675e",
             ),
             "status": (
                 "async method",
@@ -392,6 +416,18 @@ SNAPSHOT: dict[str, Any] = {
                 "Sequence[Any], dict[str, Any]]]') -> 'list[Job]'",
                 "e3b0c44298fc1c14",
             ),
+            "enqueue_many_sync": (
+                "method",
+                "(self, calls: 'Iterable[tuple[str | Task[Any, "
+                "Any], Sequence[Any], dict[str, Any]]]') -> "
+                "'list[Job]'",
+                "e3b0c44298fc1c14",
+            ),
+            "enqueue_sync": (
+                "method",
+                "(self, task: 'str | Task[Any, Any]', /, *args: 'Any', **kwargs: 'Any') -> 'Job'",
+                "e3b0c44298fc1c14",
+            ),
         },
     },
     "BoundTask": {
@@ -406,6 +442,11 @@ SNAPSHOT: dict[str, Any] = {
                 "async method",
                 "(self, *args: 'P.args', **kwargs: 'P.kwargs') -> 'Job'",
                 "e3b0c44298fc1c14",
+            ),
+            "enqueue_sync": (
+                "method",
+                "(self, *args: 'P.args', **kwargs: 'P.kwargs') -> 'Job'",
+                "50fc5eb37f4a3b40",
             ),
         },
     },
