@@ -11,7 +11,7 @@ from nox.command import CommandFailed
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 
 PYTHON = "3.11"
 
@@ -37,7 +37,8 @@ def lint(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """The randomized fault soak (not a default session): own Redis and MariaDB, three
     runners, a producer and random faults, then a check of every acknowledged job, e.g.
-    ``nox -s soak -- --seed 1 --duration 180`` (docs/reliability.md, "Randomized soak")."""
+    ``nox -s soak -- --seed 1 --duration 180`` (docs/explanation/reliability.md,
+    "Randomized soak")."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "tests.soak.soak", *(session.posargs or ["--seed", "1"]))
 
@@ -46,6 +47,28 @@ def soak(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[all]", "mypy>=1.11")
     session.run("mypy", "--strict", "src/aqueue")
+
+
+# mkdocs-click renders the CLI reference from the click commands at build time.
+DOCS_DEPS = (
+    "mkdocs>=1.6",
+    "mkdocs-material>=9.5",
+    "mkdocstrings[python]>=0.26",
+    "mkdocs-click>=0.8",
+    "ruff>=0.6",  # mkdocstrings formats the signatures with it
+)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml) built with ``--strict`` into site/: a broken link,
+    a missing anchor or an unresolved reference fails it. ``nox -s docs -- serve`` serves it
+    on 127.0.0.1:8000 instead. The snippets are run by tests/docs (the tests session)."""
+    session.install("-e", ".[all]", *DOCS_DEPS)
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session(python=PYTHON)
