@@ -156,8 +156,11 @@ async def test_every_runner_paused_at_once_reclaims_nothing_from_live_runners(
     mid-handler, as when a whole machine is suspended. On resume the reclaimers wait a
     heartbeat period, the live runners renew first: no job is reclaimed, none runs twice."""
     env = await chaos(own_redis.url)
+    # Twice the slots the 30 jobs need: a runner with few slots free waits for more
+    # before it fetches (a quarter of its slots), so with exactly 3 x 10 the last job
+    # could wait for a handler to end instead of starting before the pause.
     procs = [
-        env.spawn("-c", "10", "--prefetch", "0", name=f"r{i}", AQC_WORK_SLEEP="8") for i in range(3)
+        env.spawn("-c", "20", "--prefetch", "0", name=f"r{i}", AQC_WORK_SLEEP="8") for i in range(3)
     ]
     for p in procs:
         await wait_started(p)
