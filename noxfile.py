@@ -6,6 +6,9 @@ needs, so a fresh clone needs nothing but Python.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 from nox.command import CommandFailed
 
@@ -69,6 +72,19 @@ def docs(session: nox.Session) -> None:
         session.run("mkdocs", "serve", *session.posargs[1:])
     else:
         session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel, ``twine check`` them, then install the wheel in a
+    fresh virtualenv outside the source tree and smoke-test it there (import, ``python -m
+    aqueue --help``, the embedded demo on 300 jobs): tests/release/check_dist.py."""
+    session.install("build>=1.2", "twine>=5")
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    session.run("twine", "check", "--strict", *(str(p) for p in sorted(dist.iterdir())))
+    session.run("python", "tests/release/check_dist.py", str(dist))
 
 
 @nox.session(python=PYTHON)
