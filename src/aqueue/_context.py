@@ -22,18 +22,29 @@ class JobContext:
     """
 
     job_id: str
+    """The job's id."""
     task: str
+    """The task's name."""
     attempt: int
+    """This run's number, from 1."""
     max_attempts: int
+    """Runs allowed in all (retries + 1): ``attempt == max_attempts`` is the last."""
     lease_token: str
+    """The fencing token of this run: a commit or finish is accepted only with it."""
     runner_id: str
+    """The id of the runner running the job."""
     queue: QueueHandle
+    """The queue the job belongs to."""
     args: tuple[Any, ...]
+    """The handler's positional arguments, as decoded from JSON."""
     kwargs: dict[str, Any]
+    """The handler's keyword arguments, as decoded from JSON."""
     state: dict[str, Any] = field(default_factory=dict)
     """Shared with the runner's startup/shutdown hooks (e.g. a DB pool set at startup)."""
     auto_commit: bool = True
+    """False for a task registered with ``auto_commit=False``: the handler commits."""
     committed: bool = False
+    """Whether this run's outcome was committed by :meth:`commit`."""
     _committer: Committer | None = field(default=None, repr=False)
 
     async def commit(

@@ -20,10 +20,16 @@ class Backoff:
     (e.g. ``[5, 8, 9]``; the last one repeats)."""
 
     base: float = 1.0
+    """Seconds before the first retry."""
     factor: float = 2.0
+    """Each further retry waits this many times longer."""
     cap: float = 3600.0
+    """The longest delay, in seconds."""
     jitter: float = 0.5
+    """The randomised fraction of each delay (its upper part), so that jobs failing
+    together do not retry together; 0 for exact delays."""
     intervals: tuple[float, ...] | None = None
+    """Explicit delays instead (see :meth:`sequence`); the last one repeats."""
 
     @classmethod
     def sequence(cls, *intervals: float) -> Backoff:

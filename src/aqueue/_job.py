@@ -68,6 +68,7 @@ class Job:
         return await self.queue.cancel(self.id, reason, connection=connection)
 
     async def status(self, *, connection: Any = None) -> JobStatus:
+        """The job's status now (one read of its row; ``connection`` as for :meth:`info`)."""
         return (await self.info(connection=connection)).status
 
     async def result(self, timeout: float | None = None, *, poll: float = 1.0) -> Any:

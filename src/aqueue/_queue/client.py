@@ -49,18 +49,24 @@ class BoundQueue:
         self._opts = options
 
     async def enqueue(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``task`` (a task or its name) with these options; returns once the job
+        is durable in SQL: ``await queue.options(delay=5).enqueue("send", 42)``."""
         return await self._queue._enqueue(task, args, kwargs, self._opts)
 
     async def enqueue_many(
         self, calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]]
     ) -> list[Job]:
+        """Enqueue many ``(task, args, kwargs)`` calls with these options, as
+        :meth:`Queue.enqueue_many` does."""
         return await self._queue.enqueue_many(calls, options=self._opts)
 
     def enqueue_sync(self, task: str | Task[Any, Any], /, *args: Any, **kwargs: Any) -> Job:
+        """:meth:`enqueue` from synchronous code (no running event loop in this thread)."""
         return run_sync(lambda: self._queue._enqueue(task, args, kwargs, self._opts))
 
     def enqueue_many_sync(
         self, calls: Iterable[tuple[str | Task[Any, Any], Sequence[Any], dict[str, Any]]]
     ) -> list[Job]:
+        """:meth:`enqueue_many` from synchronous code."""
         calls = list(calls)
         return run_sync(lambda: self._queue.enqueue_many(calls, options=self._opts))

@@ -98,6 +98,8 @@ class Connection(QueueBase):
         await self._backend()
 
     async def close(self) -> None:
+        """Flush pending inserts and close the connections to SQL and Redis (the next use
+        connects again)."""
         be, self._be = self._be, None
         if be is None:
             return

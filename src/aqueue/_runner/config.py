@@ -110,8 +110,10 @@ class RunnerConfig:
 
     @property
     def prefetch_count(self) -> int:
+        """``prefetch`` with its default applied."""
         return min(self.concurrency, 100) if self.prefetch is None else self.prefetch
 
     @property
     def margin(self) -> float:
+        """``lease_margin`` with its default applied."""
         return self.lease / 3 if self.lease_margin is None else self.lease_margin

@@ -49,6 +49,8 @@ class Runner(Fetcher):
     # -- public ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Connect, recover, run jobs until stopped (a signal, or idle in
+        burst mode), then shut down gracefully."""
         be = await self._connect()
         cfg = self.config
         await self._check_redis()
@@ -150,7 +152,8 @@ class Runner(Fetcher):
                 if tuned:
                     gctune.restore()
                 if exporter is not None:
-                    exporter.close()
+                    # its HTTP server takes up to half a second to stop: not on the loop
+                    await asyncio.to_thread(exporter.close)
             for signum, previous in saved.items():
                 # put back what was there (e.g. asyncio.run's own SIGINT handler)
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
