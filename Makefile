@@ -4,7 +4,7 @@ PYTHON ?= python3
 TOOLS := .venv-tools
 NOX := $(TOOLS)/bin/nox
 
-.PHONY: demo test lint typecheck bench tools clean
+.PHONY: demo test lint typecheck build bench tools clean
 
 $(NOX):
 	$(PYTHON) -m venv $(TOOLS)
@@ -16,13 +16,16 @@ demo: $(NOX)
 	$(NOX) -s demo
 
 test: $(NOX)
-	$(NOX) -s lint typecheck tests
+	$(NOX) -s lint typecheck tests build
 
 lint: $(NOX)
 	$(NOX) -s lint
 
 typecheck: $(NOX)
 	$(NOX) -s typecheck
+
+build: $(NOX)
+	$(NOX) -s build
 
 bench: $(NOX)
 	$(NOX) -s bench
