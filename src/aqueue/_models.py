@@ -34,6 +34,7 @@ class JobStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """Done, failed or cancelled: the job will not run again (unless repushed)."""
         return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
@@ -122,6 +123,7 @@ class Options:
         return cls(**options)
 
     def run_options(self, now: int) -> dict[str, Any] | None:
+        """The options a runner needs (timeout, expiry), as stored with the job."""
         o: dict[str, Any] = {}
         if self.timeout is not None:
             o["timeout"] = self.timeout
@@ -130,6 +132,7 @@ class Options:
         return o or None
 
     def start_time_us(self, now: int) -> int:
+        """When the job is due (µs), from ``run_at`` or ``delay`` and ``now``."""
         if self.run_at is not None:
             return int(self.run_at * 1_000_000)
         if self.delay:
@@ -179,24 +182,43 @@ class JobRecord:
     """A row of the jobs table, as read for status and results."""
 
     id: str
+    """The job's id (a UUIDv7 unless given with ``job_id``)."""
     queue: str
+    """The queue's name."""
     task: str
+    """The task's name."""
     payload: str
+    """The arguments, as JSON."""
     status: JobStatus
+    """Where the job is in its life."""
     priority: int
+    """Higher runs first."""
     attempts: int
+    """Runs started so far."""
     stalls: int
+    """Times the job was reclaimed from a runner that stopped renewing its lease."""
     max_attempts: int
+    """Runs allowed in all (retries + 1)."""
     run_at: int
+    """When the job is due (µs since the epoch)."""
     lease_owner: str | None
+    """The runner holding the job while it runs."""
     lease_token: str | None
+    """The fencing token of the current run."""
     leased_until: int | None
+    """When the current lease runs out (µs)."""
     result: str | None
+    """The handler's return value, as JSON, once done."""
     error: str | None
+    """The last failure (type, message, traceback), as JSON."""
     unique_key: str | None
+    """The unique key while the job is live (released when it finishes)."""
     created_at: int
+    """When it was enqueued (µs)."""
     updated_at: int
+    """Its row's last change (µs)."""
     finished_at: int | None
+    """When it reached a final status (µs)."""
 
 
 @dataclass(frozen=True, slots=True)

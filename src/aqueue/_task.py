@@ -86,11 +86,16 @@ class Task(Generic[P, R]):
 
 
 class BoundTask(Generic[P, R]):
+    """A task with job options bound, as returned by ``task.options(...)``:
+    ``await send.options(delay=30).enqueue(42)``. The options never mix with the
+    handler's own arguments."""
+
     def __init__(self, task: Task[P, R], options: Options) -> None:
         self.task = task
         self.opts = options
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Enqueue one job with these options; returns once it is durable in SQL."""
         return await self.task.queue._enqueue(self.task.name, args, kwargs, self.opts)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job:

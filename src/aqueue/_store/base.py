@@ -79,8 +79,11 @@ class JobQuery:
 
     queue: str
     statuses: tuple[JobStatus, ...] = ()
+    """Any of these statuses (none: every status)."""
     task: str | None = None
+    """Jobs of this task only."""
     job_id: str | None = None
+    """The job with this id only."""
     text: str | None = None
     created_from: int | None = None
     created_to: int | None = None
