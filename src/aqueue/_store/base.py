@@ -88,6 +88,18 @@ class JobQuery:
     created_from: int | None = None
     created_to: int | None = None
     before_id: str | None = None
+    tag: str | None = None
+    """Only the jobs tagged so (``Options.tags``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """``child`` waits for ``parent``; ``run_on_failure``: it runs even if the parent
+    fails or is cancelled (otherwise it is cancelled with the reason)."""
+
+    parent: str
+    child: str
+    run_on_failure: bool = False
 
 
 def fences(items: Sequence[tuple[str, int, int]]) -> dict[str, tuple[int, int]]:
@@ -161,7 +173,8 @@ class JobStore(Protocol):
         ``unique_key``), or the exception that affects only that job (a conflict on an
         explicit id, a row refused). A write whose outcome is unknown raises
         ``EnqueueOutcomeUnknownError``; one certainly refused as a whole raises
-        ``StoreError``."""
+        ``StoreError``. A job's ``tags`` are stored with it (the ``tags`` column and a
+        row per tag in the tags table), atomically with its row."""
         ...
 
     # -- claim / finish -------------------------------------------------------------
@@ -207,6 +220,38 @@ class JobStore(Protocol):
         ``now``, unique key released). ``todo`` (a retry): lease cleared, ``run_at`` (or
         ``now``), error kept, not marked dispatched. ``updated_at`` is ``now``. Returns
         the ids accepted (a late finish after a lost lease is refused)."""
+        ...
+
+    async def finish_release(
+        self, items: Sequence[Finish], now: int
+    ) -> tuple[set[str], list[JobRecord]]:
+        """:meth:`finish`, and the children its final finishes released: in the same
+        transaction, each ``waiting`` child of a job finished ``done`` (or failed or
+        cancelled, for a child that runs anyway) counts one parent less and becomes
+        ``todo`` (updated ``now``, not marked dispatched) when none is left; a child of
+        a failed or cancelled job is cancelled (with its own children). Returns the ids
+        accepted and the children now ``todo`` (to dispatch)."""
+        ...
+
+    async def insert_with_parents(
+        self, jobs: Sequence[NewJob], edges: Sequence[Edge], now: int
+    ) -> dict[str, JobStatus]:
+        """Insert ``jobs`` (a parent in ``jobs`` before its children) and the ``edges``
+        they wait on, all or none: a job whose parents are all ``done`` is ``todo``, one
+        with a failed or cancelled parent (and no ``run_on_failure``) ``cancelled``, else
+        ``waiting``. Raises ``ConfigurationError`` for a parent that does not exist.
+        Returns each job's starting status."""
+        ...
+
+    async def parent_results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        """The status and stored result of each of ``ids`` (a missing id: no such job)."""
+        ...
+
+    async def set_progress(
+        self, job_id: str, token: str, progress: float, message: str | None
+    ) -> bool:
+        """Record a running job's progress (``progress``, ``progress_message``) if it is
+        still ``running`` under ``token``; False when the lease is gone."""
         ...
 
     async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:

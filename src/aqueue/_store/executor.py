@@ -251,6 +251,29 @@ class Executor:
         if status != "COMMIT":  # the server rolled back an aborted transaction
             raise StoreError(f"the claim's transaction was rolled back ({status})")
 
+    async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """``fn`` inside one transaction (``BEGIN`` ... ``COMMIT``; SQLite: ``BEGIN
+        IMMEDIATE`` under the write lock) on a held connection; an error discards the
+        connection, so the server rolls the transaction back. Driver errors raw: see
+        :meth:`run` (which may run ``fn`` again in a new transaction)."""
+        if self._write_lock is not None:
+            async with self._write_lock:
+                return await self._transaction(fn)
+        return await self._transaction(fn)
+
+    async def _transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        held = await self.conns.take()
+        tx = Tx(held.raw, self._asyncpg, self._aiosqlite)
+        try:
+            await tx.execute("BEGIN IMMEDIATE" if self._aiosqlite else "BEGIN")
+            out = await fn(tx)
+            await tx.execute("COMMIT")
+        except BaseException:
+            await self.conns.discard(held)
+            raise
+        await self.conns.give(held)
+        return out
+
     # Statements go to the driver's connection directly: through SQLAlchemy's Connection
     # every statement would also cost a ROLLBACK round trip when the connection is given
     # back (autobegin), even in autocommit mode. The connections stay checked out between
@@ -322,3 +345,32 @@ class Executor:
         await self.conns.close()
         await self.claim_conns.close()
         await self.engine.dispose()
+
+
+class Tx:
+    """The statements of one open transaction (:meth:`Executor.transaction`)."""
+
+    __slots__ = ("_pg", "_raw", "_sqlite")
+
+    def __init__(self, raw: Any, asyncpg: bool, aiosqlite: bool) -> None:
+        self._raw, self._pg, self._sqlite = raw, asyncpg, aiosqlite
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if self._pg:
+            return rowcount(await self._raw.execute(sql, *params))
+        if self._sqlite:
+            async with self._raw.execute(sql, tuple(params)) as cur:
+                return int(cur.rowcount)
+        async with self._raw.cursor() as cur:
+            await cur.execute(sql, tuple(params))
+            return int(cur.rowcount)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        if self._pg:
+            return [tuple(r) for r in await self._raw.fetch(sql, *params)]
+        if self._sqlite:
+            async with self._raw.execute(sql, tuple(params)) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        async with self._raw.cursor() as cur:
+            await cur.execute(sql, tuple(params))
+            return [tuple(r) for r in await cur.fetchall()]

@@ -187,10 +187,10 @@ _NEW_IN_4 = ("parents_left", "has_children", "progress", "progress_message", "ta
 
 
 def _to_4(conn: sa.Connection, jobs: sa.Table) -> None:
-    """Schema 3 -> 4: the columns ``parents_left``, ``has_children``, ``progress``, ``progress_message`` and
-    ``tags``, and the tables ``<table>_deps`` and ``<table>_tags``. Safe to run again
-    after an interruption (MySQL commits each ALTER on its own): it adds only what is
-    missing."""
+    """Schema 3 -> 4: the columns ``parents_left``, ``has_children``, ``progress``,
+    ``progress_message`` and ``tags``, and the tables ``<table>_deps`` and ``<table>_tags``.
+    Safe to run again after an interruption (MySQL commits each ALTER on its own): it
+    adds only what is missing."""
     prep = conn.dialect.identifier_preparer
     table = prep.quote(jobs.name)
     have = {c["name"] for c in sa.inspect(conn).get_columns(jobs.name)}

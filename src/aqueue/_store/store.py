@@ -16,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .._errors import EnqueueOutcomeUnknownError, StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
-from .base import Claim, ClaimState, Commit, Finish, JobQuery, Reclaim
+from . import deps, tags
+from .base import Claim, ClaimState, Commit, Edge, Finish, JobQuery, Reclaim
 from .errors import is_definite
 from .executor import Executor, parse_url
 from .sql import dialect, record
+from .sql.tags import TagQueries
+from .sql.deps import DepsQueries
 from .tables import Tables
 
 
@@ -56,6 +59,10 @@ class Store:
         self.tables = Tables(self.db, self.table_name)
         quote = self.db.engine.dialect.identifier_preparer.quote
         self.sql = queries(quote(self.table_name), quote(self.tables.meta.name))
+        self.deps = DepsQueries(
+            self.sql, quote(f"{self.table_name}_deps"), row_locks=not self.is_sqlite
+        )
+        self.tags = TagQueries(self.sql, quote(f"{self.table_name}_tags"))
 
     @property
     def engine(self) -> AsyncEngine:
@@ -104,8 +111,11 @@ class Store:
 
     async def _insert_batch(self, jobs: Sequence[NewJob], now: int) -> list[str | BaseException]:
         careful = any(j.explicit_id or j.unique_key for j in jobs)
-        sql, params = self.sql.insert(jobs, now, careful=careful)
-        await self.db.insert(sql, params, jobs[0].id, len(jobs))
+        if any(j.tags for j in jobs):
+            await tags.insert_tagged(self, self.tags, jobs, now, careful=careful)
+        else:
+            sql, params = self.sql.insert(jobs, now, careful=careful)
+            await self.db.insert(sql, params, jobs[0].id, len(jobs))
         if not careful:
             return [j.id for j in jobs]
         return await self._resolve_conflicts(jobs)
@@ -127,6 +137,14 @@ class Store:
                     continue
             out.append(StoreError(f"job {j.id} was not stored (conflict)"))
         return out
+
+    async def insert_with_parents(
+        self, jobs: Sequence[NewJob], edges: Sequence[Edge], now: int
+    ) -> dict[str, JobStatus]:
+        return await deps.insert_with_parents(self.db, self.deps, jobs, edges, now)
+
+    async def parent_results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        return await deps.parent_results(self.db, self.deps, ids)
 
     async def _fetch(self, what: str, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         return await self.db.run(what, lambda: self.db.fetch(sql, params))
@@ -189,21 +207,38 @@ class Store:
     # -- finish / renew / release -------------------------------------------------------
 
     async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
+        return (await self.finish_release(items, now))[0]
+
+    async def finish_release(
+        self, items: Sequence[Finish], now: int
+    ) -> tuple[set[str], list[JobRecord]]:
         accepted: set[str] = set()
+        released: list[JobRecord] = []
         groups: dict[JobStatus, list[Finish]] = {}
         for f in items:
             groups.setdefault(f.status, []).append(f)
         for status, group in groups.items():
-            accepted |= await self._finish_group(status, group, now)
-        return accepted
+            accepted |= await self._finish_group(status, group, now, released)
+        return accepted, released
 
-    async def _finish_group(self, status: JobStatus, group: Sequence[Finish], now: int) -> set[str]:
+    async def _finish_group(
+        self, status: JobStatus, group: Sequence[Finish], now: int, released: list[JobRecord]
+    ) -> set[str]:
         group = sorted(group, key=lambda f: f.id)
         sql, params = self.sql.finish(status, group, now)
         count = await self.db.run("recording finished jobs", lambda: self.db.execute(sql, params))
         ids = [f.id for f in group]
         if count == len(group):
             return set(ids)
+        if status is not JobStatus.TODO:
+            # The rest are parents of other jobs (their finish releases them), or late.
+            mine, before, children = await deps.finish_parents(
+                self.db, self.deps, self.sql, status, group, now
+            )
+            released += children
+            if count + len(mine) == len(group):
+                return set(ids)
+            return mine | before
         # Some were rejected (late finish after a lost lease): find out which. Rows this
         # statement changed carry its updated_at.
         rows = await self._fetch("reading finished jobs", *self.sql.finished(ids, status, now))
@@ -345,8 +380,13 @@ class Store:
 
     # -- operators' reads and bulk actions ---------------------------------------------
 
+    async def set_progress(
+        self, job_id: str, token: str, progress: float, message: str | None
+    ) -> bool:
+        return await tags.set_progress(self, self.tags, job_id, token, progress, message)
+
     async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
-        rows = await self._fetch("finding jobs", *self.sql.find_jobs(query, limit))
+        rows = await self._fetch("finding jobs", *self.sql.find_jobs(query, limit, self.tags.tags))
         return [record(r) for r in rows]
 
     async def oldest_due(self, queue: str, now: int) -> int | None:

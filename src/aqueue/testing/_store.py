@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from .._errors import StoreError
 from .._ids import now_us
 from .._models import IdRun, JobRecord, JobStatus, NewJob
-from .._store.base import Claim, ClaimState, Commit, Finish, Reclaim, fences
+from .._store.base import Claim, ClaimState, Commit, Edge, Finish, Reclaim, fences
 from .._store.schema import SCHEMA_VERSION
 from ._control import JobControl
+from ._deps import Deps
 from ._rows import Row, Table
 
 
@@ -27,6 +28,7 @@ class MemoryStore(JobControl):
         self._clock = clock or now_us
         self._table: Table = Table()
         self._rows = self._table.rows
+        self._deps = Deps(self._table)
         self._meta: dict[str, str] = {}
         self._schema: int | None = None
         self.closed = False
@@ -164,6 +166,11 @@ class MemoryStore(JobControl):
         return n
 
     async def finish(self, items: Sequence[Finish], now: int) -> set[str]:
+        return (await self.finish_release(items, now))[0]
+
+    async def finish_release(
+        self, items: Sequence[Finish], now: int
+    ) -> tuple[set[str], list[JobRecord]]:
         await self._step()
         accepted: set[str] = set()
         for f in items:
@@ -185,7 +192,18 @@ class MemoryStore(JobControl):
                 r.leased_until = None
                 r.unique_key = None
             accepted.add(f.id)
-        return accepted
+        final = {f.id: f.status for f in items if f.id in accepted and f.status.is_final}
+        return accepted, self._deps.release(final, now)
+
+    async def insert_with_parents(
+        self, jobs: Sequence[NewJob], edges: Sequence[Edge], now: int
+    ) -> dict[str, JobStatus]:
+        await self._step()
+        return self._deps.insert(jobs, edges, now)
+
+    async def parent_results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+        await self._step()
+        return self._deps.results(ids)
 
     async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:
         await self._step()

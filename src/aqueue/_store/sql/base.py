@@ -195,8 +195,12 @@ class BaseQueries:
 
     # -- finish / renew / release -------------------------------------------------------
 
-    def finish(self, status: JobStatus, group: Sequence[Finish], now: int) -> Statement:
-        """Record finished attempts of one status, ``group`` sorted by id."""
+    def finish(
+        self, status: JobStatus, group: Sequence[Finish], now: int, *, parents: bool = False
+    ) -> Statement:
+        """Record finished attempts of one status, ``group`` sorted by id. A final finish
+        applies only to jobs with no children (``parents``: only to jobs with some, whose
+        finish also releases them: ``_store.deps``)."""
         b = self.bind
         params: list[Any] = []
         sets = [f"status = {b(params, status.value)}", f"updated_at = {b(params, now)}"]
@@ -214,6 +218,8 @@ class BaseQueries:
         sets_sql = ", ".join(sets)
         where = f"{self.ids_in(params, [f.id for f in group])} AND status = 'running' AND "
         where += self.tokens_match([(f.id, f.token) for f in group], params)
+        if status is not JobStatus.TODO:
+            where += f" AND has_children = {int(parents)}"
         return f"UPDATE {self.t} SET {sets_sql} WHERE {where}", params
 
     def finished(self, ids: Sequence[str], status: JobStatus, now: int) -> Statement:

@@ -1,0 +1,237 @@
+"""Dependencies between jobs: what a new job with parents starts as, and what the final
+finish of a parent does to its children. The plans are pure (the memory store uses them
+too); the SQL store runs them in one transaction each (:func:`insert_with_parents`,
+:func:`finish_parents`).
+
+Every plan is made on rows the transaction holds locked (the parents flagged by the
+insert, the finishing parents and their waiting children): nothing else can change them
+between the read and the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._models import JobRecord, JobStatus, NewJob
+from .._serde import encode_reason
+from .base import Edge, Finish
+from .executor import Executor, Tx
+from .sql import BaseQueries, record
+from .sql.deps import ROWS_PER_INSERT, DepsQueries, is_bad
+
+
+@dataclass(frozen=True, slots=True)
+class NewState:
+    """How a new job with parents starts: ``waiting`` (``parents_left`` > 0), ``todo``
+    (every parent done already) or ``cancelled`` (``error``: a parent failed)."""
+
+    status: JobStatus
+    parents_left: int
+    error: str | None = None
+
+
+def parent_failed(parent: str, status: JobStatus) -> str:
+    """The error of a job cancelled because its parent failed or was cancelled."""
+    return encode_reason("DependencyFailed", f"parent job {parent} ended {status.value}")
+
+
+def plan_new(
+    jobs: Sequence[NewJob], edges: Sequence[Edge], known: Mapping[str, JobStatus]
+) -> tuple[dict[str, NewState], list[Edge]]:
+    """The starting state of each new job, and the edges still to wait on (those whose
+    parent is not final). ``known``: the states of the parents that are not in ``jobs``;
+    a parent in ``jobs`` must come before its children."""
+    order = {j.id: k for k, j in enumerate(jobs)}
+    by_child: dict[str, list[Edge]] = {}
+    for e in edges:
+        if e.child not in order:
+            raise ConfigurationError(f"edge {e.parent} -> {e.child}: the child is not enqueued")
+        if e.parent in order:
+            if order[e.parent] >= order[e.child]:
+                raise ConfigurationError(f"job {e.child} comes before its parent {e.parent}")
+        elif e.parent not in known:
+            raise ConfigurationError(f"parent job {e.parent} of job {e.child} does not exist")
+        by_child.setdefault(e.child, []).append(e)
+    states: dict[str, NewState] = {}
+    live: list[Edge] = []
+    for j in jobs:
+        left, error = 0, None
+        for e in by_child.get(j.id, ()):
+            st = states[e.parent].status if e.parent in order else known[e.parent]
+            if st is JobStatus.DONE:
+                continue
+            if is_bad(st):
+                if not e.run_on_failure and error is None:
+                    error = parent_failed(e.parent, st)
+                continue
+            left += 1
+            live.append(e)
+        if error is not None:
+            states[j.id] = NewState(JobStatus.CANCELLED, 0, error)
+        elif left:
+            states[j.id] = NewState(JobStatus.WAITING, left)
+        else:
+            states[j.id] = NewState(JobStatus.TODO, 0)
+    cancelled = {i for i, s in states.items() if s.status is JobStatus.CANCELLED}
+    return states, [e for e in live if e.child not in cancelled]
+
+
+@dataclass(slots=True)
+class ReleasePlan:
+    """What the finish of some parents does to their waiting children."""
+
+    cancel: list[tuple[str, str]]
+    """(child, error): a parent failed or was cancelled."""
+    count_down: list[tuple[str, int]]
+    """(child, parents left): still waiting."""
+    release: list[str]
+    """Children whose last parent finished: to ``todo``."""
+
+
+def plan_release(
+    finished: Mapping[str, JobStatus],
+    edges: Iterable[tuple[str, str, int]],
+    waiting: Mapping[str, int],
+) -> ReleasePlan:
+    """``finished``: parents that just reached a final status; ``edges``: their
+    ``(child, parent, on_failure)`` rows; ``waiting``: the children still ``waiting``,
+    with their ``parents_left`` (the others were cancelled or released before)."""
+    gone: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for child, parent, on_failure in sorted(edges):
+        if child not in waiting:
+            continue
+        st = finished[parent]
+        if is_bad(st) and not on_failure:
+            errors.setdefault(child, parent_failed(parent, st))
+        gone[child] = gone.get(child, 0) + 1
+    plan = ReleasePlan(sorted(errors.items()), [], [])
+    for child, n in sorted(gone.items()):
+        if child in errors:
+            continue
+        left = waiting[child] - n
+        if left > 0:
+            plan.count_down.append((child, left))
+        else:
+            plan.release.append(child)
+    return plan
+
+
+def _chunks(items: Sequence[Any], n: int = ROWS_PER_INSERT) -> Iterable[Sequence[Any]]:
+    for k in range(0, len(items), n):
+        yield items[k : k + n]
+
+
+async def insert_with_parents(
+    db: Executor, dq: DepsQueries, jobs: Sequence[NewJob], edges: Sequence[Edge], now: int
+) -> dict[str, JobStatus]:
+    """Insert ``jobs`` (ordered parents first) and their ``edges`` in one transaction: all
+    rows or none. Returns each job's starting status."""
+    new_ids = {j.id for j in jobs}
+    outside = sorted({e.parent for e in edges} - new_ids)
+    parents_in_batch = {e.parent for e in edges} & new_ids
+
+    async def go(tx: Tx) -> dict[str, JobStatus]:
+        known: dict[str, JobStatus] = {}
+        if outside:
+            # Flagged and locked first: a parent finishing meanwhile either committed
+            # before (its state is read here) or waits for this commit (and then sees
+            # the flag and the deps rows).
+            await tx.execute(*dq.flag_parents(outside))
+            for r in await tx.fetch(*dq.parent_states(outside)):
+                known[r[0]] = JobStatus(r[1])
+        states, live = plan_new(jobs, edges, known)
+        rows = []
+        for j in jobs:
+            s = states[j.id]
+            final = s.status is JobStatus.CANCELLED
+            rows.append(
+                (
+                    *j[:9],
+                    s.status.value,
+                    0,
+                    0,
+                    now,
+                    s.parents_left,
+                    int(j.id in parents_in_batch),
+                    s.error,
+                    now if final else None,
+                )
+            )
+        for chunk in _chunks(rows):
+            await tx.execute(*dq.insert(chunk))
+        edge_rows = [(e.parent, e.child, int(e.run_on_failure)) for e in live]
+        for chunk in _chunks(edge_rows, 2000):
+            await tx.execute(*dq.insert_edges(chunk))
+        return {i: s.status for i, s in states.items()}
+
+    return await db.run("enqueueing jobs with parents", lambda: db.transaction(go))
+
+
+async def finish_parents(
+    db: Executor,
+    dq: DepsQueries,
+    sql: BaseQueries,
+    status: JobStatus,
+    group: Sequence[Finish],
+    now: int,
+) -> tuple[set[str], set[str], list[JobRecord]]:
+    """Record the final finish of jobs flagged as parents, and release or cancel their
+    children, in one transaction. Returns the ids this transaction finished, the ids
+    among ``group`` that a finish at ``now`` had written before (the same outcome sent
+    again after a lost reply), and the children now ``todo`` (to dispatch)."""
+    ids = [f.id for f in group]
+    tokens = [(f.id, f.token) for f in group]
+
+    async def go(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+        mine = {r[0] for r in await tx.fetch(*dq.lock_finishing(ids, tokens))}
+        before: set[str] = set()
+        if len(mine) < len(ids):
+            rest = [i for i in ids if i not in mine]
+            before = {r[0] for r in await tx.fetch(*sql.finished(rest, status, now))}
+        if not mine:
+            return mine, before, []
+        await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=True))
+        frontier = dict.fromkeys(mine, status)
+        released: list[str] = []
+        while frontier:
+            edges = [
+                (str(r[0]), str(r[1]), int(r[2]))
+                for r in await tx.fetch(*dq.children(sorted(frontier)))
+            ]
+            if not edges:
+                break
+            kids = sorted({e[0] for e in edges})
+            waiting = {r[0]: int(r[1]) for r in await tx.fetch(*dq.lock_waiting(kids))}
+            plan = plan_release(frontier, edges, waiting)
+            if plan.cancel:
+                await tx.execute(*dq.cancel_waiting(plan.cancel, now))
+            if plan.count_down:
+                await tx.execute(*dq.count_down(plan.count_down))
+            if plan.release:
+                await tx.execute(*dq.release(plan.release, now))
+                released += plan.release
+            # a cancelled child's own children are cancelled in turn
+            frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
+        rows = [record(r) for r in await tx.fetch(*dq.rows(released))] if released else []
+        return mine, before, rows
+
+    return await db.run("recording finished parents", lambda: db.transaction(go))
+
+
+async def parent_results(
+    db: Executor, dq: DepsQueries, ids: Sequence[str]
+) -> dict[str, tuple[JobStatus, str | None]]:
+    """The status and encoded result of each of ``ids`` (a missing id: no such job)."""
+    out: dict[str, tuple[JobStatus, str | None]] = {}
+    for chunk in _chunks(list(ids), 5000):
+        for r in await _fetch(db, "reading results", *dq.results(chunk)):
+            out[r[0]] = (JobStatus(r[1]), r[2])
+    return out
+
+
+async def _fetch(db: Executor, what: str, sql: str, params: list[Any]) -> list[Sequence[Any]]:
+    return await db.run(what, lambda: db.fetch(sql, params))

@@ -1,0 +1,152 @@
+"""The statements of dependencies (``<table>_deps``), as pure builders over a dialect's
+:class:`~.base.BaseQueries` (its placeholders and id lists).
+
+A job enqueued with parents is inserted ``waiting`` with ``parents_left`` = its parents
+not finished yet, one deps row per such parent, and its parents flagged
+``has_children``. A flagged job's final finish is recorded in a transaction that also
+releases its children (:mod:`aqueue._store.deps`); a plain job's finish never reads the
+deps table (the finish's ``has_children = 0`` condition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..._models import JobStatus
+from .base import JOB_COLUMNS, BaseQueries, Statement
+
+_INSERT_COLUMNS = (
+    "id, queue, task, payload, priority, max_attempts, run_at, created_at, unique_key, "
+    "status, attempts, stalls, updated_at, parents_left, has_children, error, finished_at"
+)
+ROWS_PER_INSERT = 500
+"""Rows per INSERT: under PostgreSQL's 32,767 parameters and SQLite's 32,766."""
+
+
+class DepsQueries:
+    """The deps statements over ``q``'s jobs table and the deps table ``deps`` (quoted)."""
+
+    def __init__(self, q: BaseQueries, deps: str, *, row_locks: bool) -> None:
+        self.q = q
+        self.t = q.t
+        self.deps = deps
+        # SQLite has no row locks: its transactions take the database's write lock
+        self.for_update = " FOR UPDATE" if row_locks else ""
+
+    def _in(self, params: list[Any], column: str, ids: Sequence[str]) -> str:
+        """``column`` is one of ``ids`` (the dialect's form of an id list)."""
+        return column + self.q.ids_in(params, ids).removeprefix("id")
+
+    # -- enqueue --------------------------------------------------------------------
+
+    def flag_parents(self, ids: Sequence[str]) -> Statement:
+        """Flag (and lock, until the transaction ends) the parents named by new jobs."""
+        params: list[Any] = []
+        sql = f"UPDATE {self.t} SET has_children = 1 WHERE {self.q.ids_in(params, ids)}"
+        return sql, params
+
+    def parent_states(self, ids: Sequence[str]) -> Statement:
+        params: list[Any] = []
+        sql = f"SELECT id, status, error FROM {self.t} WHERE {self.q.ids_in(params, ids)}"
+        return sql, params
+
+    def insert(self, rows: Sequence[Sequence[Any]]) -> Statement:
+        """Insert jobs with their status, ``parents_left``, ``has_children``, ``error``
+        and ``finished_at`` (rows in :data:`_INSERT_COLUMNS` order)."""
+        params: list[Any] = []
+        values = ", ".join(f"({self.q.bind_all(params, r)})" for r in rows)
+        return f"INSERT INTO {self.t} ({_INSERT_COLUMNS}) VALUES {values}", params
+
+    def insert_edges(self, edges: Sequence[tuple[str, str, int]]) -> Statement:
+        """``(parent_id, child_id, on_failure)`` rows."""
+        params: list[Any] = []
+        values = ", ".join(f"({self.q.bind_all(params, e)})" for e in edges)
+        sql = f"INSERT INTO {self.deps} (parent_id, child_id, on_failure) VALUES {values}"
+        return sql, params
+
+    # -- finish and release ------------------------------------------------------------
+
+    def lock_finishing(self, ids: Sequence[str], tokens: Sequence[tuple[str, str]]) -> Statement:
+        """The jobs among ``ids`` still ``running`` under their token, locked: exactly
+        those this transaction's finish changes."""
+        params: list[Any] = []
+        sql = (
+            f"SELECT id FROM {self.t} WHERE {self.q.ids_in(params, ids)} AND status = 'running' "
+            f"AND {self.q.tokens_match(tokens, params)}{self.for_update}"
+        )
+        return sql, params
+
+    def children(self, parents: Sequence[str]) -> Statement:
+        params: list[Any] = []
+        sql = (
+            f"SELECT child_id, parent_id, on_failure FROM {self.deps} "
+            f"WHERE {self._in(params, 'parent_id', parents)}"
+        )
+        return sql, params
+
+    def lock_waiting(self, ids: Sequence[str]) -> Statement:
+        """The ``waiting`` jobs among ``ids`` and their ``parents_left``, locked."""
+        params: list[Any] = []
+        sql = (
+            f"SELECT id, parents_left FROM {self.t} WHERE {self.q.ids_in(params, ids)} "
+            f"AND status = 'waiting'{self.for_update}"
+        )
+        return sql, params
+
+    def cancel_waiting(self, reasons: Sequence[tuple[str, str]], now: int) -> Statement:
+        """Cancel waiting jobs, each with its reason (a parent failed or was cancelled)."""
+        b = self.q.bind
+        params: list[Any] = []
+        sets = (
+            f"status = 'cancelled', {self.q.set_value('error', reasons, params)}, "
+            f"finished_at = {b(params, now)}, updated_at = {b(params, now)}, "
+            "unique_key = NULL, parents_left = 0"
+        )
+        ids = [i for i, _ in reasons]
+        sql = (
+            f"UPDATE {self.t} SET {sets} WHERE {self.q.ids_in(params, ids)} AND status = 'waiting'"
+        )
+        return sql, params
+
+    def count_down(self, left: Sequence[tuple[str, int]]) -> Statement:
+        """Set ``parents_left`` of waiting jobs still waiting for some parents."""
+        params: list[Any] = []
+        sets = self.q.set_value("parents_left", left, params)
+        ids = [i for i, _ in left]
+        sql = (
+            f"UPDATE {self.t} SET {sets} WHERE {self.q.ids_in(params, ids)} AND status = 'waiting'"
+        )
+        return sql, params
+
+    def release(self, ids: Sequence[str], now: int) -> Statement:
+        """Waiting jobs whose last parent finished -> ``todo``, due no earlier than now,
+        not marked dispatched (if the push after the commit is lost, the sweeper sends
+        them)."""
+        b = self.q.bind
+        params: list[Any] = []
+        sets = (
+            f"status = 'todo', parents_left = 0, updated_at = {b(params, now)}, "
+            f"run_at = CASE WHEN run_at < {b(params, now)} THEN {b(params, now)} ELSE run_at END, "
+            "dispatched_at = NULL"
+        )
+        sql = (
+            f"UPDATE {self.t} SET {sets} WHERE {self.q.ids_in(params, ids)} AND status = 'waiting'"
+        )
+        return sql, params
+
+    def rows(self, ids: Sequence[str]) -> Statement:
+        params: list[Any] = []
+        return f"SELECT {JOB_COLUMNS} FROM {self.t} WHERE {self.q.ids_in(params, ids)}", params
+
+    # -- results of parents ------------------------------------------------------------
+
+    def results(self, ids: Sequence[str]) -> Statement:
+        params: list[Any] = []
+        sql = f"SELECT id, status, result FROM {self.t} WHERE {self.q.ids_in(params, ids)}"
+        return sql, params
+
+
+def is_bad(status: JobStatus) -> bool:
+    """A parent that ended without a result (failed or cancelled)."""
+    return status in (JobStatus.FAILED, JobStatus.CANCELLED)

@@ -1,0 +1,168 @@
+"""Dependencies in every store: a job with parents waits until they are done, is released
+by the finish of its last parent (in the same write), is cancelled (with its own
+children) when a parent fails, or runs anyway when it asked to; a plain job's finish is
+unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from aqueue._errors import ConfigurationError
+from aqueue._ids import now_us
+from aqueue._models import JobStatus, NewJob
+from aqueue._store.base import Edge, Finish, JobStore
+
+from .helpers import claim, new
+
+
+async def _run(store: JobStore, jobs: list[NewJob], status: JobStatus, now: int) -> list[str]:
+    """Claim and finish ``jobs`` with ``status``; returns the ids of the released jobs."""
+    ids = [j.id for j in jobs]
+    assert await store.claim(claim(ids, "tok", now=now)) == set(ids)
+    result = '"r"' if status is JobStatus.DONE else None
+    error = None if status is JobStatus.DONE else "boom"
+    accepted, released = await store.finish_release(
+        [Finish(i, "tok", status, result, error) for i in ids], now
+    )
+    assert accepted == set(ids)
+    return sorted(r.id for r in released)
+
+
+async def _status(store: JobStore, job_id: str) -> JobStatus:
+    rec = await store.get_job(job_id)
+    assert rec is not None
+    return rec.status
+
+
+async def test_child_waits_for_every_parent_and_is_released_by_the_last(store: JobStore) -> None:
+    now = now_us()
+    a, b = sorted([new(), new()], key=lambda j: j.id)
+    child = new()
+    await store.insert_jobs([a, b], now)
+    states = await store.insert_with_parents(
+        [child], [Edge(a.id, child.id), Edge(b.id, child.id)], now
+    )
+    assert states == {child.id: JobStatus.WAITING}
+    rec = await store.get_job(child.id)
+    assert rec is not None and rec.status is JobStatus.WAITING and rec.parents_left == 2
+    # a waiting job cannot be claimed
+    assert await store.claim(claim([child.id], "x", now=now)) == set()
+    assert await _run(store, [a], JobStatus.DONE, now) == []
+    rec = await store.get_job(child.id)
+    assert rec is not None and rec.parents_left == 1
+    later = now + 1000
+    assert await _run(store, [b], JobStatus.DONE, later) == [child.id]
+    rec = await store.get_job(child.id)
+    assert rec is not None and rec.status is JobStatus.TODO and rec.updated_at == later
+    assert rec.run_at >= later
+    # the released child is a plain todo job: claimed, run, finished
+    assert await _run(store, [child], JobStatus.DONE, later) == []
+    assert await _status(store, child.id) is JobStatus.DONE
+
+
+async def test_parents_finished_in_one_batch_release_their_child_once(store: JobStore) -> None:
+    now = now_us()
+    parents = sorted([new() for _ in range(5)], key=lambda j: j.id)
+    child = new()
+    await store.insert_with_parents([*parents, child], [Edge(p.id, child.id) for p in parents], now)
+    assert await _status(store, parents[0].id) is JobStatus.TODO
+    assert await _run(store, parents[:3], JobStatus.DONE, now) == []
+    assert await _run(store, parents[3:], JobStatus.DONE, now) == [child.id]
+    counts = await store.count_by_status("q")
+    assert counts[JobStatus.TODO] == 1 and counts[JobStatus.DONE] == 5
+
+
+async def test_failed_parent_cancels_the_chain_below_it(store: JobStore) -> None:
+    now = now_us()
+    a, b, c = new(), new(), new()
+    await store.insert_with_parents([a, b, c], [Edge(a.id, b.id), Edge(b.id, c.id)], now)
+    assert await _status(store, b.id) is JobStatus.WAITING
+    assert await _run(store, [a], JobStatus.FAILED, now) == []
+    for job in (b, c):
+        rec = await store.get_job(job.id)
+        assert rec is not None and rec.status is JobStatus.CANCELLED
+        assert rec.finished_at == now and rec.error is not None and "parent job" in rec.error
+    assert a.id in (await store.get_job(b.id)).error  # type: ignore[union-attr]
+
+
+async def test_run_anyway_child_runs_after_a_failed_parent(store: JobStore) -> None:
+    now = now_us()
+    a, b, child = new(), new(), new()
+    await store.insert_jobs([a, b], now)
+    await store.insert_with_parents(
+        [child], [Edge(a.id, child.id, run_on_failure=True), Edge(b.id, child.id)], now
+    )
+    assert await _run(store, [a], JobStatus.FAILED, now) == []
+    assert await _status(store, child.id) is JobStatus.WAITING
+    assert await _run(store, [b], JobStatus.DONE, now) == [child.id]
+
+
+async def test_parents_finished_before_the_child_is_enqueued(store: JobStore) -> None:
+    now = now_us()
+    done, failed, running = new(), new(), new()
+    await store.insert_jobs([done, failed, running], now)
+    await _run(store, [done], JobStatus.DONE, now)
+    await _run(store, [failed], JobStatus.FAILED, now)
+    ready, doomed, anyway = new(), new(), new()
+    states = await store.insert_with_parents(
+        [ready, doomed, anyway],
+        [
+            Edge(done.id, ready.id),
+            Edge(failed.id, doomed.id),
+            Edge(failed.id, anyway.id, run_on_failure=True),
+        ],
+        now,
+    )
+    assert states == {
+        ready.id: JobStatus.TODO,
+        doomed.id: JobStatus.CANCELLED,
+        anyway.id: JobStatus.TODO,
+    }
+    rec = await store.get_job(doomed.id)
+    assert rec is not None and rec.finished_at == now and failed.id in (rec.error or "")
+    # a child of a running parent waits; the parent's late-known children still release
+    waits = new()
+    assert await store.insert_with_parents([waits], [Edge(running.id, waits.id)], now) == {
+        waits.id: JobStatus.WAITING
+    }
+    assert await _run(store, [running], JobStatus.DONE, now) == [waits.id]
+
+
+async def test_a_missing_parent_stores_nothing(store: JobStore) -> None:
+    now = now_us()
+    ok, child = new(), new()
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        await store.insert_with_parents([ok, child], [Edge("no-such-job", child.id)], now)
+    assert await store.get_job(ok.id) is None and await store.get_job(child.id) is None
+
+
+async def test_late_or_repeated_finish_of_a_parent_releases_nothing_twice(
+    store: JobStore,
+) -> None:
+    now = now_us()
+    a, b, child = [*sorted([new(), new()], key=lambda j: j.id), new()]
+    await store.insert_with_parents(
+        [a, b, child], [Edge(a.id, child.id), Edge(b.id, child.id)], now
+    )
+    await store.claim(claim([a.id], "tok", now=now))
+    first = await store.finish_release([Finish(a.id, "tok", JobStatus.DONE, "1")], now)
+    assert first == ({a.id}, [])
+    # the same outcome sent again (its reply lost; SQL accepts it as its own write, the
+    # memory store, which loses no reply, refuses it): nothing is counted twice
+    again = await store.finish_release([Finish(a.id, "tok", JobStatus.DONE, "1")], now)
+    assert again[1] == []
+    rec = await store.get_job(child.id)
+    assert rec is not None and rec.parents_left == 1 and rec.status is JobStatus.WAITING
+    # a late finish under a revoked token is refused
+    assert await store.finish_release([Finish(b.id, "old", JobStatus.DONE)], now) == (set(), [])
+
+
+async def test_parent_results_and_plain_finishes(store: JobStore) -> None:
+    now = now_us()
+    a, plain = new(), new()
+    child = new()
+    await store.insert_jobs([plain], now)
+    await store.insert_with_parents([a, child], [Edge(a.id, child.id)], now)
+    assert await _run(store, [plain, a], JobStatus.DONE, now) == [child.id]
+    results = await store.parent_results([a.id, plain.id, "missing"])
+    assert results == {a.id: (JobStatus.DONE, '"r"'), plain.id: (JobStatus.DONE, '"r"')}
