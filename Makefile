@@ -16,7 +16,7 @@ demo: $(NOX)
 	$(NOX) -s demo
 
 test: $(NOX)
-	$(NOX) -s lint typecheck tests build
+	$(NOX) -s lint typecheck docs tests build
 
 lint: $(NOX)
 	$(NOX) -s lint
