@@ -125,3 +125,23 @@ class Retry(Exception):
     def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
         super().__init__(reason)
         self.delay = delay
+
+
+class RateLimited(Retry):
+    """Raise from a handler when the service it calls says "too many requests" (an HTTP
+    429): the task's rate limit (its key's, for a keyed limit) admits no job for
+    ``retry_after`` seconds, in every runner, and this job is put back to run after it.
+    The attempt is not counted: the job goes back to ``todo`` with its attempts as they
+    were before this run (see docs/job-control.md, "Rate limits")."""
+
+    def __init__(self, retry_after: float, reason: str = "rate limited") -> None:
+        if (
+            not isinstance(retry_after, int | float)
+            or isinstance(retry_after, bool)
+            or not 0 <= retry_after <= 86400 * 365
+        ):
+            raise ConfigurationError(
+                f"retry_after must be a number of seconds >= 0, got {retry_after!r}"
+            )
+        super().__init__(float(retry_after), reason)
+        self.retry_after = float(retry_after)

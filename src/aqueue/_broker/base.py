@@ -69,6 +69,19 @@ class MessageBroker(Protocol):
         ``finished``. Returns the number of working entries removed."""
         ...
 
+    async def admit(
+        self, runner_id: str, requests: Sequence[tuple[str, str, int, int, bytes]]
+    ) -> list[int]:
+        """Rate limits, atomically for the batch: ``requests`` are ``(limit state key,
+        job id, interval µs, tolerance µs, message)`` (GCRA, ``aqueue._ratelimit``).
+        Returns each one's wait in µs: 0 to start now; else its message has moved from
+        the working list to the delayed set, due at the time reserved for it."""
+        ...
+
+    async def back_off(self, state_key: str, delay_us: int, tolerance_us: int) -> int:
+        """No start under this limit state for ``delay_us``; returns µs until it ends."""
+        ...
+
     async def promote(self, limit: int = 1000) -> tuple[int, int]:
         """Move due delayed messages to the ready list of their level (by the broker's
         clock). Returns ``(moved, ms until the next due one or -1)``."""

@@ -104,6 +104,7 @@ class Broker:
         self._requeue_all: AsyncScript = self.redis.register_script(_lua("requeue_all"))
         self._push: AsyncScript = self.redis.register_script(_lua("push"))
         self._release_lock: AsyncScript = self.redis.register_script(_lua("release_lock"))
+        self._ratelimit: AsyncScript = self.redis.register_script(_lua("ratelimit"))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -222,6 +223,32 @@ class Broker:
                 args=args,
             )
         return int(res)
+
+    async def admit(
+        self, runner_id: str, requests: Sequence[tuple[str, str, int, int, bytes]]
+    ) -> list[int]:
+        """Rate limits (``ratelimit.lua``): ``requests`` are ``(limit state key, job id,
+        interval µs, tolerance µs, message)``. Returns each one's wait in µs: 0 to start
+        now; else the message moved from the working list to the delayed set, due at
+        the time reserved for it. One round trip for the batch."""
+        keys = [self.keys.working(runner_id), self.keys.delayed]
+        index: dict[str, int] = {}
+        args: list[Any] = ["admit", len(requests)]
+        for state_key, job_id, interval, tolerance, raw in requests:
+            k = index.get(state_key)
+            if k is None:
+                keys.append(state_key)
+                k = index[state_key] = len(keys)  # Lua's KEYS count from 1
+            args += [k, job_id, interval, tolerance, raw]
+        async with map_exceptions("rate limit"):
+            waits = await self._ratelimit(keys=keys, args=args)
+        return [int(w) for w in waits]
+
+    async def back_off(self, state_key: str, delay_us: int, tolerance_us: int) -> int:
+        """No start under this limit state for ``delay_us``; returns µs until it ends."""
+        async with map_exceptions("rate limit back-off"):
+            left = await self._ratelimit(keys=[state_key], args=["backoff", delay_us, tolerance_us])
+        return int(left)
 
     async def promote(self, limit: int = 1000) -> tuple[int, int]:
         async with map_exceptions("promote"):
