@@ -13,6 +13,7 @@ from ._decisions import Backoff
 from ._errors import ConfigurationError
 from ._job import Job, JobOwner
 from ._models import NO_OPTIONS, Options, validate_name
+from ._ratelimit import RateKey, RateLimit, parse_rate
 from ._sync import run_sync
 
 P = ParamSpec("P")
@@ -41,6 +42,9 @@ class TaskConfig:
     no_retry: tuple[type[BaseException], ...] = ()
     auto_commit: bool = True
     concurrency: int | None = None
+    rate_limit: RateLimit | None = None
+    """Starts admitted across every runner (``aqueue._ratelimit``)."""
+    rate_key: RateKey | None = None
 
 
 class Task(Generic[P, R]):
@@ -113,6 +117,9 @@ def make_config(
     no_retry: tuple[type[BaseException], ...],
     auto_commit: bool = True,
     concurrency: int | None = None,
+    rate_limit: str | None = None,
+    rate_burst: int = 1,
+    rate_key: RateKey | None = None,
 ) -> TaskConfig:
     task_name = validate_name(name or fn.__name__, "task name")
     if not isinstance(retries, int) or retries < 0:
@@ -121,4 +128,19 @@ def make_config(
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
         raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
-    return TaskConfig(task_name, retries, timeout, backoff, no_retry, auto_commit, concurrency)
+    limit = None if rate_limit is None else parse_rate(rate_limit, rate_burst)
+    if rate_limit is None and (rate_key is not None or rate_burst != 1):
+        raise ConfigurationError("rate_key and rate_burst need a rate_limit")
+    if rate_key is not None and not callable(rate_key):
+        raise ConfigurationError(f"rate_key must be callable(args, kwargs), got {rate_key!r}")
+    return TaskConfig(
+        task_name,
+        retries,
+        timeout,
+        backoff,
+        no_retry,
+        auto_commit,
+        concurrency,
+        rate_limit=limit,
+        rate_key=rate_key,
+    )

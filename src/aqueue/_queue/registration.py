@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from .._cron import MissedPolicy, Schedule, validate_cron
 from .._decisions import Backoff
 from .._errors import ConfigurationError
+from .._ratelimit import RateKey
 from .._registry import AfterHook, Hook, JobHook, Middleware
 from .._task import Task, make_config
 from .enqueue import Enqueuing
@@ -53,6 +54,9 @@ class Registration(Enqueuing):
         no_retry: Iterable[type[BaseException]] = (),
         auto_commit: bool = True,
         concurrency: int | None = None,
+        rate_limit: str | None = None,
+        rate_burst: int = 1,
+        rate_key: RateKey | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]
@@ -67,13 +71,20 @@ class Registration(Enqueuing):
         no_retry: Iterable[type[BaseException]] = (),
         auto_commit: bool = True,
         concurrency: int | None = None,
+        rate_limit: str | None = None,
+        rate_burst: int = 1,
+        rate_key: RateKey | None = None,
     ) -> Task[P, R] | TaskDecorator:
         """Register a handler: an ``async def``, or a plain ``def`` that the runner calls in
         its thread pool (``RunnerConfig.threads``). ``retries``: further attempts after a
         failure (default ``default_retries``); ``timeout``: seconds per attempt;
         ``no_retry``: exception types that fail the job at once; ``auto_commit=False``:
         the handler records its outcome itself with ``current_job().commit(...)``;
-        ``concurrency``: most runs of this task at once in one runner."""
+        ``concurrency``: most runs of this task at once in one runner;
+        ``rate_limit``: most starts per period across every runner and process
+        (``"100/s"``, ``"5000/m"``, ``"10/5s"``), ``rate_burst`` of them back to back,
+        per ``rate_key(args, kwargs)`` when given (see docs/job-control.md, "Rate
+        limits")."""
 
         def register(f: Callable[P, Any]) -> Task[P, R]:
             config = make_config(
@@ -85,6 +96,9 @@ class Registration(Enqueuing):
                 no_retry=tuple(no_retry),
                 auto_commit=auto_commit,
                 concurrency=concurrency,
+                rate_limit=rate_limit,
+                rate_burst=rate_burst,
+                rate_key=rate_key,
             )
             t: Task[P, R] = Task(self, f, config)
             if config.name in self.tasks:

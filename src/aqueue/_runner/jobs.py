@@ -8,20 +8,23 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from .. import _observe
 from .._context import JobContext, _current
-from .._dispatch import Routes, route_give_back
+from .._dispatch import Routes, route_give_back, route_later
 from .._errors import (
     BackendError,
     CommitError,
+    RateLimited,
     SerializationError,
     UnsupportedMessageError,
 )
 from .._message import Message, decode_message, message_job_id
 from .._models import JobStatus
 from .._serde import dumps, encode_reason
+from .admit import TaskLimit, admit, task_limits
 from .base import RunnerBase, Slot
 from .claim import Claimed
 from .execute import Outcome, execute, run_after_hooks
@@ -32,6 +35,14 @@ log = logging.getLogger("aqueue.runner")
 
 class JobRunner(RunnerBase):
     """How a claimed job runs, from its slot to its settled messages."""
+
+    _rate_limits: dict[str, TaskLimit] | None = None
+
+    def _limits(self) -> dict[str, TaskLimit]:
+        """The queue's rate-limited tasks, read once (tasks register before a runner)."""
+        if self._rate_limits is None:
+            self._rate_limits = task_limits(self.queue.tasks)
+        return self._rate_limits
 
     def _spawn(self, coro: Coroutine[Any, Any, None], raws: list[bytes]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -61,6 +72,10 @@ class JobRunner(RunnerBase):
                     msgs.append(decode_message(raw))
                 except SerializationError as exc:
                     await self._malformed(raw, exc)
+            limits = self._limits()
+            if limits and msgs:  # only then a Redis call: the limiter, before any claim
+                assert self._be is not None
+                msgs = await admit(self._be, self.id, msgs, limits, self._give_back_raw)
             assert self._claimer is not None
             claimed = await self._claimer.claim(msgs) if msgs else []
             for c in claimed:
@@ -153,6 +168,10 @@ class JobRunner(RunnerBase):
                 raise
             crash_point("after_handler")
             self.stats.executed += 1
+            if isinstance(outcome.exc, RateLimited):
+                slot.release()
+                await self._put_back_limited(claimed, ctx, outcome, outcome.exc)
+                return
             if outcome.exc is not None:
                 _log_failure(ctx, outcome.status, outcome.exc)
             if outcome.status is None:  # manual commit
@@ -214,6 +233,46 @@ class JobRunner(RunnerBase):
         self.stats.released += 1
         await self._settle_retrying(msg.raw, back=True)
 
+    async def _give_back_raw(self, raw: bytes) -> None:
+        await self._settle_retrying(raw, back=True)
+
+    async def _put_back_limited(
+        self, claimed: Claimed, ctx: JobContext, outcome: Outcome, exc: RateLimited
+    ) -> None:
+        """The handler raised ``RateLimited``: its task's limit (this job's key) admits
+        nothing for ``retry_after`` in any runner, and the job goes back to ``todo`` with
+        the attempt given back (its claim released by token), its message due when the
+        back-off ends. Should SQL not answer the release, the message goes back all the
+        same: its claim fails against the running row until the reclaimer takes over."""
+        assert self._be is not None
+        msg, be = claimed.msg, self._be
+        delay_us = int(exc.retry_after * 1e6)
+        lim = self._limits().get(msg.task)
+        if lim is not None:
+            try:
+                key = lim.state_key(be.broker.keys.tag, msg)
+                await be.broker.back_off(key, delay_us, lim.limit.tolerance_us)
+            except BackendError as e:
+                log.warning("rate limit back-off of task %s not stored: %s", msg.task, e)
+        log.info(
+            "job %s (%s) rate limited: put back for %.3gs, attempt not counted",
+            msg.id,
+            msg.task,
+            exc.retry_after,
+        )
+        await self._after_hooks(ctx, replace(outcome, status=JobStatus.TODO))
+        if await self._unconfirmed(claimed):
+            return
+        self._forget(msg.id, claimed.token)
+        released: int | None = None
+        with contextlib.suppress(BackendError):
+            released = await be.store.release_claims([(msg.id, claimed.token)], self.clock())
+        if released == 0:  # the lease was revoked: the job is someone else's now
+            await self._settle_retrying(msg.raw, back=False)
+            return
+        self.stats.released += 1
+        await self._settle_retrying(msg.raw, back=True, until=self.clock() + delay_us)
+
     async def _unconfirmed(self, claimed: Claimed) -> bool:
         """After the handler ran: True when its claim did not become durable here, so no
         outcome may be recorded. Claimed elsewhere: drop this delivery. Unknown (SQL out
@@ -227,16 +286,20 @@ class JobRunner(RunnerBase):
         await self._settle_retrying(claimed.msg.raw, back=verdict == "unknown")
         return True
 
-    async def _settle_retrying(self, raw: bytes, *, back: bool) -> None:
+    async def _settle_retrying(self, raw: bytes, *, back: bool, until: int | None = None) -> None:
         """Remove one delivery from this runner's working list and, if ``back``, send the
         message again (through the delayed set, due now: the promoter puts it on the
         ready list of its priority). Retried while Redis is out of reach: a message left
-        in the working list would wait for this runner's exit."""
+        in the working list would wait for this runner's exit. ``until``: due then (µs),
+        not now."""
         assert self._be is not None
         routes = None
         if back:
             routes = Routes()
-            route_give_back(routes, raw, self.clock())
+            if until is None:
+                route_give_back(routes, raw, self.clock())
+            else:
+                route_later(routes, raw, until)
         delay = 0.05
         for _ in range(10):
             try:

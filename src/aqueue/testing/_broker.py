@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from .._broker.broker import WAKE, Keys
 from .._errors import BrokerError
 from .._ids import now_us
+from .._ratelimit import gcra_back_off, gcra_request, state_ttl_ms
 
 
 def _b(message: str | bytes) -> bytes:
@@ -51,6 +52,7 @@ class MemoryBroker:
         self._expiring: dict[str, tuple[str, int]] = {}  # key -> (value, expires at µs)
         self._runners: set[str] = set()
         self._stats: dict[str, tuple[dict[str, int], int]] = {}
+        self._limits: dict[str, tuple[dict[str, int], int]] = {}  # state, expires at µs
         self._takes = 0
         self._pushed = asyncio.Event()
         self._finish_subscribers: list[Callable[[Sequence[str]], None]] = []
@@ -110,6 +112,7 @@ class MemoryBroker:
         self._expiring.clear()
         self._runners.clear()
         self._stats.clear()
+        self._limits.clear()
         self._epoch = None
 
     def idle(self) -> bool:
@@ -212,6 +215,42 @@ class MemoryBroker:
         if finished:
             self._publish_finished(finished)
         return removed
+
+    # -- rate limits: aqueue._ratelimit's GCRA steps, as ratelimit.lua runs them -----
+
+    def _limit_state(self, key: str, now: int) -> dict[str, int]:
+        entry = self._limits.get(key)
+        if entry is None or entry[1] <= now:
+            return {}
+        return entry[0]
+
+    def _keep_limit(self, key: str, state: dict[str, int], now: int) -> None:
+        self._limits[key] = (state, now + state_ttl_ms(state, now) * 1000)
+
+    async def admit(
+        self, runner_id: str, requests: Sequence[tuple[str, str, int, int, bytes]]
+    ) -> list[int]:
+        await self._step()
+        now = self._clock()
+        working = self._list(self.keys.working(runner_id))
+        waits: list[int] = []
+        for key, job_id, interval, tolerance, raw in requests:
+            state = self._limit_state(key, now)
+            wait = gcra_request(state, job_id, now, interval, tolerance)
+            self._keep_limit(key, state, now)
+            if wait:
+                _remove_from_tail(working, raw)
+                self._delayed[raw] = -(-(now + wait) // 1000)  # rounded up to the ms
+            waits.append(wait)
+        return waits
+
+    async def back_off(self, state_key: str, delay_us: int, tolerance_us: int) -> int:
+        await self._step()
+        now = self._clock()
+        state = self._limit_state(state_key, now)
+        left = gcra_back_off(state, now, delay_us, tolerance_us)
+        self._keep_limit(state_key, state, now)
+        return left
 
     async def promote(self, limit: int = 1000) -> tuple[int, int]:
         await self._step()
