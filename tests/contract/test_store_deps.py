@@ -164,5 +164,10 @@ async def test_parent_results_and_plain_finishes(store: JobStore) -> None:
     await store.insert_jobs([plain], now)
     await store.insert_with_parents([a, child], [Edge(a.id, child.id)], now)
     assert await _run(store, [plain, a], JobStatus.DONE, now) == [child.id]
-    results = await store.parent_results([a.id, plain.id, "missing"])
-    assert results == {a.id: (JobStatus.DONE, '"r"'), plain.id: (JobStatus.DONE, '"r"')}
+    assert await store.parent_results(child.id) == [(a.id, JobStatus.DONE, '"r"')]
+    # a parent done before its child was enqueued is among its parents too
+    late = new()
+    await store.insert_with_parents([late], [Edge(plain.id, late.id), Edge(a.id, late.id)], now)
+    assert await store.parent_results(late.id) == sorted(
+        [(a.id, JobStatus.DONE, '"r"'), (plain.id, JobStatus.DONE, '"r"')]
+    )

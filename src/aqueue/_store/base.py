@@ -243,8 +243,9 @@ class JobStore(Protocol):
         Returns each job's starting status."""
         ...
 
-    async def parent_results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
-        """The status and stored result of each of ``ids`` (a missing id: no such job)."""
+    async def parent_results(self, child: str) -> list[tuple[str, JobStatus, str | None]]:
+        """The id, status and stored result of each parent ``child`` was enqueued with
+        (finished before it or not), in id order."""
         ...
 
     async def set_progress(

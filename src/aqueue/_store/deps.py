@@ -41,8 +41,9 @@ def parent_failed(parent: str, status: JobStatus) -> str:
 def plan_new(
     jobs: Sequence[NewJob], edges: Sequence[Edge], known: Mapping[str, JobStatus]
 ) -> tuple[dict[str, NewState], list[Edge]]:
-    """The starting state of each new job, and the edges still to wait on (those whose
-    parent is not final). ``known``: the states of the parents that are not in ``jobs``;
+    """The starting state of each new job, and the edges to store: every edge of a job
+    not cancelled (its parents' results are read through them when it runs); only those
+    to parents not final count in ``parents_left``. ``known``: the states of the parents that are not in ``jobs``;
     a parent in ``jobs`` must come before its children."""
     order = {j.id: k for k, j in enumerate(jobs)}
     by_child: dict[str, list[Edge]] = {}
@@ -61,6 +62,7 @@ def plan_new(
         left, error = 0, None
         for e in by_child.get(j.id, ()):
             st = states[e.parent].status if e.parent in order else known[e.parent]
+            live.append(e)
             if st is JobStatus.DONE:
                 continue
             if is_bad(st):
@@ -68,7 +70,6 @@ def plan_new(
                     error = parent_failed(e.parent, st)
                 continue
             left += 1
-            live.append(e)
         if error is not None:
             states[j.id] = NewState(JobStatus.CANCELLED, 0, error)
         elif left:
@@ -223,14 +224,11 @@ async def finish_parents(
 
 
 async def parent_results(
-    db: Executor, dq: DepsQueries, ids: Sequence[str]
-) -> dict[str, tuple[JobStatus, str | None]]:
-    """The status and encoded result of each of ``ids`` (a missing id: no such job)."""
-    out: dict[str, tuple[JobStatus, str | None]] = {}
-    for chunk in _chunks(list(ids), 5000):
-        for r in await _fetch(db, "reading results", *dq.results(chunk)):
-            out[r[0]] = (JobStatus(r[1]), r[2])
-    return out
+    db: Executor, dq: DepsQueries, child: str
+) -> list[tuple[str, JobStatus, str | None]]:
+    """The id, status and stored result of each parent of ``child``, in id order."""
+    rows = await _fetch(db, "reading the results of parents", *dq.results(child))
+    return [(str(r[0]), JobStatus(r[1]), r[2]) for r in rows]
 
 
 async def _fetch(db: Executor, what: str, sql: str, params: list[Any]) -> list[Sequence[Any]]:

@@ -116,6 +116,8 @@ def build_tables(
         sa.Column("child_id", _key(36), primary_key=True),
         # 1: the child runs even if this parent failed or was cancelled; 0: it is cancelled
         sa.Column("on_failure", sa.SmallInteger, nullable=False, server_default="0"),
+        # a job's parents, read when it runs (a chain's or chord's results are its input)
+        sa.Index(f"ix_{table_name}_deps_child", "child_id"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_bin",

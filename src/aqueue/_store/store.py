@@ -112,7 +112,7 @@ class Store:
     async def _insert_batch(self, jobs: Sequence[NewJob], now: int) -> list[str | BaseException]:
         careful = any(j.explicit_id or j.unique_key for j in jobs)
         if any(j.tags for j in jobs):
-            await tags.insert_tagged(self, self.tags, jobs, now, careful=careful)
+            await tags.insert_tagged(self.db, self.tags, jobs, now, careful=careful)
         else:
             sql, params = self.sql.insert(jobs, now, careful=careful)
             await self.db.insert(sql, params, jobs[0].id, len(jobs))
@@ -143,8 +143,8 @@ class Store:
     ) -> dict[str, JobStatus]:
         return await deps.insert_with_parents(self.db, self.deps, jobs, edges, now)
 
-    async def parent_results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
-        return await deps.parent_results(self.db, self.deps, ids)
+    async def parent_results(self, child: str) -> list[tuple[str, JobStatus, str | None]]:
+        return await deps.parent_results(self.db, self.deps, child)
 
     async def _fetch(self, what: str, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         return await self.db.run(what, lambda: self.db.fetch(sql, params))
@@ -383,7 +383,7 @@ class Store:
     async def set_progress(
         self, job_id: str, token: str, progress: float, message: str | None
     ) -> bool:
-        return await tags.set_progress(self, self.tags, job_id, token, progress, message)
+        return await tags.set_progress(self.db, self.tags, job_id, token, progress, message)
 
     async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
         rows = await self._fetch("finding jobs", *self.sql.find_jobs(query, limit, self.tags.tags))

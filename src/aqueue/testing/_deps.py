@@ -77,6 +77,9 @@ class Deps:
             frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
         return released
 
-    def results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+    def results(self, child: str) -> list[tuple[str, JobStatus, str | None]]:
         rows = self._table.rows
-        return {i: (rows[i].status, rows[i].result) for i in ids if i in rows}
+        parents = sorted(
+            p for p, edges in self._children.items() if any(e[0] == child for e in edges)
+        )
+        return [(p, rows[p].status, rows[p].result) for p in parents if p in rows]

@@ -201,9 +201,9 @@ class MemoryStore(JobControl):
         await self._step()
         return self._deps.insert(jobs, edges, now)
 
-    async def parent_results(self, ids: Sequence[str]) -> dict[str, tuple[JobStatus, str | None]]:
+    async def parent_results(self, child: str) -> list[tuple[str, JobStatus, str | None]]:
         await self._step()
-        return self._deps.results(ids)
+        return self._deps.results(child)
 
     async def renew(self, items: Sequence[tuple[str, str]], leased_until: int) -> set[str]:
         await self._step()

@@ -141,9 +141,14 @@ class DepsQueries:
 
     # -- results of parents ------------------------------------------------------------
 
-    def results(self, ids: Sequence[str]) -> Statement:
+    def results(self, child: str) -> Statement:
+        """The parents of ``child`` (id, status, result), in id order."""
         params: list[Any] = []
-        sql = f"SELECT id, status, result FROM {self.t} WHERE {self.q.ids_in(params, ids)}"
+        sql = (
+            f"SELECT j.id, j.status, j.result FROM {self.deps} d JOIN {self.t} j "
+            f"ON j.id = d.parent_id WHERE d.child_id = {self.q.bind(params, child)} "
+            "ORDER BY d.parent_id"
+        )
         return sql, params
 
 
