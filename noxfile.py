@@ -68,10 +68,11 @@ def docs(session: nox.Session) -> None:
     a missing anchor or an unresolved reference fails it. ``nox -s docs -- serve`` serves it
     on 127.0.0.1:8000 instead. The snippets are run by tests/docs (the tests session)."""
     session.install("-e", ".[all]", *DOCS_DEPS)
+    quiet = {"NO_MKDOCS_2_WARNING": "1"}  # material's end-of-life banner, on every build
     if session.posargs[:1] == ["serve"]:
-        session.run("mkdocs", "serve", *session.posargs[1:])
+        session.run("mkdocs", "serve", *session.posargs[1:], env=quiet)
     else:
-        session.run("mkdocs", "build", "--strict", *session.posargs)
+        session.run("mkdocs", "build", "--strict", *session.posargs, env=quiet)
 
 
 @nox.session(python=PYTHON)

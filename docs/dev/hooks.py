@@ -36,6 +36,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             kind = "tree" if resolved.is_dir() else "blob"
             return f"[{match['text']}]({repo_url}/{kind}/main/{rel})"
         text = match["text"]
-        return text if rel.rstrip("/").split("/")[-1] in text else f"{text} (`{rel}`)"
+        if rel.rstrip("/").split("/")[-1] not in text:
+            return f"{text} (`{rel}`)"
+        return text if "`" in text else f"`{text}`"
 
     return LINK.sub(rewrite, markdown)
