@@ -5,7 +5,7 @@ to a suspect lane when its job stalled before (``_decisions.suspect_lane``), or 
 delayed set (score: due time in ms) when it is not due yet. The decisions are pure
 functions of the message's fields and ``now`` (``route_*``); a :class:`Dispatcher` then
 sends a decided :class:`Routes` with one broker call and returns the epoch of the Redis
-dataset that took it, which the caller's dispatch marks name (docs/reliability.md).
+dataset that took it, which the caller's dispatch marks name (docs/explanation/reliability.md).
 
 Follow-ups sent while settling deliveries (``settle.lua``: retries, give-backs) can reach
 only the normal ready list and the delayed set; the promoter moves a due message from the

@@ -1,6 +1,6 @@
 """One root exception, :class:`AqueueError`, and its families.
 
-Every exception aqueue defines lives here (the tree is in docs/design.md, "Errors").
+Every exception aqueue defines lives here (the tree is in docs/reference/errors.md).
 Third-party errors (redis-py, SQLAlchemy/DBAPI) are mapped to these at the Redis and SQL
 boundaries, so user code only ever needs to catch aqueue's own types. :class:`Retry` is
 not an error: a handler raises it to ask for another attempt.

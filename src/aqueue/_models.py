@@ -71,7 +71,7 @@ class Options:
     run_at: float | None = None
     """Absolute start time as a UNIX timestamp (seconds, UTC); overrides ``delay``."""
     priority: int = 0
-    """Higher runs first (stored for now; see docs/design.md)."""
+    """Higher runs first (stored for now; see docs/explanation/design.md)."""
     job_id: str | None = None
     """Explicit id: enqueueing twice with the same id stores and runs the job once."""
     unique_key: str | None = None

@@ -10,7 +10,7 @@ Inputs in the run directory, all written insert-only while the soak ran:
 - ``sql.json``: the final row of every job of the queue, read after the drain;
 - ``settings.json``: lease, heartbeat and margin of the runners.
 
-Classes (docs/reliability.md, "Delivery semantics"):
+Classes (docs/explanation/reliability.md, "Delivery semantics"):
 
 - **lost**: acknowledged, but missing from SQL, or final in another status than ``done``,
   or ``done`` without any execution that returned;

@@ -406,7 +406,7 @@ class SqlProxy:
         while MariaDB is down the proxy is invisible, as if clients connected directly.
         (Accepting and then resetting them instead is what a load balancer in front of a
         dead server does: asyncmy then raises ``RuntimeError: Transport does not expose
-        socket instance``, see docs/reliability.md.)"""
+        socket instance``, see docs/explanation/reliability.md.)"""
         self._call(self._refuse())
 
     async def _refuse(self) -> None:

@@ -1,5 +1,5 @@
 """The short randomized soak (~60 s of faults and load on MariaDB, ~40 s on PostgreSQL)
-inside ``make test``; the full one is ``nox -s soak`` (docs/reliability.md, "Randomized
+inside ``make test``; the full one is ``nox -s soak`` (docs/explanation/reliability.md, "Randomized
 soak")."""
 
 from __future__ import annotations

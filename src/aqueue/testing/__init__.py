@@ -9,7 +9,7 @@ same interfaces as the SQL store and the Redis broker, a clock the test moves, a
         await q.advance(60)                  # delayed jobs, retries, cron ticks
 
 A pytest plugin (registered as ``aqueue``) provides the ``aqueue_clock`` and
-``aqueue_drive`` fixtures. See docs/testing.md."""
+``aqueue_drive`` fixtures. See docs/how-to/testing.md."""
 
 from ._broker import MemoryBroker, MemoryFinishWaiters
 from ._clock import FakeClock
