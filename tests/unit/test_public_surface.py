@@ -188,7 +188,7 @@ SNAPSHOT: dict[str, Any] = {
                 "reason: 'str' = 'cancelled') -> 'int'",
                 "5cffa14461400a4a",
             ),
-            "close": ("async method", "(self) -> 'None'", "e3b0c44298fc1c14"),
+            "close": ("async method", "(self) -> 'None'", "5b2ef0bc740149b9"),
             "commit": (
                 "async method",
                 "(self, job_id: 'str', token: 'str', status: 'str | JobStatus', "
@@ -393,7 +393,7 @@ SNAPSHOT: dict[str, Any] = {
             "status": (
                 "async method",
                 "(self, *, connection: 'Any' = None) -> 'JobStatus'",
-                "e3b0c44298fc1c14",
+                "f666a1900dc15cb7",
             ),
         },
     },
@@ -408,30 +408,30 @@ SNAPSHOT: dict[str, Any] = {
             "enqueue": (
                 "async method",
                 "(self, task: 'str | Task[Any, Any]', /, *args: 'Any', **kwargs: 'Any') -> 'Job'",
-                "e3b0c44298fc1c14",
+                "d24d4566a46ad093",
             ),
             "enqueue_many": (
                 "async method",
                 "(self, calls: 'Iterable[tuple[str | Task[Any, Any], "
                 "Sequence[Any], dict[str, Any]]]') -> 'list[Job]'",
-                "e3b0c44298fc1c14",
+                "1c206c37a904c133",
             ),
             "enqueue_many_sync": (
                 "method",
                 "(self, calls: 'Iterable[tuple[str | Task[Any, "
                 "Any], Sequence[Any], dict[str, Any]]]') -> "
                 "'list[Job]'",
-                "e3b0c44298fc1c14",
+                "c3cc604068d90bde",
             ),
             "enqueue_sync": (
                 "method",
                 "(self, task: 'str | Task[Any, Any]', /, *args: 'Any', **kwargs: 'Any') -> 'Job'",
-                "e3b0c44298fc1c14",
+                "effb84637a930538",
             ),
         },
     },
     "BoundTask": {
-        "doc": "227b1c3395d0118d",
+        "doc": "37d739e60a12e06b",
         "members": {
             "__init__": (
                 "method",
@@ -441,7 +441,7 @@ SNAPSHOT: dict[str, Any] = {
             "enqueue": (
                 "async method",
                 "(self, *args: 'P.args', **kwargs: 'P.kwargs') -> 'Job'",
-                "e3b0c44298fc1c14",
+                "ce31b197a76845d1",
             ),
             "enqueue_sync": (
                 "method",
