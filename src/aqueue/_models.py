@@ -219,6 +219,14 @@ class JobRecord:
     """Its row's last change (µs)."""
     finished_at: int | None
     """When it reached a final status (µs)."""
+    parents_left: int = 0
+    """Parents of a ``waiting`` job not finished yet."""
+    progress: float | None = None
+    """The progress the handler last reported, if any."""
+    progress_message: str | None = None
+    """The message reported with it."""
+    tags: str | None = None
+    """The job's tags joined by ``,`` (display only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +246,6 @@ def id_runs(jobs: Sequence[NewJob]) -> tuple[list[str], list[IdRun]]:
     singles: list[str] = []
     runs: list[IdRun] = []
     i, n = 0, len(jobs)
-    parents_left: int = 0
-    """Parents of a ``waiting`` job not finished yet."""
-    progress: float | None = None
-    progress_message: str | None = None
-    tags: str | None = None
-    """The job's tags joined by ``,`` (display only)."""
     while i < n:
         j = jobs[i]
         k = i + 1
