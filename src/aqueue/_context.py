@@ -9,6 +9,8 @@ from typing import Any
 
 from ._errors import CommitError, NoCurrentJobError
 from ._models import JobStatus
+from ._progress import Progress
+from ._sync import run_sync
 from ._task import QueueHandle
 
 
@@ -46,6 +48,37 @@ class JobContext:
     committed: bool = False
     """Whether this run's outcome was committed by :meth:`commit`."""
     _committer: Committer | None = field(default=None, repr=False)
+    _progress: Progress | None = field(default=None, repr=False)
+    _claim_settled: Callable[[], Awaitable[object]] | None = field(default=None, repr=False)
+    """Waits for this run's claim to be committed (a handler may start before)."""
+
+    async def progress(self, value: float, message: str | None = None) -> None:
+        """Report how far this job is, ``value`` from 0 to 1 and an optional ``message``
+        (cut to 255 characters): readable as ``JobRecord.progress`` /
+        ``progress_message`` through ``job.info()``. Throttled to one write per second
+        per job: a value reported sooner is written at the next allowed moment, or when
+        the attempt ends (the last one always is). Written only while this run holds the
+        job's lease."""
+        if self._progress is None:
+            self._progress = Progress(self.job_id, self._write_progress)
+        await self._progress.report(value, message)
+
+    def progress_sync(self, value: float, message: str | None = None) -> None:
+        """:meth:`progress` from a sync handler (its thread)."""
+        run_sync(lambda: self.progress(value, message))
+
+    async def _write_progress(self, value: float, message: str | None) -> bool:
+        if self._claim_settled is not None:
+            # Until the claim commits, the row is not ``running`` under this token as
+            # another transaction sees it (PostgreSQL's UPDATE would match nothing).
+            await self._claim_settled()
+        be = await self.queue._backend()
+        return await be.store.set_progress(self.job_id, self.lease_token, value, message)
+
+    async def _end_progress(self) -> None:
+        """The attempt ended: its last progress written before its outcome."""
+        if self._progress is not None:
+            await self._progress.close()
 
     async def commit(
         self,
@@ -70,6 +103,7 @@ class JobContext:
             raise CommitError(f"job {self.job_id} is already committed")
         if self._committer is None:
             raise CommitError("this context cannot commit")
+        await self._end_progress()
         await self._committer(self, JobStatus(status), result, error, delay)
         self.committed = True
 

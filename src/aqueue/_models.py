@@ -84,6 +84,9 @@ class Options:
     expires: float | None = None
     """Seconds after the job's start time (now, ``delay`` or ``run_at``): a job not started
     by then is not run; it ends ``failed`` with ``JobExpiredError``."""
+    tags: Sequence[str] | None = None
+    """Labels to find the job by (``queue.jobs(tag=...)``): up to 16, each 1-128
+    characters without ``,``; stored as a tuple."""
     connection: Any = None
     """The application's SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the job is
     written in its transaction, and sent to Redis once it commits (see
@@ -108,6 +111,8 @@ class Options:
             not isinstance(self.unique_key, str) or not 1 <= len(self.unique_key) <= 160
         ):
             raise ConfigurationError("unique_key must be a string of 1-160 characters")
+        if self.tags is not None:
+            object.__setattr__(self, "tags", validate_tags(self.tags))
 
     @classmethod
     def of(cls, **options: Any) -> Options:
@@ -140,6 +145,35 @@ class Options:
         return now
 
 
+MAX_TAGS = 16
+MAX_TAG_LENGTH = 128
+MAX_TAGS_SHOWN = 255
+"""The ``tags`` column's width: the tags joined by ``,`` must fit, so that the column
+lists every tag (the memory store and deletes read it)."""
+
+
+def validate_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """Tags as stored: a tuple, duplicates dropped (first kept); each a string of 1-128
+    characters without ``,`` (the display column joins them with it), at most 16, and
+    at most 255 characters joined."""
+    if isinstance(tags, str) or not isinstance(tags, Sequence | set | frozenset):
+        raise ConfigurationError(f"tags must be a list of strings, got {tags!r}")
+    out = tuple(dict.fromkeys(tags))
+    if len(out) > MAX_TAGS:
+        raise ConfigurationError(f"at most {MAX_TAGS} tags per job, got {len(out)}")
+    for tag in out:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG_LENGTH or "," in tag:
+            raise ConfigurationError(
+                f"invalid tag {tag!r}: a tag is a string of 1-{MAX_TAG_LENGTH} characters "
+                "without ','"
+            )
+    if len(",".join(out)) > MAX_TAGS_SHOWN:
+        raise ConfigurationError(
+            f"tags joined by ',' must fit in {MAX_TAGS_SHOWN} characters, got {len(','.join(out))}"
+        )
+    return out
+
+
 OPTION_NAMES_IN_ORDER = tuple(f.name for f in fields(Options))
 OPTION_NAMES = frozenset(OPTION_NAMES_IN_ORDER)
 
@@ -163,6 +197,9 @@ class NewJob(NamedTuple):
     unique_key: str | None = None
     # The fields above, in this order, are the row's parameters (``Store.insert_jobs``).
     explicit_id: bool = False
+    tags: tuple[str, ...] = ()
+    """Stored with the row (``tags`` column, joined by ``,``) and as rows of the tags
+    table (``aqueue._store.tags``)."""
 
     def message(self, attempts: int = 0) -> str:
         return encode_message(

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
 from .._errors import BrokerError, ConfigurationError
-from .._models import JobRecord, JobStatus
+from .._models import JobRecord, JobStatus, validate_tags
 from .._serde import encode_reason
 from .._store.base import JobQuery
 from .exec import Exec
@@ -63,8 +63,13 @@ class Admin(Exec):
         created_from: Moment | None = None,
         created_to: Moment | None = None,
         before_id: str | None = None,
+        tag: str | None = None,
     ) -> JobQuery:
-        """The filter of :meth:`find_jobs` and the bulk actions, checked."""
+        """The filter of :meth:`find_jobs` and the bulk actions, checked. ``tag``: the
+        jobs enqueued with this tag (``options(tags=[...])``), found through the tags
+        table's index."""
+        if tag is not None:
+            validate_tags([tag])
         return JobQuery(
             self.name,
             _statuses(status),
@@ -74,7 +79,21 @@ class Admin(Exec):
             _us(created_from, "created_from"),
             _us(created_to, "created_to"),
             before_id or None,
+            tag,
         )
+
+    async def jobs(
+        self,
+        *,
+        tag: str | None = None,
+        status: str | JobStatus | Iterable[str | JobStatus] | None = None,
+        task: str | None = None,
+        limit: int = 50,
+    ) -> list[JobRecord]:
+        """Up to ``limit`` jobs of this queue with this tag, status(es) and task, newest
+        first: ``await queue.jobs(tag="customer:42", status="failed")``. Shorthand for
+        :meth:`find_jobs` over :meth:`job_query` (which pages and filters further)."""
+        return await self.find_jobs(self.job_query(tag=tag, status=status, task=task), limit)
 
     async def find_jobs(self, query: JobQuery | None = None, limit: int = 50) -> list[JobRecord]:
         """Up to ``limit`` jobs of this queue matching ``query`` (see :meth:`job_query`),

@@ -86,6 +86,7 @@ class Enqueuing(JobControl):
             created_at=now,
             unique_key=opts.unique_key,
             explicit_id=opts.job_id is not None,
+            tags=tuple(opts.tags or ()),
         )
 
     def _new_jobs(
@@ -102,6 +103,7 @@ class Enqueuing(JobControl):
         limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
         resolved: dict[str, tuple[str, int]] = {}
         jobs: list[NewJob] = []
+        tags = tuple(opts.tags or ())
         for call, job_id in zip(calls, new_job_ids(len(calls)), strict=True):
             try:
                 task, args, kwargs = call
@@ -116,7 +118,9 @@ class Enqueuing(JobControl):
                 known = self._resolve_task(task, opts)
                 resolved[known[0]] = known
             payload = encode_payload(args, kwargs, limit, run_options)
-            jobs.append(NewJob(job_id, queue, known[0], payload, priority, known[1], run_at, now))
+            jobs.append(
+                NewJob(job_id, queue, known[0], payload, priority, known[1], run_at, now, tags=tags)
+            )
         return jobs
 
     async def _enqueue(

@@ -56,7 +56,25 @@ async def execute(
     threads: ThreadPool | None = None,
 ) -> Outcome:
     """Run the handler for ``msg``; never raises except ``CancelledError``. A sync
-    handler runs in ``threads`` (see ``threads``)."""
+    handler runs in ``threads`` (see ``threads``). The progress the handler reported
+    and did not write yet is written before the outcome is returned (to be recorded)."""
+    try:
+        outcome = await _run_handler(queue, ctx, msg, now, threads)
+    except BaseException:
+        if ctx._progress is not None:
+            ctx._progress.cancel()
+        raise
+    await ctx._end_progress()
+    return outcome
+
+
+async def _run_handler(
+    queue: Registry,
+    ctx: JobContext,
+    msg: Message,
+    now: Callable[[], int],
+    threads: ThreadPool | None,
+) -> Outcome:
     expires = msg.options.get("expires")
     if isinstance(expires, int) and now() > expires:
         exc: BaseException = JobExpiredError(

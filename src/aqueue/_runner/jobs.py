@@ -131,6 +131,9 @@ class JobRunner(RunnerBase):
         # This task's lines (give-back, settling, hooks) and the handler's are this job's:
         # the JSON log format reads its fields from here. The task's own context: no reset.
         _current.set(ctx)
+        if claimed.commit is not None and self._claimer is not None:
+            claimer = self._claimer
+            ctx._claim_settled = lambda: claimer.confirmed(claimed)  # for progress writes
         if task_def is not None and not task_def.config.auto_commit:
             ctx.auto_commit = False
             ctx._committer = self._make_committer(claimed)

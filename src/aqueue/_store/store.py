@@ -21,8 +21,8 @@ from .base import Claim, ClaimState, Commit, Edge, Finish, JobQuery, Reclaim
 from .errors import is_definite
 from .executor import Executor, parse_url
 from .sql import dialect, record
-from .sql.tags import TagQueries
 from .sql.deps import DepsQueries
+from .sql.tags import TagQueries
 from .tables import Tables
 
 

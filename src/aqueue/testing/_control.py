@@ -22,6 +22,7 @@ def _matches(r: Row, q: JobQuery) -> bool:
         and (q.created_to is None or r.created_at < q.created_to)
         and (not q.text or q.text in r.payload or q.text in (r.error or ""))
         and (q.before_id is None or r.id < q.before_id)
+        and (q.tag is None or q.tag in (r.tags or "").split(","))
     )
 
 
@@ -32,6 +33,16 @@ class JobControl:
 
     async def _step(self) -> None:
         raise NotImplementedError
+
+    async def set_progress(
+        self, job_id: str, token: str, progress: float, message: str | None
+    ) -> bool:
+        await self._step()
+        r = self._table.held(job_id, token)
+        if r is None:
+            return False
+        r.progress, r.progress_message = float(progress), message
+        return True
 
     async def repush(self, job_id: str, now: int, *, force: bool) -> JobRecord | None:
         await self._step()

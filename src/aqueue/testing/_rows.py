@@ -62,6 +62,7 @@ class Row:
             created_at=j.created_at,
             updated_at=now,
             finished_at=None,
+            tags=",".join(j.tags) or None,
         )
 
     def record(self) -> JobRecord:

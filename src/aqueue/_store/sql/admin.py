@@ -48,13 +48,29 @@ class AdminQueries(BaseQueries):
             where.append(f"id < {b(params, query.before_id)}")
         return " AND ".join(where)
 
-    def find_jobs(self, query: JobQuery, limit: int) -> Statement:
+    def find_jobs(self, query: JobQuery, limit: int, tags: str | None = None) -> Statement:
+        """``tags``: the tags table (quoted), read when the query names a tag."""
         params: list[Any] = []
+        source = self.t
+        if query.tag is not None:
+            if tags is None:
+                raise ValueError("a query by tag needs the tags table")
+            source += self.tagged(tags, query.queue, query.tag, params)
         sql = (
-            f"SELECT {JOB_COLUMNS} FROM {self.t} WHERE {self.where_query(query, params)} "
+            f"SELECT {JOB_COLUMNS} FROM {source} WHERE {self.where_query(query, params)} "
             f"ORDER BY id DESC LIMIT {int(limit)}"
         )
         return sql, params
+
+    def tagged(self, tags: str, queue: str, tag: str, params: list[Any]) -> str:
+        """The join that narrows a query to the jobs of ``queue`` tagged ``tag``: their
+        ids read from the tags table's primary key ``(queue, tag, job_id)``, in a derived
+        table that adds only ``job_id`` (the query's own columns stay unambiguous)."""
+        b = self.bind
+        return (
+            f" JOIN (SELECT job_id FROM {tags} WHERE queue = {b(params, queue)} "
+            f"AND tag = {b(params, tag)}) tagged ON id = tagged.job_id"
+        )
 
     def oldest_due(self, queue: str, now: int) -> Statement:
         """The ``run_at`` of the longest-waiting due ``todo`` job (the ``(queue, status,

@@ -1,0 +1,64 @@
+"""Tags and progress on the SQL store.
+
+A batch with tagged jobs is inserted in one transaction: the job rows (with their
+``tags`` display column) and one row per tag in ``<table>_tags``, all or none, on every
+dialect (MySQL/MariaDB and PostgreSQL: ``BEGIN`` ... ``COMMIT`` on one connection;
+SQLite: ``BEGIN IMMEDIATE`` under its write lock). A batch without tags keeps the one
+statement of a plain insert. When the batch may hit existing keys (explicit ids, unique
+keys), the tag rows are written for the jobs present after the insert, read in the same
+transaction (a job skipped for its unique key gets none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from .._errors import EnqueueOutcomeUnknownError, StoreError
+from .._models import NewJob
+from .errors import db_error, is_definite, short
+from .executor import Executor, Tx
+from .sql.tags import JOBS_PER_INSERT, TAGS_PER_INSERT, TagQueries
+
+
+async def insert_tagged(
+    db: Executor, q: TagQueries, jobs: Sequence[NewJob], now: int, *, careful: bool
+) -> None:
+    """Insert ``jobs`` and their tag rows in one transaction: ``StoreError`` when it
+    certainly did not commit, ``EnqueueOutcomeUnknownError`` (naming the first job) when
+    it may have (as ``Executor.insert``)."""
+
+    async def write(tx: Tx) -> None:
+        for k in range(0, len(jobs), JOBS_PER_INSERT):
+            await tx.execute(*q.insert_jobs(jobs[k : k + JOBS_PER_INSERT], now, careful=careful))
+        tagged = [j for j in jobs if j.tags]
+        if careful:
+            present: set[str] = set()
+            for k in range(0, len(tagged), JOBS_PER_INSERT):
+                ids = [j.id for j in tagged[k : k + JOBS_PER_INSERT]]
+                present |= {str(r[0]) for r in await tx.fetch(*q.present(ids))}
+            tagged = [j for j in tagged if j.id in present]
+        rows = [(j.queue, tag, j.id) for j in tagged for tag in j.tags]
+        for k in range(0, len(rows), TAGS_PER_INSERT):
+            await tx.execute(*q.insert_tags(rows[k : k + TAGS_PER_INSERT]))
+
+    try:
+        await db.transaction(write)
+    except Exception as exc:
+        if not db_error(exc):
+            raise
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError() from exc
+        if is_definite(exc):
+            raise StoreError(f"enqueue failed: {type(exc).__name__}: {short(exc)}") from exc
+        raise EnqueueOutcomeUnknownError(
+            jobs[0].id, f"enqueue outcome unknown ({short(exc)}) for {len(jobs)} job(s)"
+        ) from exc
+
+
+async def set_progress(
+    db: Executor, q: TagQueries, job_id: str, token: str, progress: float, message: str | None
+) -> bool:
+    sql, params = q.set_progress(job_id, token, progress, message)
+    return await db.run("recording progress", lambda: db.execute(sql, params)) > 0

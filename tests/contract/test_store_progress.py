@@ -1,0 +1,83 @@
+"""The ``JobStore`` contract of progress and tags: progress fenced by the lease token,
+tags stored with the job (its ``tags`` column and the tags table) and found by tag with
+the other filters. One suite over the memory, SQLite, MariaDB and PostgreSQL stores."""
+
+from __future__ import annotations
+
+from aqueue._ids import now_us
+from aqueue._models import JobStatus
+from aqueue._store.base import Finish, JobQuery, JobStore
+
+from .helpers import claim, new
+
+
+async def test_progress_is_written_only_under_the_runs_token(store: JobStore) -> None:
+    now = now_us()
+    j = new()
+    await store.insert_jobs([j], now)
+    assert not await store.set_progress(j.id, "tok", 0.1, "not running yet")
+    await store.claim(claim([j.id], "tok", now=now))
+    assert await store.set_progress(j.id, "tok", 0.4, "resized 40 of 100")
+    assert not await store.set_progress(j.id, "other", 0.9, "a stale run")
+    rec = await store.get_job(j.id)
+    assert rec is not None
+    assert (rec.progress, rec.progress_message) == (0.4, "resized 40 of 100")
+    assert await store.set_progress(j.id, "tok", 1.0, None)
+    await store.finish([Finish(j.id, "tok", JobStatus.DONE, result="1")], now + 1)
+    assert not await store.set_progress(j.id, "tok", 0.5, "after the finish")
+    rec = await store.get_job(j.id)
+    assert rec is not None and rec.status is JobStatus.DONE
+    assert (rec.progress, rec.progress_message) == (1.0, None)
+
+
+async def test_tags_are_stored_and_found_with_the_other_filters(store: JobStore) -> None:
+    now = now_us()
+    a = new()._replace(tags=("customer:42", "resize"))
+    b = new()._replace(tags=("customer:42",))
+    c = new()._replace(tags=("customer:7",))
+    plain = new()
+    other_queue = new(queue="q2")._replace(tags=("customer:42",))
+    assert await store.insert_jobs([a, b, c, plain, other_queue], now) == [
+        a.id,
+        b.id,
+        c.id,
+        plain.id,
+        other_queue.id,
+    ]
+    rec = await store.get_job(a.id)
+    assert rec is not None and rec.tags == "customer:42,resize"
+    rec = await store.get_job(plain.id)
+    assert rec is not None and rec.tags is None
+
+    async def found(**query: object) -> list[str]:
+        return [r.id for r in await store.find_jobs(JobQuery("q", **query), 50)]  # type: ignore[arg-type]
+
+    newest_first = sorted([a.id, b.id], reverse=True)
+    assert await found(tag="customer:42") == newest_first
+    assert await found(tag="resize") == [a.id]
+    assert await found(tag="customer:1") == []
+    await store.claim(claim([b.id], "tok", now=now))
+    assert await found(tag="customer:42", statuses=(JobStatus.RUNNING,)) == [b.id]
+    assert await found(tag="customer:42", statuses=(JobStatus.TODO,)) == [a.id]
+    assert await found(tag="customer:42", before_id=newest_first[0]) == newest_first[1:]
+    others = await store.find_jobs(JobQuery("q2", tag="customer:42"), 50)
+    assert [r.id for r in others] == [other_queue.id]
+
+
+async def test_an_explicit_id_enqueued_again_keeps_one_job_and_its_tags(store: JobStore) -> None:
+    now = now_us()
+    first = new(job_id="tagged-once")._replace(tags=("t1",))
+    assert await store.insert_jobs([first], now) == [first.id]
+    assert await store.insert_jobs([first], now + 1) == [first.id]
+    found = await store.find_jobs(JobQuery("q", tag="t1"), 50)
+    assert [r.id for r in found] == [first.id]
+
+
+async def test_a_job_skipped_for_its_unique_key_gets_no_tags(store: JobStore) -> None:
+    now = now_us()
+    holder = new(unique_key="k")._replace(tags=("a",))
+    dup = new(unique_key="k")._replace(tags=("b",))
+    assert await store.insert_jobs([holder], now) == [holder.id]
+    assert await store.insert_jobs([dup], now + 1) == [holder.id]
+    assert await store.find_jobs(JobQuery("q", tag="b"), 50) == []
+    assert [r.id for r in await store.find_jobs(JobQuery("q", tag="a"), 50)] == [holder.id]
