@@ -42,6 +42,10 @@ id); each key has its own limit."""
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"([1-9][0-9]{0,8})/([1-9][0-9]{0,5})?([smhd])")
 
+RESERVED = "j:"
+"""The prefix of a reservation's field (then the job id) in a limit's state: apart from
+the fields ``t``, ``a`` and ``b`` whatever a job id is."""
+
 STATE_MARGIN_MS = 60_000
 """A key's state outlives its last reservation by this long: a deferred message that
 comes back late (runners down) still finds its reservation."""
@@ -111,7 +115,8 @@ def gcra_request(
     """Ask to start ``job_id`` at ``now``: 0 when admitted, else the µs until the time
     reserved for it (its message is to come back then)."""
     blocked = state.get("b", 0)
-    reserved = state.pop(job_id, None)
+    field = RESERVED + job_id
+    reserved = state.pop(field, None)
     started = max(state.get("a", 0), now)
     slack = tolerance + interval  # a late start may catch up one interval
     if reserved is not None and reserved >= blocked:
@@ -120,7 +125,7 @@ def gcra_request(
             return 0
         # Early (a second copy), or late behind others that came back late too: starts
         # stay spaced however the deferred messages bunch on their way back.
-        state[job_id] = reserved
+        state[field] = reserved
         return max(reserved, started - slack) - now
     tat = max(state.get("t", 0), now, started - interval)
     allow = tat - tolerance
@@ -128,7 +133,7 @@ def gcra_request(
     if allow <= now:
         state["a"] = started + interval
         return 0
-    state[job_id] = allow
+    state[field] = allow
     return allow - now
 
 

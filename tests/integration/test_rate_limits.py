@@ -218,3 +218,44 @@ async def test_rate_limited_without_a_limit_puts_the_job_back(make_queue: QueueF
         assert await job.result(timeout=10) == "ok"
     assert runs[1] - runs[0] >= 0.3 - 0.01
     assert (await job.info()).attempts == 1
+
+
+async def test_lua_limiter_steps(redis_client: Any) -> None:
+    """ratelimit.lua step for step as aqueue._ratelimit's reference (an interval of an
+    hour: the steps do not depend on how fast they run)."""
+    from aqueue._broker.broker import Broker
+    from aqueue._ratelimit import limiter_key
+
+    hour = 3600 * 1_000_000
+    b = Broker("redis://127.0.0.1:6379/0", f"rlua{time.time_ns()}", "q")
+    try:
+        key = limiter_key(b.keys.tag, "t", None)
+        await b.dispatch([b"m1", b"m2", b"m3"], [])
+        assert sorted(await b.take("r", 10)) == [b"m1", b"m2", b"m3"]
+        # job ids "t" and "b" do not clash with the state's own fields
+        reqs = [(key, jid, hour, 0, m) for jid, m in (("t", b"m1"), ("b", b"m2"), ("a", b"m3"))]
+        waits = await b.admit("r", reqs)
+        assert waits[0] == 0
+        assert hour - 5_000_000 < waits[1] <= hour  # reserved one interval on
+        assert 2 * hour - 5_000_000 < waits[2] <= 2 * hour
+        assert await b.working_items("r") == [b"m1"]  # the deferred two left atomically
+        due = dict(await redis_client.zrange(b.keys.delayed, 0, -1, withscores=True))
+        assert set(due) == {b"m2", b"m3"}
+        state = await redis_client.hgetall(key)
+        assert set(state) == {b"t", b"a", b"j:b", b"j:a"}
+        assert 0 < await redis_client.pttl(key) <= (3 * hour) // 1000 + 61_000  # t + 1 min
+        # an early second copy of "b" keeps its reservation, no new slot taken
+        again = await b.admit("r", [(key, "b", hour, 0, b"m2")])
+        assert abs(again[0] - waits[1]) < 5_000_000
+        assert await redis_client.hget(key, "t") == state[b"t"]
+        # a back-off past both reservations voids them: "b" asks again, behind it
+        left = await b.back_off(key, 3 * hour, 0)
+        assert 3 * hour - 5_000_000 < left <= 3 * hour
+        await b.dispatch([b"m2"], [])
+        await b.take("r", 1)
+        (w,) = await b.admit("r", [(key, "b", hour, 0, b"m2")])
+        assert 3 * hour - 5_000_000 < w <= 3 * hour
+    finally:
+        await b.purge()
+        await redis_client.delete(key)
+        await b.close()

@@ -2,7 +2,7 @@
 -- those of aqueue/_ratelimit.py (gcra_request, gcra_back_off), which documents them.
 -- A limit key's state is a hash: t (theoretical arrival time of reservations), a (that
 -- of starts admitted), b (no start before it, set by a back-off) and, per deferred job
--- id, the start time reserved for it.
+-- id, the start time reserved for it (field 'j:<job id>').
 --
 -- ARGV[1] = 'admit':
 --   KEYS[1] the runner's working list   KEYS[2] delayed zset   KEYS[3..] limit states
@@ -54,7 +54,7 @@ local out = {}
 local n = tonumber(ARGV[2])
 local i = 3
 for j = 1, n do
-  local k, id = tonumber(ARGV[i]), ARGV[i + 1]
+  local k, id = tonumber(ARGV[i]), 'j:' .. ARGV[i + 1]  -- apart from t, a and b
   local interval, tolerance, msg = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
   i = i + 5
   local s = state(k)
