@@ -100,6 +100,7 @@ SNAPSHOT: dict[str, Any] = {
         "PayloadTooLargeError",
         "Queue",
         "QueueFullError",
+        "RateLimited",
         "ResultTimeoutError",
         "Retry",
         "Runner",
@@ -138,6 +139,7 @@ SNAPSHOT: dict[str, Any] = {
         "PayloadTooLargeError": "type",
         "Queue": "type",
         "QueueFullError": "type",
+        "RateLimited": "type",
         "ResultTimeoutError": "type",
         "Retry": "type",
         "Runner": "type",
@@ -316,15 +318,17 @@ SNAPSHOT: dict[str, Any] = {
                 "(self, *, name: 'str | None' = None, retries: 'int | None' = "
                 "None, timeout: 'float | None' = None, backoff: 'Backoff | None' = "
                 "None, no_retry: 'Iterable[type[BaseException]]' = (), "
-                "auto_commit: 'bool' = True, concurrency: 'int | None' = None) -> "
-                "'TaskDecorator'",
+                "auto_commit: 'bool' = True, concurrency: 'int | None' = None, "
+                "rate_limit: 'str | None' = None, rate_burst: 'int' = 1, rate_key: "
+                "'RateKey | None' = None) -> 'TaskDecorator'",
                 "(self, fn: 'Callable[P, Awaitable[R]] | None' = None, /, *, name: "
                 "'str | None' = None, retries: 'int | None' = None, timeout: "
                 "'float | None' = None, backoff: 'Backoff | None' = None, "
                 "no_retry: 'Iterable[type[BaseException]]' = (), auto_commit: "
-                "'bool' = True, concurrency: 'int | None' = None) -> 'Task[P, R] | "
-                "TaskDecorator'",
-                "4f1cbaff540d1400",
+                "'bool' = True, concurrency: 'int | None' = None, rate_limit: 'str "
+                "| None' = None, rate_burst: 'int' = 1, rate_key: 'RateKey | None' = "
+                "None) -> 'Task[P, R] | TaskDecorator'",
+                "1b236153e07f1c48",
             ),
         },
     },
