@@ -264,8 +264,16 @@ SNAPSHOT: dict[str, Any] = {
                 "JobStatus] | None' = None, task: 'str | None' = None, "
                 "job_id: 'str | None' = None, text: 'str | None' = None, "
                 "created_from: 'Moment | None' = None, created_to: 'Moment | "
-                "None' = None, before_id: 'str | None' = None) -> 'JobQuery'",
-                "052f668f46268e38",
+                "None' = None, before_id: 'str | None' = None, tag: 'str | "
+                "None' = None) -> 'JobQuery'",
+                "86c5e61c21a65995",
+            ),
+            "jobs": (
+                "async method",
+                "(self, *, tag: 'str | None' = None, status: 'str | JobStatus | "
+                "Iterable[str | JobStatus] | None' = None, task: 'str | None' = "
+                "None, limit: 'int' = 50) -> 'list[JobRecord]'",
+                "71f46c91502c0c61",
             ),
             "middleware": (
                 "method",
