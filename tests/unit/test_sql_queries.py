@@ -46,9 +46,11 @@ def test_a_finish_of_two_jobs_under_one_token_names_the_token_once(q: Queries) -
     assert _plain(sql, q) == (
         "UPDATE jobs SET status = ?, updated_at = ?, result = ?, finished_at = ?, "
         "leased_until = NULL, unique_key = NULL "
-        "WHERE id IN (?, ?) AND status = 'running' AND lease_token = ?"
+        "WHERE id IN (?, ?) AND status = 'running' AND lease_token = ? AND has_children = 0"
     )
     assert params == ["done", 100, "r", 100, "a", "b", "T"]
+    # a parent's finish (which releases its children) is the other half
+    assert q.finish(JobStatus.DONE, group, 100, parents=True)[0].endswith("has_children = 1")
 
 
 @pytest.mark.parametrize("q", DIALECTS)
@@ -62,7 +64,8 @@ def test_a_finish_under_two_tokens_pairs_each_token_with_its_ids(q: Queries) -> 
         "UPDATE jobs SET status = ?, updated_at = ?, "
         "error = CASE id WHEN ? THEN ? WHEN ? THEN ? END, finished_at = ?, "
         "leased_until = NULL, unique_key = NULL WHERE id IN (?, ?) AND status = 'running' AND "
-        "((lease_token = ? AND id IN (?)) OR (lease_token = ? AND id IN (?)))"
+        "((lease_token = ? AND id IN (?)) OR (lease_token = ? AND id IN (?))) "
+        "AND has_children = 0"
     )
     assert params == ["failed", 100, "a", "e1", "b", "e2", 100, "a", "b", "T1", "a", "T2", "b"]
 
@@ -102,7 +105,10 @@ def test_the_dialects_differ_where_their_sql_does() -> None:
     jobs = [NewJob("a", "q", "t", "{}", 0, 3, 10, 5, "k")]
     assert mysql.insert(jobs, 7, careful=True)[0].endswith(" ON DUPLICATE KEY UPDATE id = id")
     assert sqlite.insert(jobs, 7, careful=True)[0].endswith(" ON CONFLICT DO NOTHING")
-    assert mysql.record_first_seen("k", 1)[0].startswith("INSERT IGNORE INTO jobs_meta")
+    # not INSERT IGNORE: an existing key would be answered with a warning to read back
+    assert mysql.record_first_seen("k", 1)[0] == (
+        "INSERT INTO jobs_meta (name, value) VALUES (%s, %s) ON DUPLICATE KEY UPDATE name = name"
+    )
     assert sqlite.record_first_seen("k", 1)[0].startswith("INSERT OR IGNORE INTO jobs_meta")
     assert "UNIX_TIMESTAMP" in mysql.server_time()[0]
     assert "julianday" in sqlite.server_time()[0]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .base import Statement
 from .claims import Queries
 
 
 class MySQLQueries(Queries):
     mark = "%s"
-    insert_or_ignore = "INSERT IGNORE"
     # A no-op update: the row whose key exists is left as it is, and counted as matched.
     on_conflict_ignore = " ON DUPLICATE KEY UPDATE id = id"
     server_time_sql = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
@@ -19,3 +21,15 @@ class MySQLQueries(Queries):
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_timeout)}",
         ]
+
+    def record_first_seen(self, key: str, now: int) -> Statement:
+        # Not INSERT IGNORE: MySQL answers an existing key with a warning, which the
+        # driver reads back (SHOW WARNINGS, a round trip) and logs at WARNING level.
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"INSERT INTO {self.meta} (name, value) "
+            f"VALUES ({b(params, key)}, {b(params, str(now))}) "
+            "ON DUPLICATE KEY UPDATE name = name"
+        )
+        return sql, params
