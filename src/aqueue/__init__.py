@@ -37,6 +37,7 @@ from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
 from ._store.base import JobQuery
 from ._task import BoundTask, Task
+from ._workflow import Chain, Group, Signature, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -47,11 +48,13 @@ __all__ = [
     "BoundQueue",
     "BoundTask",
     "BrokerError",
+    "Chain",
     "CommitError",
     "ConfigurationError",
     "EmbeddedServerError",
     "EnqueueOutcomeUnknownError",
     "ExecError",
+    "Group",
     "Job",
     "JobContext",
     "JobError",
@@ -73,9 +76,13 @@ __all__ = [
     "RunnerConfig",
     "RunnerCrashedError",
     "SerializationError",
+    "Signature",
     "StoreError",
     "Task",
     "UnknownTaskError",
     "__version__",
+    "chain",
+    "chord",
     "current_job",
+    "group",
 ]

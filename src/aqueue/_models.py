@@ -57,6 +57,16 @@ def validate_name(value: str, what: str) -> str:
     return value
 
 
+def parent_ids(after: Any) -> tuple[str, ...]:
+    """The ids of ``options(after=...)``: a job handle (anything with an ``id``), an id,
+    or a list of them."""
+    items = [after] if isinstance(after, str) or hasattr(after, "id") else list(after)
+    ids = tuple(getattr(a, "id", a) for a in items)
+    if not all(isinstance(i, str) and 1 <= len(i) <= 36 for i in ids):
+        raise ConfigurationError(f"after takes jobs or job ids, got {after!r}")
+    return tuple(dict.fromkeys(ids))
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Options of one job, kept apart from the handler's own arguments.
@@ -87,6 +97,12 @@ class Options:
     tags: Sequence[str] | None = None
     """Labels to find the job by (``queue.jobs(tag=...)``): up to 16, each 1-128
     characters without ``,``; stored as a tuple."""
+    after: Sequence[Any] = ()
+    """Parents: jobs (``Job`` handles or ids) this job waits for. It stays ``waiting``
+    until all are ``done``; stored as a tuple of ids. See docs/job-control.md#workflows."""
+    after_failure: str = "cancel"
+    """When a parent fails or is cancelled: ``"cancel"`` this job (with the reason) or
+    ``"run"`` it anyway once every parent has finished."""
     connection: Any = None
     """The application's SQLAlchemy ``AsyncConnection`` or ``AsyncSession``: the job is
     written in its transaction, and sent to Redis once it commits (see
@@ -113,6 +129,12 @@ class Options:
             raise ConfigurationError("unique_key must be a string of 1-160 characters")
         if self.tags is not None:
             object.__setattr__(self, "tags", validate_tags(self.tags))
+        if self.after:
+            object.__setattr__(self, "after", parent_ids(self.after))
+        if self.after_failure not in ("cancel", "run"):
+            raise ConfigurationError(
+                f"after_failure must be 'cancel' or 'run', got {self.after_failure!r}"
+            )
 
     @classmethod
     def of(cls, **options: Any) -> Options:

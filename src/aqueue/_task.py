@@ -15,6 +15,7 @@ from ._job import Job, JobOwner
 from ._models import NO_OPTIONS, Options, validate_name
 from ._ratelimit import RateKey, RateLimit, parse_rate
 from ._sync import run_sync
+from ._workflow import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -79,6 +80,11 @@ class Task(Generic[P, R]):
         a sync handler); thread-safe. See ``aqueue._sync``."""
         return run_sync(lambda: self.queue._enqueue(self.name, args, kwargs, NO_OPTIONS))
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """This call as a workflow step (:func:`aqueue.chain`, ``group``, ``chord``); a
+        step after another gets its result as an argument before ``args``."""
+        return Signature(self, args, kwargs)
+
     def options(self, **options: Any) -> BoundTask[P, R]:
         """Job options (``delay``, ``run_at``, ``priority``, ``job_id``, ``unique_key``,
         ``retries``, ``timeout``, ``expires``, ``connection``: the fields of
@@ -105,6 +111,10 @@ class BoundTask(Generic[P, R]):
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """:meth:`enqueue` from code without a running event loop."""
         return run_sync(lambda: self.task.queue._enqueue(self.task.name, args, kwargs, self.opts))
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """This call, with these options, as a workflow step (see :meth:`Task.s`)."""
+        return Signature(self.task, args, kwargs, self.opts)
 
 
 def make_config(

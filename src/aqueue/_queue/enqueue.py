@@ -23,10 +23,12 @@ from .._errors import (
 )
 from .._ids import new_job_id, new_job_ids
 from .._job import Job
-from .._models import NO_OPTIONS, NewJob, Options, validate_name
+from .._models import NO_OPTIONS, JobStatus, NewJob, Options, validate_name
 from .._serde import encode_payload
+from .._store.base import Edge
 from .._store.caller import connection_of, insert_on, sql_store
 from .._task import Task
+from .._workflow import FEED
 from .control import JobControl
 from .outbox import after_commit
 
@@ -69,12 +71,15 @@ class Enqueuing(JobControl):
         kwargs: dict[str, Any],
         opts: Options,
         trace: dict[str, str] | None = None,
+        feed: str | None = None,
     ) -> NewJob:
+        """``feed``: a workflow step's input (``_workflow.FEED``)."""
         name, max_attempts = self._resolve_task(task, opts)
         now = self._clock()
-        payload = encode_payload(
-            tuple(args), dict(kwargs), self.max_payload_bytes, _traced(opts.run_options(now), trace)
-        )
+        run_options = _traced(opts.run_options(now), trace)
+        if feed is not None:
+            run_options = {**(run_options or {}), FEED: feed}
+        payload = encode_payload(tuple(args), dict(kwargs), self.max_payload_bytes, run_options)
         return NewJob(
             id=opts.job_id or new_job_id(),
             queue=self.name,
@@ -141,6 +146,11 @@ class Enqueuing(JobControl):
         return job
 
     async def _enqueue_new(self, new: NewJob, opts: Options) -> Job:
+        if opts.after:
+            run = opts.after_failure == "run"
+            edges = [Edge(p, new.id, run) for p in opts.after]
+            await self._enqueue_graph([new], edges, opts)
+            return Job(self, new.id)
         if opts.connection is not None:
             result = (await self._store_in(opts.connection, [new]))[0]
             if isinstance(result, BaseException):
@@ -183,6 +193,11 @@ class Enqueuing(JobControl):
         return jobs
 
     async def _enqueue_news(self, news: list[NewJob], opts: Options) -> list[Job]:
+        if opts.after:
+            run = opts.after_failure == "run"
+            edges = [Edge(p, j.id, run) for j in news for p in opts.after]
+            await self._enqueue_graph(news, edges, opts)
+            return [Job(self, j.id) for j in news]
         if opts.connection is not None:
             results = await self._store_in(opts.connection, news)
             return [Job(self, r) if isinstance(r, str) else _raise(r) for r in results]
@@ -197,6 +212,24 @@ class Enqueuing(JobControl):
                 raise r
             jobs.append(Job(self, r))
         return jobs
+
+    async def _enqueue_graph(
+        self, news: list[NewJob], edges: list[Edge], opts: Options = NO_OPTIONS
+    ) -> dict[str, JobStatus]:
+        """Jobs with parents (``news`` ordered parents first): every row in one
+        transaction, then the jobs that can run at once are pushed, as any new job."""
+        if opts.connection is not None:
+            raise ConfigurationError("a job with parents cannot be enqueued in a transaction")
+        if any(j.explicit_id or j.unique_key for j in news):
+            raise ConfigurationError("a job with parents takes no job_id/unique_key option")
+        be = await self._backend()
+        await self._check_size(be, len(news))
+        now = self._clock()
+        states = await be.store.insert_with_parents(news, edges, now)
+        ready = [j for j in news if states[j.id] is JobStatus.TODO]
+        if ready:
+            await _push(be, ready, now)
+        return states
 
     async def _store_in(self, caller: object, news: list[NewJob]) -> list[str | BaseException]:
         """Transactional enqueue: the rows are inserted in the caller's transaction (one

@@ -19,7 +19,7 @@ from .. import _observe
 from .._dispatch import Routes, route_follow_up
 from .._errors import BackendError
 from .._message import Message
-from .._models import JobStatus
+from .._models import JobRecord, JobStatus
 from .._store.base import Finish
 from .._store.batcher import Batcher
 from .execute import Outcome
@@ -124,9 +124,13 @@ class Recorder:
             if i.at is None:
                 i.at = now
         accepted: set[str] = set()
+        released: list[tuple[int, list[JobRecord]]] = []
         for at in sorted({i.at for i in items if i.at is not None}):
             same = [i.finish for i in items if i.at == at]
-            accepted |= await be.store.finish(same, at)
+            written, children = await be.store.finish_release(same, at)
+            accepted |= written
+            if children:
+                released.append((at, children))
         crash_point("after_commit")
         follow_ups = Routes()
         out: list[bool | BaseException] = []
@@ -172,7 +176,24 @@ class Recorder:
         epoch = self._state.epoch
         if retried and epoch is not None:
             be.marker.add(retried, now, epoch)
+        for at, children in released:
+            await self._dispatch_released(children, at)
         return out
+
+    async def _dispatch_released(self, children: list[JobRecord], at: int) -> None:
+        """Send the jobs this batch's finishes released (``todo`` in SQL since the same
+        commit, written at ``at``) and mark them; if this push is lost, the sweeper sends
+        them (they are not marked)."""
+        be = self._be
+        try:
+            epoch = await be.dispatcher.rows(children, self._clock())
+        except BackendError as exc:
+            log.warning(
+                "released %d job(s) not dispatched (%s); the sweeper will", len(children), exc
+            )
+            return
+        if epoch is not None:
+            be.marker.add([r.id for r in children], at, epoch)
 
     async def _settle_retrying(
         self,

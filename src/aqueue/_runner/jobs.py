@@ -24,11 +24,13 @@ from .._errors import (
 from .._message import Message, decode_message, message_job_id
 from .._models import JobStatus
 from .._serde import dumps, encode_reason
+from .._workflow import FEED
 from .admit import TaskLimit, admit, task_limits
 from .base import RunnerBase, Slot
 from .claim import Claimed
 from .execute import Outcome, execute, run_after_hooks
 from .faults import crash_point
+from .feed import execute_fed
 
 log = logging.getLogger("aqueue.runner")
 
@@ -197,7 +199,10 @@ class JobRunner(RunnerBase):
             self._forget(msg.id, token)
 
     def _execute(self, ctx: JobContext, msg: Message) -> Awaitable[Outcome]:
-        run = execute(self.queue, ctx, msg, self.clock, self._threads)
+        if FEED in msg.options and self._be is not None:  # a workflow step
+            run = execute_fed(self._be.store, self.queue, ctx, msg, self.clock, self._threads)
+        else:
+            run = execute(self.queue, ctx, msg, self.clock, self._threads)
         observer = _observe.active
         if observer is None:
             return run

@@ -43,8 +43,8 @@ def plan_new(
 ) -> tuple[dict[str, NewState], list[Edge]]:
     """The starting state of each new job, and the edges to store: every edge of a job
     not cancelled (its parents' results are read through them when it runs); only those
-    to parents not final count in ``parents_left``. ``known``: the states of the parents that are not in ``jobs``;
-    a parent in ``jobs`` must come before its children."""
+    to parents not final count in ``parents_left``. ``known``: the states of the parents
+    that are not in ``jobs``; a parent in ``jobs`` must come before its children."""
     order = {j.id: k for k, j in enumerate(jobs)}
     by_child: dict[str, list[Edge]] = {}
     for e in edges:
