@@ -213,11 +213,19 @@ async def test_rate_limited_without_a_limit_puts_the_job_back(make_queue: QueueF
             raise RateLimited(retry_after=0.3)
         return "ok"
 
+    statuses: list[JobStatus] = []
+
+    @q.after_job
+    async def seen(ctx: Any, status: JobStatus, exc: BaseException | None) -> None:
+        statuses.append(status)
+
     job = await q.enqueue("poll")
     async with running(runner(q)):
         assert await job.result(timeout=10) == "ok"
     assert runs[1] - runs[0] >= 0.3 - 0.01
     assert (await job.info()).attempts == 1
+    # retries=0, yet the refused run is not a failure: hooks see the job go back
+    assert statuses == [JobStatus.TODO, JobStatus.DONE]
 
 
 async def test_lua_limiter_steps(redis_client: Any) -> None:

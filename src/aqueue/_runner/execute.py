@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import JobContext, _current
 from .._decisions import decide_failure
-from .._errors import JobExpiredError, Retry, SerializationError, UnknownTaskError
+from .._errors import (
+    JobExpiredError,
+    RateLimited,
+    Retry,
+    SerializationError,
+    UnknownTaskError,
+)
 from .._message import Message
 from .._models import JobStatus
 from .._serde import dumps, encode_error
@@ -116,6 +122,11 @@ async def _run_handler(
         except SerializationError as e:
             return _failure(task.config, msg, e, now(), retryable=False)
         return Outcome(JobStatus.DONE, result=result)
+    except RateLimited as e:
+        # Put back, never failed, whatever attempt this was (the runner gives the attempt
+        # back): hooks and metrics see a job going back to ``todo``.
+        run_at = now() + int(e.retry_after * 1e6)
+        return Outcome(JobStatus.TODO, error=encode_error(e), run_at=run_at, exc=e)
     except Retry as e:
         return _failure(task.config, msg, e, now(), retryable=True, delay=e.delay)
     except BaseException as e:
