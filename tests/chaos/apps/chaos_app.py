@@ -120,3 +120,11 @@ async def stubborn(seconds: float = 3.0) -> None:
         except asyncio.CancelledError:
             continue
     await record("e")
+
+
+@queue.task(name="collect")
+async def collect(results: list[int]) -> int:
+    """A chord's callback: the sum of the group's results."""
+    await record("s")
+    await record("e")
+    return sum(results)
