@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 from .. import _observe
@@ -268,7 +267,7 @@ class JobRunner(RunnerBase):
             msg.task,
             exc.retry_after,
         )
-        await self._after_hooks(ctx, replace(outcome, status=JobStatus.TODO))
+        await self._after_hooks(ctx, outcome)  # status todo: execute() made it so
         if await self._unconfirmed(claimed):
             return
         self._forget(msg.id, claimed.token)
