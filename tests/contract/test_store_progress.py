@@ -4,6 +4,8 @@ the other filters. One suite over the memory, SQLite, MariaDB and PostgreSQL sto
 
 from __future__ import annotations
 
+from typing import Any
+
 from aqueue._ids import now_us
 from aqueue._models import JobStatus
 from aqueue._store.base import Finish, JobQuery, JobStore
@@ -81,3 +83,50 @@ async def test_a_job_skipped_for_its_unique_key_gets_no_tags(store: JobStore) ->
     assert await store.insert_jobs([dup], now + 1) == [holder.id]
     assert await store.find_jobs(JobQuery("q", tag="b"), 50) == []
     assert [r.id for r in await store.find_jobs(JobQuery("q", tag="a"), 50)] == [holder.id]
+
+
+async def test_deleted_and_purged_jobs_leave_no_tags(store: JobStore) -> None:
+    now = now_us()
+    done, running, todo, purged = (new()._replace(tags=("c:1", f"k{i}")) for i in range(4))
+    await store.insert_jobs([done, running, todo, purged], now)
+    await store.claim(claim([done.id, running.id, purged.id], "tok", now=now))
+    await store.finish(
+        [
+            Finish(done.id, "tok", JobStatus.DONE, result="1"),
+            Finish(purged.id, "tok", JobStatus.DONE, result="1"),
+        ],
+        now + 1,
+    )
+    # A running job is not deleted, and keeps its tags.
+    assert await store.delete_jobs("q", [done.id, running.id]) == 1
+    assert await store.purge_finished("q", now + 10) == 1
+    found = await store.find_jobs(JobQuery("q", tag="c:1"), 50)
+    assert sorted(r.id for r in found) == sorted([running.id, todo.id])
+    if hasattr(store, "tags"):  # the SQL store: no tag row is left behind
+        sql_store: Any = store
+        rows = await sql_store._fetch(
+            "t", f"SELECT job_id FROM {sql_store.tags.tags} ORDER BY job_id", []
+        )
+        expected = sorted([running.id, running.id, todo.id, todo.id])
+        assert sorted(str(r[0]) for r in rows) == expected
+    await store.purge_queue("q")
+    assert await store.find_jobs(JobQuery("q", tag="c:1"), 50) == []
+    if hasattr(store, "tags"):
+        assert await sql_store._fetch("t", f"SELECT job_id FROM {sql_store.tags.tags}", []) == []
+
+
+async def test_tag_in_tags_jobs_inserted_by_another_form(store: JobStore) -> None:
+    """``aqueue._store.tags.tag_in``: for an insert that does not write tags itself (the
+    jobs with parents), in its own transaction. SQL stores only."""
+    if not hasattr(store, "db"):
+        return
+    from aqueue._store.tags import tag_in
+
+    sql_store: Any = store
+    now = now_us()
+    jobs = [new()._replace(tags=("w", "x")), new()._replace(tags=("w",)), new()]
+    await store.insert_jobs([j._replace(tags=()) for j in jobs], now)
+    await sql_store.db.transaction(lambda tx: tag_in(tx, sql_store.tags, jobs))
+    found = await store.find_jobs(JobQuery("q", tag="w"), 50)
+    assert sorted(r.id for r in found) == sorted(j.id for j in jobs[:2])
+    assert [r.tags for r in found if r.id == jobs[0].id] == ["w,x"]

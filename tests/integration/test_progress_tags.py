@@ -195,3 +195,24 @@ def test_bad_tags_are_refused(tags: Any) -> None:
 
 def test_tags_are_kept_once_in_order() -> None:
     assert Options(tags=["b", "a", "b"]).tags == ("b", "a")
+
+
+async def test_tags_are_written_in_the_callers_transaction(
+    make_queue: QueueFactory, db_url: str
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    q = make_queue()
+    await q.connect()
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            rolled = await q.options(connection=conn, tags=["order:1"]).enqueue("send")
+            await conn.rollback()
+            kept = await q.options(connection=conn, tags=["order:2"]).enqueue("send")
+            await conn.commit()
+    finally:
+        await engine.dispose()
+    assert await q.jobs(tag="order:1") == []
+    assert [r.id for r in await q.jobs(tag="order:2")] == [kept.id]
+    assert rolled.id != kept.id

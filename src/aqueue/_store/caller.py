@@ -19,6 +19,7 @@ from .._errors import ConfigurationError, StoreError
 from .._models import JobRecord, NewJob
 from .base import JobStore
 from .sql import record
+from .sql.tags import TAGS_PER_INSERT
 from .store import Store
 
 Caller = AsyncConnection | AsyncSession
@@ -67,8 +68,19 @@ async def insert_on(
     """Insert ``jobs`` in the caller's transaction: one statement, plus one read when a
     job has an explicit id or a unique key (which job stands). Per job: its id, the id
     of the job holding its unique key, or a ``StoreError`` (its id is taken)."""
-    sql, params = store.sql.insert(jobs, now, careful=True)
+    tagged = [j for j in jobs if j.tags]
+    if tagged:  # the tags column too, then the tag rows, in the same transaction
+        sql, params = store.tags.insert_jobs(jobs, now, careful=True)
+    else:
+        sql, params = store.sql.insert(jobs, now, careful=True)
     await conn.exec_driver_sql(sql, tuple(params))
+    if tagged:
+        stored = {r[0] for r in await _rows(conn, *store.tags.present([j.id for j in tagged]))}
+        rows = [(j.queue, t, j.id) for j in tagged if j.id in stored for t in j.tags]
+        for k in range(0, len(rows), TAGS_PER_INSERT):
+            await conn.exec_driver_sql(
+                *_args(store.tags.insert_tags(rows[k : k + TAGS_PER_INSERT]))
+            )
     if not any(j.explicit_id or j.unique_key for j in jobs):
         return [j.id for j in jobs]
     present = {r[0] for r in await _rows(conn, *store.sql.inserted([j.id for j in jobs]))}

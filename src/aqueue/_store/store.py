@@ -370,13 +370,18 @@ class Store:
             rows = await self._fetch("listing finished jobs", *page)
             if not rows:
                 return total
-            stmt = self.sql.delete_finished(sorted(r[0] for r in rows))
+            ids = sorted(r[0] for r in rows)
+            tagged = await tags.tags_of(self.db, self.tags, ids)
+            stmt = self.sql.delete_finished(ids)
             total += await self._execute("purging finished jobs", *stmt)
+            await tags.forget(self.db, self.tags, queue, tagged)
             if len(rows) < limit:
                 return total
 
     async def purge_queue(self, queue: str) -> int:
-        return await self._execute("purging", *self.sql.purge_queue(queue))
+        n = await self._execute("purging", *self.sql.purge_queue(queue))
+        await tags.purge(self.db, self.tags, queue)
+        return n
 
     # -- operators' reads and bulk actions ---------------------------------------------
 
@@ -423,7 +428,13 @@ class Store:
     async def delete_jobs(self, queue: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        return await self._execute("deleting jobs", *self.sql.delete_jobs(queue, sorted(set(ids))))
+        ids = sorted(set(ids))
+        tagged = await tags.tags_of(self.db, self.tags, ids)
+        n = await self._execute("deleting jobs", *self.sql.delete_jobs(queue, ids))
+        if tagged:  # the running ones are not deleted: their tags stay
+            left = await self._fetch("reading jobs left", *self.tags.present(sorted(tagged)))
+            await tags.forget(self.db, self.tags, queue, tagged, {str(r[0]) for r in left})
+        return n
 
     # -- schedules ------------------------------------------------------------------
 

@@ -70,6 +70,39 @@ class TagQueries:
         sql = f"INSERT INTO {self.tags} (queue, tag, job_id) VALUES {values}{self.ignore}"
         return sql, params
 
+    def set_shown(self, shown_tags: str, ids: Sequence[str]) -> Statement:
+        """Set the ``tags`` column of the jobs ``ids`` (inserted without it)."""
+        params: list[Any] = []
+        b = self.q.bind
+        sql = (
+            f"UPDATE {self.t} SET tags = {b(params, shown_tags)} WHERE {self.q.ids_in(params, ids)}"
+        )
+        return sql, params
+
+    def tags_of(self, ids: Sequence[str]) -> Statement:
+        """The ``tags`` column of the tagged jobs among ``ids``."""
+        params: list[Any] = []
+        sql = (
+            f"SELECT id, tags FROM {self.t} WHERE {self.q.ids_in(params, ids)} AND tags IS NOT NULL"
+        )
+        return sql, params
+
+    def delete_tags(self, queue: str, tags: Sequence[str], ids: Sequence[str]) -> Statement:
+        """The tag rows of the jobs ``ids`` of ``queue`` (deleted jobs), whose tags are
+        among ``tags``: a range of the primary key per tag."""
+        params: list[Any] = []
+        b = self.q.bind
+        sql = (
+            f"DELETE FROM {self.tags} WHERE queue = {b(params, queue)} "
+            f"AND tag IN ({self.q.bind_all(params, tags)}) AND job_id"
+            + self.q.ids_in(params, ids).removeprefix("id")
+        )
+        return sql, params
+
+    def purge_tags(self, queue: str) -> Statement:
+        params: list[Any] = []
+        return f"DELETE FROM {self.tags} WHERE queue = {self.q.bind(params, queue)}", params
+
     def set_progress(
         self, job_id: str, token: str, progress: float, message: str | None
     ) -> Statement:
