@@ -17,6 +17,8 @@ checked too). A queue used in the parent then connects again in the child, on th
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import contextvars
 import os
 import threading
@@ -43,11 +45,29 @@ class _LoopThread:
         )
         self.thread.start()
         ready.wait()
+        atexit.register(self.stop)
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(ready.set)
         self.loop.run_forever()
+
+    def stop(self) -> None:
+        """At exit: end the loop's tasks (idle batchers, listeners) before the thread,
+        a daemon, is dropped (else each one is reported destroyed while pending)."""
+        if self.pid != os.getpid() or not self.thread.is_alive():
+            return
+
+        async def end_tasks() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(end_tasks(), self.loop).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
 
 
 _lock = threading.Lock()
