@@ -11,7 +11,7 @@ between the read and the write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -179,15 +179,55 @@ async def finish_parents(
     status: JobStatus,
     group: Sequence[Finish],
     now: int,
+    *,
+    partly_finished: bool = False,
 ) -> tuple[set[str], set[str], list[JobRecord]]:
     """Record the final finish of jobs flagged as parents, and release or cancel their
     children, in one transaction. Returns the ids this transaction finished, the ids
     among ``group`` that a finish at ``now`` had written before (the same outcome sent
-    again after a lost reply), and the children now ``todo`` (to dispatch)."""
+    again after a lost reply), and the children now ``todo`` (to dispatch).
+    ``partly_finished``: some jobs of ``group`` were finished already (not parents)."""
     ids = [f.id for f in group]
     tokens = [(f.id, f.token) for f in group]
 
-    async def go(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+    async def release(tx: Tx, frontier: dict[str, JobStatus]) -> list[JobRecord]:
+        released: list[JobRecord] = []
+        while frontier:
+            rows = await tx.fetch(*dq.waiting_children(sorted(frontier)))
+            if not rows:
+                break
+            edges = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+            children = {str(r[0]): record(r[3:]) for r in rows}
+            waiting = {c: rec.parents_left for c, rec in children.items()}
+            plan = plan_release(frontier, edges, waiting)
+            if plan.cancel:
+                await tx.execute(*dq.cancel_waiting(plan.cancel, now))
+            if plan.count_down:
+                await tx.execute(*dq.count_down(plan.count_down))
+            if plan.release:
+                await tx.execute(*dq.release(plan.release, now))
+                released += [
+                    replace(
+                        children[c],
+                        status=JobStatus.TODO,
+                        parents_left=0,
+                        updated_at=now,
+                        run_at=max(children[c].run_at, now),
+                    )
+                    for c in plan.release
+                ]
+            # a cancelled child's own children are cancelled in turn
+            frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
+        return released
+
+    async def at_once(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+        """The usual case: every job of the group is still running under its token."""
+        changed = await tx.execute(*sql.finish(status, group, now, parents=True))
+        if changed != len(group):
+            raise _Redo  # rolled back: which rows changed is read in the careful way
+        return set(ids), set(), await release(tx, dict.fromkeys(ids, status))
+
+    async def careful(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
         mine = {r[0] for r in await tx.fetch(*dq.lock_finishing(ids, tokens))}
         before: set[str] = set()
         if len(mine) < len(ids):
@@ -196,31 +236,19 @@ async def finish_parents(
         if not mine:
             return mine, before, []
         await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=True))
-        frontier = dict.fromkeys(mine, status)
-        released: list[str] = []
-        while frontier:
-            edges = [
-                (str(r[0]), str(r[1]), int(r[2]))
-                for r in await tx.fetch(*dq.children(sorted(frontier)))
-            ]
-            if not edges:
-                break
-            kids = sorted({e[0] for e in edges})
-            waiting = {r[0]: int(r[1]) for r in await tx.fetch(*dq.lock_waiting(kids))}
-            plan = plan_release(frontier, edges, waiting)
-            if plan.cancel:
-                await tx.execute(*dq.cancel_waiting(plan.cancel, now))
-            if plan.count_down:
-                await tx.execute(*dq.count_down(plan.count_down))
-            if plan.release:
-                await tx.execute(*dq.release(plan.release, now))
-                released += plan.release
-            # a cancelled child's own children are cancelled in turn
-            frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
-        rows = [record(r) for r in await tx.fetch(*dq.rows(released))] if released else []
-        return mine, before, rows
+        return mine, before, await release(tx, dict.fromkeys(mine, status))
 
-    return await db.run("recording finished parents", lambda: db.transaction(go))
+    if not partly_finished:
+        try:
+            return await db.run("recording finished parents", lambda: db.transaction(at_once))
+        except _Redo:
+            pass
+    return await db.run("recording finished parents", lambda: db.transaction(careful))
+
+
+class _Redo(Exception):
+    """A finish that did not apply to every job of its group: rolled back, to be made
+    again after reading which jobs it applies to."""
 
 
 async def parent_results(

@@ -262,16 +262,21 @@ class Executor:
         return await self._transaction(fn)
 
     async def _transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        held = await self.conns.take()
+        # MySQL: a connection with autocommit off (the open claims'), whose first
+        # statement opens the transaction: no BEGIN round trip
+        mysql = not (self._asyncpg or self._aiosqlite)
+        conns = self.claim_conns if mysql else self.conns
+        held = await conns.take()
         tx = Tx(held.raw, self._asyncpg, self._aiosqlite)
         try:
-            await tx.execute("BEGIN IMMEDIATE" if self._aiosqlite else "BEGIN")
+            if not mysql:
+                await tx.execute("BEGIN IMMEDIATE" if self._aiosqlite else "BEGIN")
             out = await fn(tx)
             await tx.execute("COMMIT")
         except BaseException:
-            await self.conns.discard(held)
+            await conns.discard(held)
             raise
-        await self.conns.give(held)
+        await conns.give(held)
         return out
 
     # Statements go to the driver's connection directly: through SQLAlchemy's Connection

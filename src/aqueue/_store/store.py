@@ -60,7 +60,10 @@ class Store:
         quote = self.db.engine.dialect.identifier_preparer.quote
         self.sql = queries(quote(self.table_name), quote(self.tables.meta.name))
         self.deps = DepsQueries(
-            self.sql, quote(f"{self.table_name}_deps"), row_locks=not self.is_sqlite
+            self.sql,
+            quote(f"{self.table_name}_deps"),
+            row_locks=not self.is_sqlite,
+            lock_of=backend == "postgresql",
         )
         self.tags = TagQueries(self.sql, quote(f"{self.table_name}_tags"))
 
@@ -233,7 +236,7 @@ class Store:
         if status is not JobStatus.TODO:
             # The rest are parents of other jobs (their finish releases them), or late.
             mine, before, children = await deps.finish_parents(
-                self.db, self.deps, self.sql, status, group, now
+                self.db, self.deps, self.sql, status, group, now, partly_finished=count > 0
             )
             released += children
             if count + len(mine) == len(group):

@@ -27,12 +27,14 @@ ROWS_PER_INSERT = 500
 class DepsQueries:
     """The deps statements over ``q``'s jobs table and the deps table ``deps`` (quoted)."""
 
-    def __init__(self, q: BaseQueries, deps: str, *, row_locks: bool) -> None:
+    def __init__(self, q: BaseQueries, deps: str, *, row_locks: bool, lock_of: bool) -> None:
         self.q = q
         self.t = q.t
         self.deps = deps
         # SQLite has no row locks: its transactions take the database's write lock
         self.for_update = " FOR UPDATE" if row_locks else ""
+        # a join locks the jobs' rows only (PostgreSQL); MySQL locks every row it reads
+        self.for_update_jobs = " FOR UPDATE OF j" if lock_of else self.for_update
 
     def _in(self, params: list[Any], column: str, ids: Sequence[str]) -> str:
         """``column`` is one of ``ids`` (the dialect's form of an id list)."""
@@ -77,20 +79,16 @@ class DepsQueries:
         )
         return sql, params
 
-    def children(self, parents: Sequence[str]) -> Statement:
+    def waiting_children(self, parents: Sequence[str]) -> Statement:
+        """The edges from ``parents`` to ``waiting`` children, each with the child's row
+        (:data:`JOB_COLUMNS`), the children locked."""
         params: list[Any] = []
+        cols = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
         sql = (
-            f"SELECT child_id, parent_id, on_failure FROM {self.deps} "
-            f"WHERE {self._in(params, 'parent_id', parents)}"
-        )
-        return sql, params
-
-    def lock_waiting(self, ids: Sequence[str]) -> Statement:
-        """The ``waiting`` jobs among ``ids`` and their ``parents_left``, locked."""
-        params: list[Any] = []
-        sql = (
-            f"SELECT id, parents_left FROM {self.t} WHERE {self.q.ids_in(params, ids)} "
-            f"AND status = 'waiting'{self.for_update}"
+            f"SELECT d.child_id, d.parent_id, d.on_failure, {cols} FROM {self.deps} d "
+            f"JOIN {self.t} j ON j.id = d.child_id "
+            f"WHERE {self._in(params, 'd.parent_id', parents)} AND j.status = 'waiting'"
+            f"{self.for_update_jobs}"
         )
         return sql, params
 
@@ -134,12 +132,6 @@ class DepsQueries:
             f"UPDATE {self.t} SET {sets} WHERE {self.q.ids_in(params, ids)} AND status = 'waiting'"
         )
         return sql, params
-
-    def rows(self, ids: Sequence[str]) -> Statement:
-        params: list[Any] = []
-        return f"SELECT {JOB_COLUMNS} FROM {self.t} WHERE {self.q.ids_in(params, ids)}", params
-
-    # -- results of parents ------------------------------------------------------------
 
     def results(self, child: str) -> Statement:
         """The parents of ``child`` (id, status, result), in id order."""
