@@ -23,6 +23,8 @@ from ._store.base import Edge
 FEED = "w"
 """The run option of a job fed its parents' results: ``"one"`` (the result of its one
 parent) or ``"all"`` (the list of its parents' results, in the group's order)."""
+PARENT = "p"
+"""The run option of a step with children (a hint for the finish: see ``Finish.parent``)."""
 
 
 class _GraphQueue(Protocol):
@@ -37,7 +39,7 @@ class _GraphQueue(Protocol):
         kwargs: dict[str, Any],
         opts: Options,
         trace: dict[str, str] | None = None,
-        feed: str | None = None,
+        step: dict[str, Any] | None = None,
     ) -> NewJob: ...
 
     async def _enqueue_graph(
@@ -144,13 +146,17 @@ async def _enqueue(steps: list[Signature | Group]) -> list[list[Job]]:
     # One ascending range of ids: a group's results are read back in id order, which is
     # then the group's order.
     fresh = iter(new_job_ids(sum(len(s.steps) if isinstance(s, Group) else 1 for s in steps)))
-    for step in steps:
+    for k, step in enumerate(steps):
+        has_next = k + 1 < len(steps)
         calls = step.steps if isinstance(step, Group) else (step,)
         ids = []
         for sig in calls:
             if sig.task.queue is not queue:
                 raise ConfigurationError("every step of a workflow must be on the same queue")
-            new = queue._new_job(sig.task, sig.args, sig.kwargs, sig.options, feed=feed)
+            step_options: dict[str, Any] = {FEED: feed} if feed else {}
+            if has_next:
+                step_options[PARENT] = 1
+            new = queue._new_job(sig.task, sig.args, sig.kwargs, sig.options, step=step_options)
             new = new._replace(id=next(fresh))
             news.append(new)
             ids.append(new.id)

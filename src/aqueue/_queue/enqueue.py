@@ -28,7 +28,6 @@ from .._serde import encode_payload
 from .._store.base import Edge
 from .._store.caller import connection_of, insert_on, sql_store
 from .._task import Task
-from .._workflow import FEED
 from .control import JobControl
 from .outbox import after_commit
 
@@ -71,14 +70,15 @@ class Enqueuing(JobControl):
         kwargs: dict[str, Any],
         opts: Options,
         trace: dict[str, str] | None = None,
-        feed: str | None = None,
+        step: dict[str, Any] | None = None,
     ) -> NewJob:
-        """``feed``: a workflow step's input (``_workflow.FEED``)."""
+        """``step``: a workflow step's run options (``_workflow``: its input, and whether
+        it has children)."""
         name, max_attempts = self._resolve_task(task, opts)
         now = self._clock()
         run_options = _traced(opts.run_options(now), trace)
-        if feed is not None:
-            run_options = {**(run_options or {}), FEED: feed}
+        if step:
+            run_options = {**(run_options or {}), **step}
         payload = encode_payload(tuple(args), dict(kwargs), self.max_payload_bytes, run_options)
         return NewJob(
             id=opts.job_id or new_job_id(),

@@ -22,6 +22,7 @@ from .._message import Message
 from .._models import JobRecord, JobStatus
 from .._store.base import Finish
 from .._store.batcher import Batcher
+from .._workflow import PARENT
 from .execute import Outcome
 from .faults import crash_point
 
@@ -82,7 +83,15 @@ class Recorder:
         assert outcome.status is not None
         follow = msg.follow_up(outcome.run_at) if outcome.status is JobStatus.TODO else None
         item = _Settled(
-            Finish(msg.id, token, outcome.status, outcome.result, outcome.error, outcome.run_at),
+            Finish(
+                msg.id,
+                token,
+                outcome.status,
+                outcome.result,
+                outcome.error,
+                outcome.run_at,
+                PARENT in msg.options,
+            ),
             msg.raw,
             follow,
             msg.priority,

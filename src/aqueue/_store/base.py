@@ -33,6 +33,9 @@ class Finish:
     result: str | None = None
     error: str | None = None
     run_at: int | None = None  # for a retry (status todo)
+    parent: bool = False
+    """A hint: the job was enqueued with children (a workflow step), so its final finish
+    goes straight to the transaction that releases them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from .base import Edge, Finish
 from .executor import Executor, Tx
 from .sql import BaseQueries, record
 from .sql.deps import ROWS_PER_INSERT, DepsQueries, is_bad
+from .sql.tags import TagQueries
+from .tags import tag_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,12 @@ def _chunks(items: Sequence[Any], n: int = ROWS_PER_INSERT) -> Iterable[Sequence
 
 
 async def insert_with_parents(
-    db: Executor, dq: DepsQueries, jobs: Sequence[NewJob], edges: Sequence[Edge], now: int
+    db: Executor,
+    dq: DepsQueries,
+    jobs: Sequence[NewJob],
+    edges: Sequence[Edge],
+    now: int,
+    tq: TagQueries | None = None,
 ) -> dict[str, JobStatus]:
     """Insert ``jobs`` (ordered parents first) and their ``edges`` in one transaction: all
     rows or none. Returns each job's starting status."""
@@ -167,6 +174,8 @@ async def insert_with_parents(
         edge_rows = [(e.parent, e.child, int(e.run_on_failure)) for e in live]
         for chunk in _chunks(edge_rows, 2000):
             await tx.execute(*dq.insert_edges(chunk))
+        if tq is not None and any(j.tags for j in jobs):
+            await tag_in(tx, tq, jobs)  # in this transaction too
         return {i: s.status for i, s in states.items()}
 
     return await db.run("enqueueing jobs with parents", lambda: db.transaction(go))
@@ -235,7 +244,8 @@ async def finish_parents(
             before = {r[0] for r in await tx.fetch(*sql.finished(rest, status, now))}
         if not mine:
             return mine, before, []
-        await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=True))
+        # on the rows locked above, flagged or not (a hint may be wrong)
+        await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=None))
         return mine, before, await release(tx, dict.fromkeys(mine, status))
 
     if not partly_finished:

@@ -196,11 +196,11 @@ class BaseQueries:
     # -- finish / renew / release -------------------------------------------------------
 
     def finish(
-        self, status: JobStatus, group: Sequence[Finish], now: int, *, parents: bool = False
+        self, status: JobStatus, group: Sequence[Finish], now: int, *, parents: bool | None = False
     ) -> Statement:
         """Record finished attempts of one status, ``group`` sorted by id. A final finish
         applies only to jobs with no children (``parents``: only to jobs with some, whose
-        finish also releases them: ``_store.deps``)."""
+        finish also releases them: ``_store.deps``; ``None``: to either)."""
         b = self.bind
         params: list[Any] = []
         sets = [f"status = {b(params, status.value)}", f"updated_at = {b(params, now)}"]
@@ -218,7 +218,7 @@ class BaseQueries:
         sets_sql = ", ".join(sets)
         where = f"{self.ids_in(params, [f.id for f in group])} AND status = 'running' AND "
         where += self.tokens_match([(f.id, f.token) for f in group], params)
-        if status is not JobStatus.TODO:
+        if status is not JobStatus.TODO and parents is not None:
             where += f" AND has_children = {int(parents)}"
         return f"UPDATE {self.t} SET {sets_sql} WHERE {where}", params
 
