@@ -120,21 +120,33 @@ def gcra_request(
     started = max(state.get("a", 0), now)
     slack = tolerance + interval  # a late start may catch up one interval
     if reserved is not None and reserved >= blocked:
-        if reserved <= now and started - slack <= now:
+        if _ms(reserved) <= now and started - slack <= now:
             state["a"] = started + interval
             return 0
         # Early (a second copy), or late behind others that came back late too: starts
         # stay spaced however the deferred messages bunch on their way back.
         state[field] = reserved
-        return max(reserved, started - slack) - now
+        return max(_ms(reserved), _ms_up(started - slack)) - now
     tat = max(state.get("t", 0), now, started - interval)
     allow = tat - tolerance
     state["t"] = tat + interval
-    if allow <= now:
+    if _ms(allow) <= now and started - slack <= now:
         state["a"] = started + interval
         return 0
     state[field] = allow
-    return allow - now
+    return max(_ms(allow), _ms_up(started - slack)) - now
+
+
+def _ms(t: int) -> int:
+    """The start of the millisecond ``t`` falls in: a reservation is on time from the
+    ms its message is due at (the delayed set's scores are ms; without this, a message
+    due at that ms would bounce until the ms ends). The admitted starts themselves are
+    checked to the µs (``a``), so the bound on them stays exact."""
+    return t // 1000 * 1000
+
+
+def _ms_up(t: int) -> int:
+    return -(-t // 1000) * 1000
 
 
 def gcra_back_off(state: MutableMapping[str, int], now: int, delay: int, tolerance: int) -> int:

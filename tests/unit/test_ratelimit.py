@@ -180,3 +180,25 @@ def test_rate_limited_is_a_retry() -> None:
     for bad in (-1, "30", None, True):
         with pytest.raises(ConfigurationError):
             RateLimited(retry_after=bad)  # type: ignore[arg-type]
+
+
+async def test_under_drive_a_deferred_job_waits_for_the_clock() -> None:
+    """aqueue.testing: the limiter follows the fake clock; drain() does not wait for a
+    deferred job, advance()/drain_all() run it at its time."""
+    from aqueue.testing import drive
+
+    q = Queue("rl_drive", redis_url="redis://127.0.0.1:9/0", database_url="sqlite+aiosqlite:///x")
+    ran: list[int] = []
+
+    @q.task(rate_limit="1/s")
+    async def ping(i: int) -> None:
+        ran.append(i)
+
+    async with drive(q) as d:
+        await q.enqueue_many(("ping", (i,), {}) for i in range(3))
+        await d.drain()
+        assert len(ran) == 1
+        await d.advance(1.0)
+        assert len(ran) == 2
+        await d.drain_all()
+        assert sorted(ran) == [0, 1, 2]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from .._broker.broker import WAKE, Keys
 from .._errors import BrokerError
 from .._ids import now_us
+from .._message import message_job_id
 from .._ratelimit import gcra_back_off, gcra_request, state_ttl_ms
 
 
@@ -114,6 +115,15 @@ class MemoryBroker:
         self._stats.clear()
         self._limits.clear()
         self._epoch = None
+
+    def delayed_jobs(self) -> dict[str, int]:
+        """Job id -> due time (µs, the latest of its copies) of each delayed message."""
+        out: dict[str, int] = {}
+        for m, due_ms in self._delayed.items():
+            job_id = message_job_id(m)
+            if job_id is not None:
+                out[job_id] = max(out.get(job_id, 0), due_ms * 1000)
+        return out
 
     def idle(self) -> bool:
         """Nothing ready, in a suspect lane or in any working list (delayed ones may
@@ -240,7 +250,7 @@ class MemoryBroker:
             self._keep_limit(key, state, now)
             if wait:
                 _remove_from_tail(working, raw)
-                self._delayed[raw] = -(-(now + wait) // 1000)  # rounded up to the ms
+                self._delayed[raw] = (now + wait) // 1000  # on time from its ms
             waits.append(wait)
         return waits
 

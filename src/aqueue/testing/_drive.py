@@ -75,6 +75,8 @@ class Driver:
             await self._enqueue_ticks()
             moved, _ = await self.broker.promote()
             runnable = await self.store.unfinished_count(self.queue.name, self.clock())
+            if runnable:
+                runnable -= len(self._deferred())
             if moved or runnable or not self.broker.idle():
                 quiet = 0
                 if loop.time() > deadline:
@@ -103,11 +105,24 @@ class Driver:
         until no job waits (cron ticks alone do not move it)."""
         for _ in range(max_steps):
             await self.drain(timeout=timeout)
-            waiting = [j.run_at for j in self.jobs(JobStatus.TODO)]
+            deferred = self._deferred()
+            waiting = [j.run_at for j in self.jobs(JobStatus.TODO) if j.id not in deferred]
+            waiting += deferred.values()
             if not waiting:
                 return
             self.clock.set(max(self.clock(), min(waiting)))
         raise TimeoutError(f"drain_all: jobs still waiting after {max_steps} steps")
+
+    def _deferred(self) -> dict[str, int]:
+        """Jobs due in the store whose message waits in the delayed set until later (a
+        rate limit deferred them), with that time: they are not runnable before it."""
+        now = self.clock()
+        later = {i: due for i, due in self.broker.delayed_jobs().items() if due > now}
+        return {
+            j.id: later[j.id]
+            for j in self.jobs(JobStatus.TODO)
+            if j.id in later and j.run_at <= now
+        }
 
     def _check_runner(self) -> None:
         if self._task.done():

@@ -9,8 +9,8 @@
 --   ARGV[2] n, then n groups of five: index into KEYS of the job's limit state, job id,
 --           interval µs, tolerance µs, the message as it sits in the working list
 --   A deferred message leaves the working list for the delayed set, due at its reserved
---   time (rounded up to the ms: the promoter never brings it back early), in the same
---   step as the reservation: it is never in neither place.
+--   time (to the ms: the set's scores are ms, and a reservation is on time from its ms),
+--   in the same step as the reservation: it is never in neither place.
 --   returns: n waits in µs (0: admitted, start it now)
 -- ARGV[1] = 'backoff':
 --   KEYS[1] a limit state   ARGV[2] delay µs   ARGV[3] tolerance µs
@@ -21,6 +21,17 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
 local function num(x)
   return string.format('%.0f', x)  -- a plain integer: tostring() keeps 14 digits only
+end
+
+-- A reservation is on time from the ms it falls in (the delayed set's scores are ms: a
+-- message due at that ms must not bounce until the ms ends); admitted starts (a) are
+-- checked to the µs, and a wait for them is rounded up to the next ms.
+local function ms(x)
+  return math.floor(x / 1000) * 1000
+end
+
+local function ms_up(x)
+  return math.ceil(x / 1000) * 1000
 end
 
 local function keep(key, t, b)
@@ -63,29 +74,29 @@ for j = 1, n do
   local started = math.max(s.a, now)
   local slack = tolerance + interval  -- a late start may catch up one interval
   if reserved ~= nil and reserved >= s.b then
-    if reserved <= now and started - slack <= now then
+    if ms(reserved) <= now and started - slack <= now then
       redis.call('HDEL', KEYS[k], id)
       s.a = started + interval
       wait = 0
     else
-      wait = math.max(reserved, started - slack) - now  -- its reservation stays
+      wait = math.max(ms(reserved), ms_up(started - slack)) - now  -- reservation stays
     end
   else
     local tat = math.max(s.t, now, started - interval)
     local allow = tat - tolerance
     s.t = tat + interval
-    if allow <= now then
+    if ms(allow) <= now and started - slack <= now then
       if reserved ~= nil then redis.call('HDEL', KEYS[k], id) end
       s.a = started + interval
       wait = 0
     else
       redis.call('HSET', KEYS[k], id, num(allow))
-      wait = allow - now
+      wait = math.max(ms(allow), ms_up(started - slack)) - now
     end
   end
   if wait > 0 then
     redis.call('LREM', KEYS[1], -1, msg)
-    redis.call('ZADD', KEYS[2], num(math.ceil((now + wait) / 1000)), msg)
+    redis.call('ZADD', KEYS[2], num((now + wait) / 1000), msg)  -- a whole ms
   end
   out[j] = wait
 end
