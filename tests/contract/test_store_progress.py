@@ -130,3 +130,16 @@ async def test_tag_in_tags_jobs_inserted_by_another_form(store: JobStore) -> Non
     found = await store.find_jobs(JobQuery("q", tag="w"), 50)
     assert sorted(r.id for r in found) == sorted(j.id for j in jobs[:2])
     assert [r.tags for r in found if r.id == jobs[0].id] == ["w,x"]
+
+
+async def test_jobs_with_parents_are_tagged_in_their_transaction(store: JobStore) -> None:
+    from aqueue._store.base import Edge
+
+    now = now_us()
+    parent = new()._replace(tags=("flow:1",))
+    child = new()._replace(tags=("flow:1", "step:2"))
+    await store.insert_with_parents([parent, child], [Edge(parent.id, child.id)], now)
+    found = await store.find_jobs(JobQuery("q", tag="flow:1"), 50)
+    assert sorted(r.id for r in found) == sorted([parent.id, child.id])
+    waiting = await store.find_jobs(JobQuery("q", tag="step:2", statuses=(JobStatus.WAITING,)), 50)
+    assert [(r.id, r.tags) for r in waiting] == [(child.id, "flow:1,step:2")]

@@ -216,3 +216,26 @@ async def test_tags_are_written_in_the_callers_transaction(
     assert await q.jobs(tag="order:1") == []
     assert [r.id for r in await q.jobs(tag="order:2")] == [kept.id]
     assert rolled.id != kept.id
+
+
+async def test_sync_handlers_progress_and_tags_on_the_memory_backend() -> None:
+    """``aqueue.testing.drive``: the same behaviour without servers."""
+    from aqueue.testing import drive
+
+    q = Queue("mem", redis_url="redis://127.0.0.1:9/0", database_url="sqlite+aiosqlite:///no/x")
+
+    @q.task
+    def work(n: int) -> int:
+        for i in range(1, n + 1):
+            current_job().progress_sync(i / n, f"{i}/{n}")
+        return n
+
+    async with drive(q) as d:
+        job = await work.options(tags=["batch:1"]).enqueue(10)
+        other = await work.enqueue(1)
+        await d.drain()
+        assert await job.result(timeout=DEADLINE) == 10
+        info = await job.info()
+        assert (info.progress, info.progress_message, info.tags) == (1.0, "10/10", "batch:1")
+        assert [r.id for r in await q.jobs(tag="batch:1", status="done")] == [job.id]
+        assert other.id not in [r.id for r in await q.jobs(tag="batch:1")]
