@@ -244,7 +244,8 @@ async def finish_parents(
             before = {r[0] for r in await tx.fetch(*sql.finished(rest, status, now))}
         if not mine:
             return mine, before, []
-        await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=True))
+        # on the rows locked above, flagged or not (a hint may be wrong)
+        await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=None))
         return mine, before, await release(tx, dict.fromkeys(mine, status))
 
     if not partly_finished:
