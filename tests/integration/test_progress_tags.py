@@ -239,3 +239,34 @@ async def test_sync_handlers_progress_and_tags_on_the_memory_backend() -> None:
         assert (info.progress, info.progress_message, info.tags) == (1.0, "10/10", "batch:1")
         assert [r.id for r in await q.jobs(tag="batch:1", status="done")] == [job.id]
         assert other.id not in [r.id for r in await q.jobs(tag="batch:1")]
+
+
+async def test_the_dashboard_shows_progress_and_tags() -> None:
+    """The job page and the API's job (``aqueue.web``, over the memory backend)."""
+    import httpx
+
+    import aqueue.web
+    from aqueue.testing import drive
+
+    q = Queue("webpt", redis_url="redis://127.0.0.1:9/0", database_url="sqlite+aiosqlite:///n/x")
+
+    @q.task
+    async def half() -> None:
+        await current_job().progress(0.5, "resized <b>5</b> of 10")
+
+    async with drive(q) as d:
+        job = await half.options(tags=["customer:42", "resize"]).enqueue()
+        await d.drain()
+        app = aqueue.web.app(q, auth=aqueue.web.token_auth("t" * 32))
+        headers = {"authorization": "Bearer " + "t" * 32}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as client:
+            page = (await client.get(f"/jobs/{job.id}")).text
+            api = (await client.get(f"/api/jobs/{job.id}")).json()
+    assert (
+        '<progress max="1" value="0.5"></progress> 50% resized &lt;b&gt;5&lt;/b&gt; of 10' in page
+    )
+    assert "customer:42, resize" in page
+    assert (api["progress"], api["tags"]) == (0.5, ["customer:42", "resize"])

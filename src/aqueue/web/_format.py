@@ -121,6 +121,9 @@ def job_json(rec: JobRecord) -> dict[str, Any]:
         "result": parse_json(rec.result),
         "error": error_of(rec),
         "unique_key": rec.unique_key,
+        "progress": rec.progress,
+        "progress_message": rec.progress_message,
+        "tags": rec.tags.split(",") if rec.tags else [],
     }
     for name in ("run_at", "leased_until", "created_at", "updated_at", "finished_at"):
         us = getattr(rec, name)

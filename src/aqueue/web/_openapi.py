@@ -53,6 +53,12 @@ _JOB = {
             },
         },
         "unique_key": {"type": ["string", "null"]},
+        "progress": {
+            "type": ["number", "null"],
+            "description": "From 0 to 1, as the handler last reported it.",
+        },
+        "progress_message": {"type": ["string", "null"]},
+        "tags": {"type": "array", "items": {"type": "string"}},
         **{
             name: _TIME
             for name in ("run_at", "leased_until", "created_at", "updated_at", "finished_at")
