@@ -202,7 +202,7 @@ async def test_an_unexpected_error_recording_a_finish_is_retried_and_the_job_run
 
     job = await once.enqueue(7)
     be = await queue._backend()
-    real_finish = be.store.finish
+    real_finish = be.store.finish_release
     raised: list[str] = []
 
     async def finish_failing_once(items, now):  # type: ignore[no-untyped-def]
@@ -211,7 +211,7 @@ async def test_an_unexpected_error_recording_a_finish_is_retried_and_the_job_run
             raise RuntimeError("unmapped driver error")
         return await real_finish(items, now)
 
-    be.store.finish = finish_failing_once  # type: ignore[method-assign]
+    be.store.finish_release = finish_failing_once  # type: ignore[method-assign]
     runner = Runner(queue, RunnerConfig(burst=True, handle_signals=False))
     with caplog.at_level(logging.ERROR, logger="aqueue"):
         await runner.run()
