@@ -381,6 +381,11 @@ SNAPSHOT: dict[str, Any] = {
                 "(self, **options: 'Any') -> 'BoundTask[P, R]'",
                 "f38d23c74e8de718",
             ),
+            "s": (
+                "method",
+                "(self, *args: 'Any', **kwargs: 'Any') -> 'Signature'",
+                "c10af34c906d9d2f",
+            ),
         },
     },
     "Job": {
@@ -471,6 +476,11 @@ SNAPSHOT: dict[str, Any] = {
                 "method",
                 "(self, *args: 'P.args', **kwargs: 'P.kwargs') -> 'Job'",
                 "50fc5eb37f4a3b40",
+            ),
+            "s": (
+                "method",
+                "(self, *args: 'Any', **kwargs: 'Any') -> 'Signature'",
+                "9b32bdfa86e4ea20",
             ),
         },
     },
