@@ -10,7 +10,7 @@ import pytest
 from aqueue._errors import ConfigurationError
 from aqueue._ids import now_us
 from aqueue._models import JobStatus, NewJob
-from aqueue._store.base import Edge, Finish, JobStore
+from aqueue._store.base import Edge, Finish, JobStore, Reclaim
 
 from .helpers import claim, new
 
@@ -171,3 +171,34 @@ async def test_parent_results_and_plain_finishes(store: JobStore) -> None:
     assert await store.parent_results(late.id) == sorted(
         [(a.id, JobStatus.DONE, '"r"'), (plain.id, JobStatus.DONE, '"r"')]
     )
+
+
+async def test_a_parent_cancelled_failed_by_the_reclaimer_or_unrunnable_settles_its_children(
+    store: JobStore,
+) -> None:
+    now = now_us()
+    cancelled, reclaimed, malformed = new(), new(), new()
+    await store.insert_jobs([cancelled, reclaimed, malformed], now)
+    doomed, anyway, third = new(), new(), new()
+    await store.insert_with_parents(
+        [doomed, anyway, third],
+        [
+            Edge(cancelled.id, doomed.id),
+            Edge(cancelled.id, anyway.id, run_on_failure=True),
+            Edge(reclaimed.id, anyway.id, run_on_failure=True),
+            Edge(malformed.id, third.id),
+        ],
+        now,
+    )
+    assert await store.cancel(cancelled.id, "stop", now)
+    assert await _status(store, doomed.id) is JobStatus.CANCELLED
+    assert (await store.get_job(anyway.id)).parents_left == 1  # type: ignore[union-attr]
+    await store.claim(claim([reclaimed.id], "tok", now=now, lease=1))
+    later = now + 10
+    assert await store.reclaim(
+        [Reclaim(reclaimed.id, "tok", JobStatus.FAILED, "stalled")], later, later
+    ) == {reclaimed.id}
+    rec = await store.get_job(anyway.id)
+    assert rec is not None and rec.status is JobStatus.TODO and rec.parents_left == 0
+    assert await store.fail_unclaimed(malformed.id, "malformed", later)
+    assert await _status(store, third.id) is JobStatus.CANCELLED

@@ -19,7 +19,7 @@ from .._models import JobRecord, JobStatus, NewJob
 from .._serde import encode_reason
 from .base import Edge, Finish
 from .executor import Executor, Tx
-from .sql import BaseQueries, record
+from .sql import BaseQueries, Statement, record
 from .sql.deps import ROWS_PER_INSERT, DepsQueries, is_bad
 from .sql.tags import TagQueries
 from .tags import tag_in
@@ -181,6 +181,41 @@ async def insert_with_parents(
     return await db.run("enqueueing jobs with parents", lambda: db.transaction(go))
 
 
+async def release(
+    tx: Tx, dq: DepsQueries, frontier: dict[str, JobStatus], now: int
+) -> list[JobRecord]:
+    """In ``tx``: the waiting children of jobs that just reached a final status
+    (``frontier``) counted down, released (returned, to dispatch) or cancelled."""
+    released: list[JobRecord] = []
+    while frontier:
+        rows = await tx.fetch(*dq.waiting_children(sorted(frontier)))
+        if not rows:
+            break
+        edges = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        children = {str(r[0]): record(r[3:]) for r in rows}
+        waiting = {c: rec.parents_left for c, rec in children.items()}
+        plan = plan_release(frontier, edges, waiting)
+        if plan.cancel:
+            await tx.execute(*dq.cancel_waiting(plan.cancel, now))
+        if plan.count_down:
+            await tx.execute(*dq.count_down(plan.count_down))
+        if plan.release:
+            await tx.execute(*dq.release(plan.release, now))
+            released += [
+                replace(
+                    children[c],
+                    status=JobStatus.TODO,
+                    parents_left=0,
+                    updated_at=now,
+                    run_at=max(children[c].run_at, now),
+                )
+                for c in plan.release
+            ]
+        # a cancelled child's own children are cancelled in turn
+        frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
+    return released
+
+
 async def finish_parents(
     db: Executor,
     dq: DepsQueries,
@@ -199,42 +234,12 @@ async def finish_parents(
     ids = [f.id for f in group]
     tokens = [(f.id, f.token) for f in group]
 
-    async def release(tx: Tx, frontier: dict[str, JobStatus]) -> list[JobRecord]:
-        released: list[JobRecord] = []
-        while frontier:
-            rows = await tx.fetch(*dq.waiting_children(sorted(frontier)))
-            if not rows:
-                break
-            edges = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
-            children = {str(r[0]): record(r[3:]) for r in rows}
-            waiting = {c: rec.parents_left for c, rec in children.items()}
-            plan = plan_release(frontier, edges, waiting)
-            if plan.cancel:
-                await tx.execute(*dq.cancel_waiting(plan.cancel, now))
-            if plan.count_down:
-                await tx.execute(*dq.count_down(plan.count_down))
-            if plan.release:
-                await tx.execute(*dq.release(plan.release, now))
-                released += [
-                    replace(
-                        children[c],
-                        status=JobStatus.TODO,
-                        parents_left=0,
-                        updated_at=now,
-                        run_at=max(children[c].run_at, now),
-                    )
-                    for c in plan.release
-                ]
-            # a cancelled child's own children are cancelled in turn
-            frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
-        return released
-
     async def at_once(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
         """The usual case: every job of the group is still running under its token."""
         changed = await tx.execute(*sql.finish(status, group, now, parents=True))
         if changed != len(group):
             raise _Redo  # rolled back: which rows changed is read in the careful way
-        return set(ids), set(), await release(tx, dict.fromkeys(ids, status))
+        return set(ids), set(), await release(tx, dq, dict.fromkeys(ids, status), now)
 
     async def careful(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
         mine = {r[0] for r in await tx.fetch(*dq.lock_finishing(ids, tokens))}
@@ -246,7 +251,7 @@ async def finish_parents(
             return mine, before, []
         # on the rows locked above, flagged or not (a hint may be wrong)
         await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=None))
-        return mine, before, await release(tx, dict.fromkeys(mine, status))
+        return mine, before, await release(tx, dq, dict.fromkeys(mine, status), now)
 
     if not partly_finished:
         try:
@@ -254,6 +259,31 @@ async def finish_parents(
         except _Redo:
             pass
     return await db.run("recording finished parents", lambda: db.transaction(careful))
+
+
+async def settle_finals(
+    db: Executor, dq: DepsQueries, what: str, stmt: Statement, ids: Sequence[str], now: int
+) -> int:
+    """Run ``stmt`` (a compare-and-set that may make some of ``ids`` final: a cancel, a
+    reclaim that fails a job, an expiry) in a transaction with the release of the
+    children of those it made final. Returns its row count. Their released children are
+    left to the sweeper (not marked dispatched): these paths are rare."""
+    ids = sorted(set(ids))
+
+    async def go(tx: Tx) -> int:
+        before = {
+            r[0]: (JobStatus(r[1]), int(r[2])) for r in await tx.fetch(*dq.states(ids, lock=True))
+        }
+        n = await tx.execute(*stmt)
+        parents = [i for i, (st, flagged) in before.items() if flagged and not st.is_final]
+        if n and parents:
+            after = await tx.fetch(*dq.states(parents, lock=False))
+            ended = {r[0]: JobStatus(r[1]) for r in after if JobStatus(r[1]).is_final}
+            if ended:
+                await release(tx, dq, ended, now)
+        return n
+
+    return await db.run(what, lambda: db.transaction(go))
 
 
 class _Redo(Exception):

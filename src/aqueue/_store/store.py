@@ -281,8 +281,9 @@ class Store:
         )
 
     async def fail_unclaimed(self, job_id: str, error: str, now: int) -> bool:
+        stmt = self.sql.fail_unclaimed(job_id, error, now)
         return (
-            await self._execute("failing a job", *self.sql.fail_unclaimed(job_id, error, now)) > 0
+            await deps.settle_finals(self.db, self.deps, "failing a job", stmt, [job_id], now) > 0
         )
 
     # -- reads ----------------------------------------------------------------------
@@ -352,9 +353,13 @@ class Store:
         for status, group in groups.items():
             group = sorted(group, key=lambda r: r.id)
             ids = [r.id for r in group]
-            count = await self._execute(
-                "reclaiming jobs", *self.sql.reclaim(status, group, before, now)
-            )
+            stmt = self.sql.reclaim(status, group, before, now)
+            if status is JobStatus.TODO:
+                count = await self._execute("reclaiming jobs", *stmt)
+            else:  # failed for good: its children, if any, are released or cancelled
+                count = await deps.settle_finals(
+                    self.db, self.deps, "reclaiming jobs", stmt, ids, now
+                )
             if count == len(group):
                 done |= set(ids)
                 continue
@@ -376,7 +381,11 @@ class Store:
         return await self.get_job(job_id)
 
     async def cancel(self, job_id: str, reason: str, now: int) -> bool:
-        return await self._execute("cancelling a job", *self.sql.cancel(job_id, reason, now)) > 0
+        stmt = self.sql.cancel(job_id, reason, now)
+        return (
+            await deps.settle_finals(self.db, self.deps, "cancelling a job", stmt, [job_id], now)
+            > 0
+        )
 
     async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:
         total = 0
@@ -433,7 +442,7 @@ class Store:
             return set()
         ids = sorted(set(ids))
         stmt = self.sql.cancel_jobs(queue, ids, reason, now)
-        count = await self._execute("cancelling jobs", *stmt)
+        count = await deps.settle_finals(self.db, self.deps, "cancelling jobs", stmt, ids, now)
         if count == len(ids):
             return set(ids)
         if not count:

@@ -201,6 +201,12 @@ class MemoryStore(JobControl):
         await self._step()
         return self._deps.insert(jobs, edges, now)
 
+    async def cancel(self, job_id: str, reason: str, now: int) -> bool:
+        if not await super().cancel(job_id, reason, now):
+            return False
+        self._deps.release({job_id: JobStatus.CANCELLED}, now)
+        return True
+
     async def parent_results(self, child: str) -> list[tuple[str, JobStatus, str | None]]:
         await self._step()
         return self._deps.results(child)
@@ -239,6 +245,7 @@ class MemoryStore(JobControl):
             return False
         r.status, r.error, r.finished_at = JobStatus.FAILED, error, now
         r.run_at, r.updated_at, r.unique_key = min(r.run_at, now), now, None
+        self._deps.release({job_id: JobStatus.FAILED}, now)
         return True
 
     # -- reads ----------------------------------------------------------------------
@@ -358,6 +365,7 @@ class MemoryStore(JobControl):
                 r.run_at = now
             else:
                 r.finished_at, r.unique_key, r.error = now, None, it.error
+                self._deps.release({it.id: it.status}, now)
             done.add(it.id)
         return done
 

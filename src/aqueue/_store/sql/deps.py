@@ -79,6 +79,15 @@ class DepsQueries:
         )
         return sql, params
 
+    def states(self, ids: Sequence[str], *, lock: bool) -> Statement:
+        """The status and ``has_children`` of each of ``ids`` (``lock``: locked)."""
+        params: list[Any] = []
+        sql = (
+            f"SELECT id, status, has_children FROM {self.t} WHERE {self.q.ids_in(params, ids)}"
+            f"{self.for_update if lock else ''}"
+        )
+        return sql, params
+
     def waiting_children(self, parents: Sequence[str]) -> Statement:
         """The edges from ``parents`` to ``waiting`` children, each with the child's row
         (:data:`JOB_COLUMNS`), the children locked."""
