@@ -11,6 +11,7 @@ from aqueue._errors import ConfigurationError
 from aqueue._ids import now_us
 from aqueue._models import JobStatus, NewJob
 from aqueue._store.base import Edge, Finish, JobStore, Reclaim
+from aqueue._store.store import Store
 
 from .helpers import claim, new
 
@@ -202,3 +203,20 @@ async def test_a_parent_cancelled_failed_by_the_reclaimer_or_unrunnable_settles_
     assert rec is not None and rec.status is JobStatus.TODO and rec.parents_left == 0
     assert await store.fail_unclaimed(malformed.id, "malformed", later)
     assert await _status(store, third.id) is JobStatus.CANCELLED
+
+
+async def test_purges_take_the_edges_of_the_jobs_they_delete(store: JobStore) -> None:
+    now = now_us()
+    a, child = new(), new()
+    await store.insert_with_parents([a, child], [Edge(a.id, child.id)], now)
+    await _run(store, [a], JobStatus.DONE, now)
+    await _run(store, [child], JobStatus.DONE, now)
+    assert await store.parent_results(child.id) != []
+    assert await store.purge_finished("q", now + 1) == 2
+    assert await store.parent_results(child.id) == []
+    b, waits = new(), new()
+    await store.insert_with_parents([b, waits], [Edge(b.id, waits.id)], now)
+    assert await store.purge_queue("q") == 2
+    assert await store.parent_results(waits.id) == []
+    if isinstance(store, Store):  # the deps table holds no row of them
+        assert (await store.db.fetch(*store.deps.count()))[0][0] == 0

@@ -399,10 +399,12 @@ class Store:
             stmt = self.sql.delete_finished(ids)
             total += await self._execute("purging finished jobs", *stmt)
             await tags.forget(self.db, self.tags, queue, tagged)
+            await self._execute("purging dependencies", *self.deps.forget(ids))
             if len(rows) < limit:
                 return total
 
     async def purge_queue(self, queue: str) -> int:
+        await self._execute("purging dependencies", *self.deps.forget_queue(queue))
         n = await self._execute("purging", *self.sql.purge_queue(queue))
         await tags.purge(self.db, self.tags, queue)
         return n

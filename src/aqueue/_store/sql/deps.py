@@ -142,6 +142,22 @@ class DepsQueries:
         )
         return sql, params
 
+    def forget(self, children: Sequence[str]) -> Statement:
+        """The edges of deleted jobs (a job's edges are read only while it waits or runs)."""
+        params: list[Any] = []
+        return f"DELETE FROM {self.deps} WHERE {self._in(params, 'child_id', children)}", params
+
+    def forget_queue(self, queue: str) -> Statement:
+        params: list[Any] = []
+        sql = (
+            f"DELETE FROM {self.deps} WHERE child_id IN "
+            f"(SELECT id FROM {self.t} WHERE queue = {self.q.bind(params, queue)})"
+        )
+        return sql, params
+
+    def count(self) -> Statement:
+        return f"SELECT COUNT(*) FROM {self.deps}", []
+
     def results(self, child: str) -> Statement:
         """The parents of ``child`` (id, status, result), in id order."""
         params: list[Any] = []
