@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._models import JobStatus
+
 OPTIONS: dict[str, dict[str, Any]] = {
     "delay": {"type": "number", "minimum": 0, "description": "Seconds before it may start."},
     "run_at": {"type": "number", "description": "UNIX time (s) it may start; over delay."},
@@ -34,7 +36,7 @@ _JOB = {
         "id": {"type": "string"},
         "queue": {"type": "string"},
         "task": {"type": "string"},
-        "status": {"type": "string", "enum": ["todo", "running", "done", "failed", "cancelled"]},
+        "status": {"type": "string", "enum": [s.value for s in JobStatus]},
         "args": {"type": "array"},
         "kwargs": {"type": "object"},
         "options": {"type": "object"},
