@@ -220,3 +220,15 @@ async def test_purges_take_the_edges_of_the_jobs_they_delete(store: JobStore) ->
     assert await store.parent_results(waits.id) == []
     if isinstance(store, Store):  # the deps table holds no row of them
         assert (await store.db.fetch(*store.deps.count()))[0][0] == 0
+
+
+async def test_a_waiting_job_cancelled_takes_its_own_dependants_along(store: JobStore) -> None:
+    now = now_us()
+    a, b, c = new(), new(), new()
+    await store.insert_with_parents([a, b, c], [Edge(a.id, b.id), Edge(b.id, c.id)], now)
+    assert await store.cancel(b.id, "not needed", now)
+    assert await _status(store, b.id) is JobStatus.CANCELLED
+    assert await _status(store, c.id) is JobStatus.CANCELLED
+    # its parent still runs and finishes; nothing is released
+    assert await _run(store, [a], JobStatus.DONE, now) == []
+    assert await store.cancel_jobs("q", [c.id], "again", now) == set()

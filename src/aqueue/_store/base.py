@@ -368,10 +368,12 @@ class JobStore(Protocol):
         ...
 
     async def cancel(self, job_id: str, reason: str, now: int) -> bool:
-        """``todo``/``running`` -> ``cancelled`` (error ``reason``, ``finished_at``
-        ``now``, ``run_at`` brought forward to ``now`` if later, token revoked, unique key
-        released). A running job's runner cancels the handler at its next lease renewal,
-        and its finish is refused. False when the job was not ``todo`` or ``running``."""
+        """``waiting``/``todo``/``running`` -> ``cancelled`` (error ``reason``,
+        ``finished_at`` ``now``, ``run_at`` brought forward to ``now`` if later, token
+        revoked, unique key released), with the jobs waiting on it (the children of a
+        job cancelled are settled as after a failure). A running job's runner cancels the
+        handler at its next lease renewal, and its finish is refused. False when the job
+        was not ``waiting``, ``todo`` or ``running``."""
         ...
 
     async def purge_finished(self, queue: str, before: int, limit: int = 5000) -> int:

@@ -65,7 +65,7 @@ class JobControl:
     async def cancel(self, job_id: str, reason: str, now: int) -> bool:
         await self._step()
         r = self._table.rows.get(job_id)
-        if r is None or r.status not in (JobStatus.TODO, JobStatus.RUNNING):
+        if r is None or r.status not in (JobStatus.WAITING, JobStatus.TODO, JobStatus.RUNNING):
             return False
         r.status, r.error, r.finished_at = JobStatus.CANCELLED, reason, now
         r.run_at, r.updated_at = min(r.run_at, now), now

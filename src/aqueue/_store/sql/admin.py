@@ -133,7 +133,7 @@ class AdminQueries(BaseQueries):
             f"updated_at = {b(params, now)}, lease_token = NULL, "
             "leased_until = NULL, unique_key = NULL "
             f"WHERE {self.ids_in(params, ids)} AND queue = {b(params, queue)} "
-            "AND status IN ('todo', 'running')"
+            "AND status IN ('waiting', 'todo', 'running')"
         )
         return sql, params
 

@@ -203,7 +203,7 @@ class Queries(AdminQueries):
             f"finished_at = {b(params, now)}, run_at = {self.earlier('run_at', params, now)}, "
             f"updated_at = {b(params, now)}, lease_token = NULL, "
             "leased_until = NULL, unique_key = NULL "
-            f"WHERE id = {b(params, job_id)} AND status IN ('todo', 'running')"
+            f"WHERE id = {b(params, job_id)} AND status IN ('waiting', 'todo', 'running')"
         )
         return sql, params
 
