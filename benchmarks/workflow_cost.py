@@ -79,7 +79,10 @@ async def _phase(name: str, n: int, go: Callable[[], Awaitable[None]]) -> float:
     elapsed = time.perf_counter() - t0
     total = sum(COUNTS.values())
     kinds = ", ".join(f"{k} {v}" for k, v in COUNTS.most_common())
-    print(f"{name}: {n:,} jobs, {elapsed:.1f} s, {total:,} statements = {total / n:.3f}/job ({kinds})")
+    per_job = total / n
+    print(
+        f"{name}: {n:,} jobs, {elapsed:.1f} s, {total:,} statements = {per_job:.3f}/job ({kinds})"
+    )
     return total / n
 
 
@@ -131,8 +134,10 @@ async def main() -> None:
         per_plain = await _phase("plain jobs", n, plain)
         per_chord = await _phase(f"chord (group of {n:,} + callback)", n + 1, chord)
         assert calls == [[i * i for i in range(n)]], "the callback ran more than once"
-        print(f"callback runs: {len(calls)}; statements per job, chord / plain: "
-              f"{per_chord / per_plain:.2f}x")
+        print(
+            f"callback runs: {len(calls)}; statements per job, chord / plain: "
+            f"{per_chord / per_plain:.2f}x"
+        )
     finally:
         await q.purge()
         store = (await q._backend()).store

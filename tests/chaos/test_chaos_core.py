@@ -4,8 +4,8 @@ Every test runs ``python -m aqueue run`` subprocesses (lease 2 s, heartbeat 0.5 
 a Redis of its own (which it may kill, restart, flush or freeze) and the shared MariaDB
 (its own table); the tests of SQL durability (kill -9 and crash points, SIGTERM's give
 back, Redis lost and resynced from SQL) run on the shared PostgreSQL too
-(``@on_both_databases``); the other Redis faults run on MariaDB only. Handlers record each execution on the shared Redis, which no test
-disturbs; the verdict compares those records with the final SQL statuses (see
+(``@on_both_databases``); the other Redis faults run on MariaDB only. Handlers record
+each execution on the shared Redis, which no test disturbs; the verdict compares those records with the final SQL statuses (see
 ``harness.py``). Recovery and exit times are printed (run with ``-s`` to see them) and
 asserted against generous bounds (the machine may be loaded).
 
