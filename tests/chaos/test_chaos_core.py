@@ -5,9 +5,10 @@ a Redis of its own (which it may kill, restart, flush or freeze) and the shared 
 (its own table); the tests of SQL durability (kill -9 and crash points, SIGTERM's give
 back, Redis lost and resynced from SQL) run on the shared PostgreSQL too
 (``@on_both_databases``); the other Redis faults run on MariaDB only. Handlers record
-each execution on the shared Redis, which no test disturbs; the verdict compares those records with the final SQL statuses (see
-``harness.py``). Recovery and exit times are printed (run with ``-s`` to see them) and
-asserted against generous bounds (the machine may be loaded).
+each execution on the shared Redis, which no test disturbs; the verdict compares those
+records with the final SQL statuses (see ``harness.py``). Recovery and exit times are
+printed (run with ``-s`` to see them) and asserted against generous bounds (the machine
+may be loaded).
 
 Faults: kill -9 of a runner mid-job, three times, under load; a crash at a crash point
 (after_fetch, after_handler, after_commit); SIGTERM with a short grace; Redis restarted
