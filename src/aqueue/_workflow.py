@@ -53,9 +53,14 @@ class Signature:
     ``task.options(...).s(...)``); nothing is enqueued until the workflow is."""
 
     task: Any
+    """The task to call (a :class:`Task` or :class:`BoundTask`)."""
     args: tuple[Any, ...] = ()
+    """Positional arguments; a step after another gets that step's result before them."""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments."""
     options: Options = NO_OPTIONS
+    """Job options of this step (not ``after``, ``job_id`` or ``unique_key``: the
+    workflow sets its steps' order)."""
 
     def __post_init__(self) -> None:
         if self.options.after or self.options.job_id or self.options.unique_key:
@@ -74,6 +79,7 @@ class Group:
     """Calls run in parallel: ``group(a.s(1), a.s(2))``."""
 
     steps: tuple[Signature, ...]
+    """The calls, in the order of the results list a following step gets."""
 
     async def enqueue(self) -> list[Job]:
         """Enqueue every call (one transaction); returns their jobs, in order."""
@@ -87,6 +93,7 @@ class Chain:
     list of results after a group)."""
 
     steps: tuple[Signature | Group, ...]
+    """The steps, first to last."""
 
     async def enqueue(self) -> Job:
         """Enqueue the whole chain (one transaction); returns the job of its last step
