@@ -51,7 +51,8 @@ async def test_round_trip_with_results(make_queue: QueueFactory) -> None:
     assert info.finished_at is not None and info.finished_at >= info.created_at
 
 
-async def test_task_still_callable_and_async_only(make_queue: QueueFactory) -> None:
+async def test_task_still_callable(make_queue: QueueFactory) -> None:
+    # (A plain ``def`` is a task too: it runs in the runner's thread pool, see test_sync.)
     q = make_queue()
 
     @q.task(retries=1, timeout=5)
@@ -59,11 +60,6 @@ async def test_task_still_callable_and_async_only(make_queue: QueueFactory) -> N
         return x * 2
 
     assert await double(21) == 42
-    with pytest.raises(ConfigurationError, match="async def"):
-
-        @q.task
-        def not_async(x: int) -> int:  # type: ignore[arg-type]
-            return x
 
 
 async def test_retries_then_failure_with_reason(make_queue: QueueFactory) -> None:
