@@ -51,3 +51,18 @@ def test_asyncpg_errors_are_classified(
     assert not_sent(exc) is unsent
     assert is_definite(exc) is definite
     assert connection_broken(exc) is broken
+
+
+async def test_a_failed_insert_is_refused_or_of_unknown_outcome() -> None:
+    import asyncmy.errors as my
+
+    from aqueue import EnqueueOutcomeUnknownError, StoreError
+    from aqueue._store.executor import insert_failure
+
+    # the reply (or the COMMIT's) was lost: it may have been stored
+    for lost in (my.OperationalError(2013, "Lost connection"), pg.AdminShutdownError("bye")):
+        unknown = insert_failure(lost, "j1", 3)
+        assert isinstance(unknown, EnqueueOutcomeUnknownError) and unknown.job_id == "j1"
+    # refused by the server: certainly not stored
+    for refused in (my.IntegrityError(1062, "Duplicate"), pg.UniqueViolationError("dup")):
+        assert type(insert_failure(refused, "j1", 3)) is StoreError

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StoreError
 from .._models import JobRecord, JobStatus, NewJob
 from .._serde import encode_reason
 from .base import Edge, Finish
-from .executor import Executor, Tx
+from .executor import Executor, Tx, insert_failure
 from .sql import BaseQueries, Statement, record
 from .sql.deps import ROWS_PER_INSERT, DepsQueries, is_bad
 from .sql.tags import TagQueries
@@ -178,7 +178,13 @@ async def insert_with_parents(
             await tag_in(tx, tq, jobs)  # in this transaction too
         return {i: s.status for i, s in states.items()}
 
-    return await db.run("enqueueing jobs with parents", lambda: db.transaction(go))
+    try:
+        return await db.run("enqueueing jobs with parents", lambda: db.transaction(go))
+    except StoreError as exc:
+        # As for a plain insert: a lost reply to the COMMIT may hide a committed write.
+        if exc.__cause__ is None:
+            raise
+        raise insert_failure(exc.__cause__, jobs[0].id, len(jobs)) from exc.__cause__
 
 
 async def release(

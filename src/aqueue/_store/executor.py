@@ -71,6 +71,21 @@ _DRIVERS = {
 _EXTRAS = {"asyncmy": "aqueue[mysql]", "asyncpg": "aqueue[postgres]", "aiosqlite": "aqueue"}
 
 
+def insert_failure(exc: BaseException, first_id: str, n: int) -> BaseException:
+    """What a database error ``exc`` from writing ``n`` new jobs (the first ``first_id``)
+    means to the producer: ``StoreError`` when the write certainly did not take effect,
+    ``EnqueueOutcomeUnknownError`` when it may have (a lost reply, a lost COMMIT: the
+    caller must not simply enqueue again); a cancellation stays one."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return asyncio.CancelledError()
+    if is_definite(exc):
+        return StoreError(f"enqueue failed: {type(exc).__name__}: {short(exc)}")
+    return EnqueueOutcomeUnknownError(
+        first_id, f"enqueue outcome unknown ({short(exc)}) for {n} job(s)"
+    )
+
+
 def rowcount(status: str) -> int:
     """The row count of an asyncpg command status (``UPDATE 3``, ``INSERT 0 5``)."""
     last = status.rpartition(" ")[2]
@@ -178,14 +193,7 @@ class Executor:
         except Exception as exc:
             if not db_error(exc):
                 raise
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError() from exc
-            if is_definite(exc):
-                raise StoreError(f"enqueue failed: {type(exc).__name__}: {short(exc)}") from exc
-            raise EnqueueOutcomeUnknownError(
-                first_id, f"enqueue outcome unknown ({short(exc)}) for {n} job(s)"
-            ) from exc
+            raise insert_failure(exc, first_id, n) from exc
 
     async def update_open(
         self, sql: str, params: Sequence[Any], ids: Sequence[str], won: Callable[[], Statement]

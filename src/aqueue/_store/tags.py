@@ -11,13 +11,11 @@ transaction (a job skipped for its unique key gets none).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence, Set
 
-from .._errors import EnqueueOutcomeUnknownError, StoreError
 from .._models import NewJob
-from .errors import db_error, is_definite, short
-from .executor import Executor, Tx
+from .errors import db_error
+from .executor import Executor, Tx, insert_failure
 from .sql.tags import JOBS_PER_INSERT, TAGS_PER_INSERT, TagQueries
 
 
@@ -47,14 +45,7 @@ async def insert_tagged(
     except Exception as exc:
         if not db_error(exc):
             raise
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError() from exc
-        if is_definite(exc):
-            raise StoreError(f"enqueue failed: {type(exc).__name__}: {short(exc)}") from exc
-        raise EnqueueOutcomeUnknownError(
-            jobs[0].id, f"enqueue outcome unknown ({short(exc)}) for {len(jobs)} job(s)"
-        ) from exc
+        raise insert_failure(exc, jobs[0].id, len(jobs)) from exc
 
 
 async def tag_in(tx: Tx, q: TagQueries, jobs: Sequence[NewJob]) -> None:
