@@ -191,3 +191,82 @@ def test_the_core_is_the_view_and_the_view_follows_it() -> None:
     c.epoch_changed("e1")
     c.stop()
     assert view.stopping and view.epoch == "e1"
+
+
+# -- a clock that stood still (a suspended machine) --------------------------------------
+
+
+def test_time_the_clock_stood_still_counts_against_the_deadline() -> None:
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    assert c.deadline() == 108.0
+    # suspended for 6 s at monotonic 105: by the monotonic clock only 5 s went by
+    c.clock_stood_still(6.0, now=105.0)
+    assert c.deadline() == 102.0
+    assert c.revoke_all(now=105.0) == ["task-a"]
+
+
+def test_a_renewal_sent_before_the_clock_stood_still_proves_nothing() -> None:
+    c = core(now=100.0)
+    c.clock_stood_still(20.0, now=104.0)
+    c.acknowledged(103.0)  # sent before the suspension was noticed
+    assert c.deadline_passed(104.5)
+    c.acknowledged(104.0)  # sent after it
+    assert not c.deadline_passed(111.0)
+
+
+def test_an_older_acknowledgement_never_moves_the_deadline_back() -> None:
+    c = core(now=100.0)
+    c.acknowledged(105.0)
+    c.acknowledged(103.0)  # a slower renewal answered after a newer one
+    assert c.deadline() == 113.0
+
+
+def test_a_claim_sent_before_the_clock_stood_still_starts_only_on_a_fresh_renewal() -> None:
+    c = core(now=100.0)
+    sent = 101.0  # the claim went out, then the machine was suspended for 30 s
+    c.clock_stood_still(30.0, now=102.0)
+    assert not c.may_start(sent, now=102.5)
+    c.acknowledged(102.5)  # a renewal sent after the machine came back
+    assert c.may_start(sent, now=103.0)
+
+
+# -- a pause past the deadline -------------------------------------------------------------
+
+
+def test_after_a_pause_past_the_deadline_a_fresh_renewal_keeps_the_handlers() -> None:
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    c.paused(now=115.0, grace=1.0)  # stopped from 100 to 115: the deadline (108) passed
+    assert c.deadline_passed(115.0)
+    assert c.revoke_all(now=115.5) == []  # in the grace
+    c.acknowledged(115.0)  # the renewal sent on resuming came back
+    assert c.revoke_all(now=116.5) == []
+
+
+def test_after_a_pause_without_a_fresh_renewal_the_grace_ends_in_cancellation() -> None:
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    c.paused(now=115.0, grace=1.0)
+    c.acknowledged(99.0)  # a renewal sent before the pause proves nothing
+    assert c.revoke_all(now=116.0) == []
+    assert c.revoke_all(now=116.1) == ["task-a"]
+
+
+def test_each_pause_past_the_deadline_gets_a_grace_of_its_own() -> None:
+    # Pauses back to back (a machine suspended again before any renewal could go out):
+    # each one makes the reclaimers paused with it hold off again.
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    c.paused(now=115.0, grace=1.0)
+    c.paused(now=118.0, grace=1.0)
+    assert c.revoke_all(now=118.5) == []
+    assert c.revoke_all(now=119.5) == ["task-a"]
+
+
+def test_a_deadline_not_passed_during_the_pause_gets_no_grace() -> None:
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    c.paused(now=105.0, grace=1.0)  # a pause that ended before the deadline
+    assert c.revoke_all(now=108.5) == ["task-a"]
+    assert not c.in_grace(108.5)
