@@ -126,3 +126,26 @@ async def test_a_workflow_is_stored_whole_or_not_at_all(make_queue: QueueFactory
     with pytest.raises(aqueue.SerializationError):
         await aqueue.chain(t.s(1), t.s(object())).enqueue()
     assert sum((await q.counts()).values()) == before
+
+
+async def test_deleting_an_unrun_parent_settles_its_dependants(make_queue: QueueFactory) -> None:
+    """A parent deleted before it ran: the job waiting on it is cancelled with the
+    reason (one that runs after a failure is released instead), never left waiting."""
+    q = make_queue()
+
+    @q.task
+    async def step(name: str) -> str:
+        return name
+
+    parent = await step.options(delay=3600).enqueue("parent")
+    child = await step.options(after=[parent]).enqueue("child")
+    anyway = await step.options(after=[parent], after_failure="run").enqueue("anyway")
+    assert await q.delete_jobs([parent.id]) == 1
+    with pytest.raises(aqueue.JobNotFoundError):
+        await parent.info()
+    info = await child.info()
+    assert info is not None and info.status is JobStatus.CANCELLED, info
+    assert parent.id in (info.error or ""), info.error
+    released = await anyway.info()
+    # released: the sweeper sends it, as for a parent cancelled by an operator
+    assert released is not None and released.status is JobStatus.TODO, released

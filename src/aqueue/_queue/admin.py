@@ -192,9 +192,19 @@ class Admin(Exec):
         limit: int | None = None,
     ) -> int:
         """Delete the jobs of ``ids``, or up to ``limit`` jobs matching ``query``, with
-        their results; a running job is kept (cancel it first). Returns how many."""
+        their results; a running job is kept (cancel it first). Returns how many.
+
+        A job deleted before it ran is cancelled first, so that nothing waits for it
+        forever: the jobs waiting on it are cancelled with it (or released, if they run
+        after a failure), as when it is cancelled, and whoever awaits its result is
+        told."""
         be = await self._backend()
         total = 0
+        encoded = encode_reason("Cancelled", "deleted")
         async for page in self._targets(ids, query, limit):
+            ended = await be.store.cancel_jobs(self.name, page, encoded, self._clock())
             total += await be.store.delete_jobs(self.name, page)
+            if ended:
+                with contextlib.suppress(BrokerError):
+                    await be.broker.notify_finished(sorted(ended))
         return total

@@ -17,6 +17,7 @@ class Deps:
     def __init__(self, table: Table) -> None:
         self._table = table
         self._children: dict[str, list[tuple[str, str, int]]] = {}
+        table.on_delete.append(self.forget)
 
     def insert(
         self, jobs: Sequence[NewJob], edges: Sequence[Edge], now: int
@@ -45,6 +46,20 @@ class Deps:
                 (e.child, e.parent, int(e.run_on_failure))
             )
         return {i: s.status for i, s in states.items()}
+
+    def forget(self, children: Sequence[str]) -> None:
+        """The edges of deleted jobs, as the SQL store deletes them with the jobs."""
+        gone = set(children)
+        for parent in list(self._children):
+            kept = [e for e in self._children[parent] if e[0] not in gone]
+            if kept:
+                self._children[parent] = kept
+            else:
+                del self._children[parent]
+
+    def count(self) -> int:
+        """How many edges are stored."""
+        return sum(len(edges) for edges in self._children.values())
 
     def release(self, finished: dict[str, JobStatus], now: int) -> list[JobRecord]:
         """The release of the children of jobs that just reached a final status."""

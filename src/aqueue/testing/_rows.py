@@ -4,6 +4,7 @@ the lookups its operations share."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._models import JobRecord, JobStatus, NewJob
@@ -89,6 +90,8 @@ class Table:
 
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
+        # Called with the ids of deleted rows (the dependencies forget their edges).
+        self.on_delete: list[Callable[[list[str]], None]] = []
 
     def of(self, queue: str) -> list[Row]:
         """The rows of ``queue`` in id order."""
@@ -111,4 +114,6 @@ class Table:
     def delete(self, ids: list[str]) -> int:
         for i in ids:
             del self.rows[i]
+        for hook in self.on_delete:
+            hook(ids)
         return len(ids)
