@@ -130,3 +130,33 @@ async def test_bulk_actions_leave_other_queues_jobs_alone(store: JobStore) -> No
     assert rec is not None and (rec.status, rec.updated_at) == (JobStatus.TODO, now)
     assert await store.cancel_jobs("q2", [other.id], "x", now + 3) == {other.id}
     assert await store.delete_jobs("q2", [other.id]) == 1
+
+
+async def test_scan_floor_bounds_a_search_window(store: JobStore) -> None:
+    jobs, _ = await _five(store)
+    ids = [j.id for j in jobs]
+    assert await store.scan_floor("q", None, 2) == ids[3]  # the 2nd newest
+    assert await store.scan_floor("q", ids[3], 2) == ids[1]  # 2 more below ids[3]
+    assert await store.scan_floor("q", None, 5) == ids[0]
+    assert await store.scan_floor("q", None, 6) is None  # fewer jobs left: the end
+    assert await store.scan_floor("q", ids[1], 2) is None
+    # the window: from_id bounds a search (the floor itself included)
+    window = JobQuery("q", statuses=(JobStatus.FAILED,), from_id=ids[3])
+    assert await store.find_jobs(window, 10) == []
+    found = await store.find_jobs(JobQuery("q", from_id=ids[2], before_id=ids[4]), 10)
+    assert [r.id for r in found] == [ids[3], ids[2]]
+
+
+async def test_count_by_status_bounded_exact_up_to_the_cap(store: JobStore) -> None:
+    await _five(store)  # q: todo 2, running 1, failed 1, done 1
+    exact = await store.count_by_status("q")
+    counts = await store.count_by_status_bounded("q", 3)
+    assert set(counts) == set(JobStatus)
+    assert all(counts[s] == (exact[s], True) for s in JobStatus)
+    counts = await store.count_by_status_bounded("q", 2)  # todo reaches the cap
+    for s in JobStatus:
+        n, is_exact = counts[s]
+        if s is JobStatus.TODO and not is_exact:  # the database's estimate, never below
+            assert n >= 2
+        else:
+            assert (n, is_exact) == (exact[s], True)

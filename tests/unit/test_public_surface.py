@@ -225,7 +225,7 @@ SNAPSHOT: dict[str, Any] = {
                 "(self, ids: 'Sequence[str] | None' = None, *, query: "
                 "'JobQuery | None' = None, limit: 'int | None' = None) -> "
                 "'int'",
-                "531a4547ed922aa6",
+                "78bdfdbb0865a158",
             ),
             "enqueue": (
                 "async method",
@@ -331,6 +331,17 @@ SNAPSHOT: dict[str, Any] = {
                 "(self) -> 'dict[str, dict[str, int]]'",
                 "8cab61365c14755d",
             ),
+            "search_jobs": (
+                "async method",
+                "(self, query: 'JobQuery', limit: 'int' = 50, *, scan: "
+                "'int' = 50000) -> 'tuple[list[JobRecord], str | None]'",
+                "cce16e0c6fa7584e",
+            ),
+            "status_counts": (
+                "async method",
+                "(self, cap: 'int' = 100000) -> 'dict[JobStatus, tuple[int, bool]]'",
+                "3eaf859f0330be9d",
+            ),
             "task": (
                 "method",
                 "(self, fn: 'Callable[P, Awaitable[R]]', /) -> 'Task[P, R]'",
@@ -346,8 +357,8 @@ SNAPSHOT: dict[str, Any] = {
                 "'float | None' = None, backoff: 'Backoff | None' = None, "
                 "no_retry: 'Iterable[type[BaseException]]' = (), auto_commit: "
                 "'bool' = True, concurrency: 'int | None' = None, rate_limit: 'str "
-                "| None' = None, rate_burst: 'int' = 1, rate_key: 'RateKey | None' = "
-                "None) -> 'Task[P, R] | TaskDecorator'",
+                "| None' = None, rate_burst: 'int' = 1, rate_key: 'RateKey | None' "
+                "= None) -> 'Task[P, R] | TaskDecorator'",
                 "1b236153e07f1c48",
             ),
         },

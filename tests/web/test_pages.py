@@ -4,8 +4,14 @@ escaping, and that no secret reaches a page."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
+import httpx
+
+import aqueue
+import aqueue.web
 from aqueue.testing import Driver
+from aqueue.web._format import approx
 
 from .conftest import TOKEN, Client, wait_for
 
@@ -105,3 +111,41 @@ async def test_runners_and_schedules_pages(driven: Driver, client: Client) -> No
     assert driven.runner.id in runners
     schedules = (await c.get("/schedules")).text
     assert "tidy" in schedules and "every 300 s" in schedules
+
+
+async def test_a_search_reads_a_bounded_window_then_continues_older(driven: Driver) -> None:
+    q = driven.queue
+    needle = await q.enqueue("boom", "needle")
+    newer = [await q.enqueue("add", i, i) for i in range(12)]
+    await driven.drain()
+    app = aqueue.web.app(q, auth=aqueue.web.allow_all)
+    app.state.aqueue_web.scan = 5  # a window of 5 jobs per page
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        path = "/jobs?" + urlencode({"text": "needle"})
+        seen: list[str] = []
+        for _ in range(4):  # 13 jobs: the needle is in the third window
+            html = (await c.get(path)).text
+            seen += re.findall(r'href="/jobs/([^"?]+)"', html)
+            if seen:
+                break
+            assert 'id="scan-note"' in html and "reads 5 jobs per page at most" in html
+            more = re.search(r'<a href="([^"]+)">search older</a>', html)
+            assert more is not None
+            path = more.group(1).replace("&amp;", "&")
+        assert seen == [needle.id]
+        assert len(newer) == 12
+        # the same search over a window that holds every job: one page, no note
+        app.state.aqueue_web.scan = 100
+        html = (await c.get("/jobs?" + urlencode({"text": "needle"}))).text
+        assert re.findall(r'href="/jobs/([^"?]+)"', html) == [needle.id]
+        assert 'id="scan-note"' not in html
+
+
+def test_an_estimated_count_is_marked_so() -> None:
+    assert [approx(n) for n in (999, 1_500, 250_000, 1_049_000)] == [
+        "≈999",
+        "≈2k",
+        "≈250k",
+        "≈1.0M",
+    ]

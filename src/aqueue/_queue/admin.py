@@ -23,6 +23,10 @@ from .exec import Exec
 
 PAGE = 500
 """Jobs per statement of a bulk action."""
+SCAN = 50_000
+"""Jobs a search that no index serves reads per page at most (:meth:`Admin.search_jobs`)."""
+COUNT_CAP = 100_000
+"""Jobs of one status counted one by one at most (:meth:`Admin.status_counts`)."""
 
 Moment = datetime | float | int
 """A point in time: an aware ``datetime`` or UNIX seconds."""
@@ -103,6 +107,36 @@ class Admin(Exec):
             raise ConfigurationError(f"limit must be >= 1, got {limit}")
         be = await self._backend()
         return await be.store.find_jobs(query or JobQuery(self.name), limit)
+
+    async def search_jobs(
+        self, query: JobQuery, limit: int = 50, *, scan: int = SCAN
+    ) -> tuple[list[JobRecord], str | None]:
+        """:meth:`find_jobs` that stays fast on millions of rows: a filter on the task,
+        the text or the creation time (no index serves them) reads only the newest
+        ``scan`` jobs below ``before_id``, in primary key order. Returns the jobs found
+        and, when the page is not full but older jobs were not read, the id to continue
+        below (``before_id`` of the next page; ``None``: the search reached the end)."""
+        if limit < 1 or scan < 1:
+            raise ConfigurationError(f"limit and scan must be >= 1, got {limit}, {scan}")
+        be = await self._backend()
+        bounded = (
+            query.task is not None
+            or query.text is not None
+            or query.created_from is not None
+            or query.created_to is not None
+        ) and query.job_id is None
+        floor = await be.store.scan_floor(query.queue, query.before_id, scan) if bounded else None
+        if floor is not None:
+            query = dataclasses.replace(query, from_id=floor)
+        jobs = await be.store.find_jobs(query, limit)
+        return jobs, (floor if floor is not None and len(jobs) < limit else None)
+
+    async def status_counts(self, cap: int = COUNT_CAP) -> dict[JobStatus, tuple[int, bool]]:
+        """Per status: how many jobs and whether the figure is exact. Past ``cap`` jobs
+        in one status, the database's estimate (MySQL/MariaDB and PostgreSQL; SQLite
+        counts them all): an overview page stays fast with millions of finished jobs."""
+        be = await self._backend()
+        return await be.store.count_by_status_bounded(self.name, cap)
 
     async def backlog_age(self) -> float | None:
         """Seconds the longest-waiting due job has waited (``None``: nothing waits)."""

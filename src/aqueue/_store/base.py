@@ -93,6 +93,9 @@ class JobQuery:
     before_id: str | None = None
     tag: str | None = None
     """Only the jobs tagged so (``Options.tags``)."""
+    from_id: str | None = None
+    """Only the jobs with this id or a higher one: the bottom of a bounded scan window
+    (see :meth:`JobStore.scan_floor`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +393,20 @@ class JobStore(Protocol):
     async def find_jobs(self, query: JobQuery, limit: int) -> list[JobRecord]:
         """Up to ``limit`` jobs matching ``query``, newest first (descending id: ids are in
         creation order to the millisecond)."""
+        ...
+
+    async def scan_floor(self, queue: str, before_id: str | None, rows: int) -> str | None:
+        """The lowest id of the newest ``rows`` jobs of ``queue`` (below ``before_id``
+        when given): a search that no index serves reads that window only (``from_id``),
+        in primary key order. ``None``: fewer jobs than that are left."""
+        ...
+
+    async def count_by_status_bounded(
+        self, queue: str, cap: int
+    ) -> dict[JobStatus, tuple[int, bool]]:
+        """Per status (every one present): the number of ``queue``'s jobs and whether it
+        is exact. Up to ``cap`` jobs of a status are counted (one index range each); past
+        that, the figure is the database's own estimate (never below ``cap``)."""
         ...
 
     async def oldest_due(self, queue: str, now: int) -> int | None:

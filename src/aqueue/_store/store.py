@@ -420,6 +420,24 @@ class Store:
         rows = await self._fetch("finding jobs", *self.sql.find_jobs(query, limit, self.tags.tags))
         return [record(r) for r in rows]
 
+    async def scan_floor(self, queue: str, before_id: str | None, rows: int) -> str | None:
+        found = await self._fetch("bounding a search", *self.sql.scan_floor(queue, before_id, rows))
+        return str(found[0][0]) if found else None
+
+    async def count_by_status_bounded(
+        self, queue: str, cap: int
+    ) -> dict[JobStatus, tuple[int, bool]]:
+        rows = await self._fetch("counting jobs", *self.sql.count_capped(queue, cap))
+        out = {s: (int(n), int(n) < cap) for s, n in zip(JobStatus, rows[0], strict=True)}
+        for status, (_, exact) in list(out.items()):
+            estimate = None if exact else self.sql.estimate(queue, status)
+            if not exact and estimate is None:  # no estimate (SQLite): count them all
+                return {s: (n, True) for s, n in (await self.count_by_status(queue)).items()}
+            if estimate is not None:
+                plan = await self._fetch("estimating a count", *estimate)
+                out[status] = (max(cap, self.sql.estimated(plan) or cap), False)
+        return out
+
     async def oldest_due(self, queue: str, now: int) -> int | None:
         rows = await self._fetch("reading the backlog", *self.sql.oldest_due(queue, now))
         return None if not rows or rows[0][0] is None else int(rows[0][0])

@@ -22,6 +22,7 @@ def _matches(r: Row, q: JobQuery) -> bool:
         and (q.created_to is None or r.created_at < q.created_to)
         and (not q.text or q.text in r.payload or q.text in (r.error or ""))
         and (q.before_id is None or r.id < q.before_id)
+        and (q.from_id is None or r.id >= q.from_id)
         and (q.tag is None or q.tag in (r.tags or "").split(","))
     )
 
@@ -97,6 +98,21 @@ class JobControl:
             (r for r in self._table.rows.values() if _matches(r, query)), key=lambda r: r.id
         )
         return [r.record() for r in reversed(rows[-limit:])] if limit > 0 else []
+
+    async def scan_floor(self, queue: str, before_id: str | None, rows: int) -> str | None:
+        await self._step()
+        ids = sorted(
+            (r.id for r in self._table.of(queue) if before_id is None or r.id < before_id),
+            reverse=True,
+        )
+        return ids[rows - 1] if rows > 0 and len(ids) >= rows else None
+
+    async def count_by_status_bounded(
+        self, queue: str, cap: int
+    ) -> dict[JobStatus, tuple[int, bool]]:
+        await self._step()
+        counts = Counter(r.status for r in self._table.of(queue))
+        return {s: (counts[s], True) for s in JobStatus}
 
     async def oldest_due(self, queue: str, now: int) -> int | None:
         await self._step()

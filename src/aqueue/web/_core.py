@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._models import JobStatus
+from .._queue.admin import SCAN
 from .._queue.client import QueueClient
 from . import _format
 from ._auth import CSRF_COOKIE, Auth, Role, csrf_token, new_csrf_cookie, role_of
@@ -47,10 +48,12 @@ class Web:
     secret: bytes
     templates: jinja2.Environment
     page_size: int = 50
-    counts: Cached[dict[JobStatus, int]] = field(init=False)
+    scan: int = SCAN
+    """Jobs a search by task, text or time reads per page at most."""
+    counts: Cached[dict[JobStatus, tuple[int, bool]]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.counts = Cached(self.queue.counts, COUNTS_MAX_AGE)
+        self.counts = Cached(self.queue.status_counts, COUNTS_MAX_AGE)
 
 
 def web_of(request: HTTPConnection) -> Web:
@@ -160,6 +163,7 @@ def templates() -> jinja2.Environment:
     )
     env.filters["when"] = _format.when
     env.filters["ago"] = _format.ago
+    env.filters["approx"] = _format.approx
     env.filters["pretty"] = _format.pretty
     env.filters["short_args"] = _format.short_args
     env.filters["error_line"] = _format.error_line

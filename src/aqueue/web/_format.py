@@ -35,6 +35,15 @@ def ago(seconds: float | None) -> str:
     return f"{d} d {h} h"
 
 
+def approx(n: int) -> str:
+    """An estimated count, marked so and rounded: ``≈1.0M``, ``≈250k``."""
+    if n >= 1_000_000:
+        return f"≈{n / 1_000_000:.1f}M"
+    if n >= 1_000:
+        return f"≈{n / 1_000:.0f}k"
+    return f"≈{n}"
+
+
 def parse_json(text: str | None, default: Any = None) -> Any:
     if text is None:
         return default

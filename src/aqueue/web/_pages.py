@@ -10,7 +10,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._errors import ConfigurationError, JobNotFoundError
-from .._models import JobStatus
+from .._models import JobRecord, JobStatus
+from .._queue.admin import COUNT_CAP
 from . import _data, _format
 from ._core import render, web_of
 
@@ -25,8 +26,10 @@ async def overview(request: Request) -> Response:
         request,
         "overview.html",
         title="Overview",
-        counts=[(s.value, counts.get(s, 0)) for s in JobStatus],
-        total=sum(counts.values()),
+        counts=[(s.value, *counts.get(s, (0, True))) for s in JobStatus],
+        total=sum(n for n, _ in counts.values()),
+        total_exact=all(exact for _, exact in counts.values()),
+        count_cap=f"{COUNT_CAP:,}",
         counts_age=web.counts.age,
         backlog=backlog,
         throughput=throughput,
@@ -40,9 +43,12 @@ async def _list(request: Request, template: str, title: str, **fixed: str) -> Re
     web = web_of(request)
     flt = _data.Filter.of(request.query_params, **fixed)
     error = ""
-    jobs = []
+    jobs: list[JobRecord] = []
+    resume = None
     try:
-        jobs = await web.queue.find_jobs(flt.query(web.queue), web.page_size)
+        jobs, resume = await web.queue.search_jobs(
+            flt.query(web.queue), web.page_size, scan=web.scan
+        )
     except ConfigurationError as exc:
         error = str(exc)
     return render(
@@ -54,7 +60,9 @@ async def _list(request: Request, template: str, title: str, **fixed: str) -> Re
         jobs=jobs,
         error=error,
         statuses=_data.STATUSES,
-        next_before=jobs[-1].id if len(jobs) == web.page_size else "",
+        next_before=jobs[-1].id if len(jobs) == web.page_size else resume or "",
+        resume=resume or "",
+        scan=web.scan,
     )
 
 

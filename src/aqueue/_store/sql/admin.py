@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..._models import JobStatus
 from ..base import JobQuery
 from .base import _PUT_BACK, JOB_COLUMNS, BaseQueries, Statement
 
 
 class AdminQueries(BaseQueries):
     """Filters, pages and bulk actions over one jobs table."""
+
+    by_primary_key = ""
+    """The hint that makes a read go down the primary key (MySQL/MariaDB, whose optimizer
+    would otherwise sort the queue's whole ``(queue, status, run_at)`` range)."""
 
     def contains(self, column: str, placeholder: str) -> str:
         """SQL true when ``column`` holds the text bound at ``placeholder``, case
@@ -46,6 +51,8 @@ class AdminQueries(BaseQueries):
             )
         if query.before_id is not None:
             where.append(f"id < {b(params, query.before_id)}")
+        if query.from_id is not None:
+            where.append(f"id >= {b(params, query.from_id)}")
         return " AND ".join(where)
 
     def find_jobs(self, query: JobQuery, limit: int, tags: str | None = None) -> Statement:
@@ -71,6 +78,38 @@ class AdminQueries(BaseQueries):
             f" JOIN (SELECT job_id FROM {tags} WHERE queue = {b(params, queue)} "
             f"AND tag = {b(params, tag)}) tagged ON id = tagged.job_id"
         )
+
+    def scan_floor(self, queue: str, before_id: str | None, rows: int) -> Statement:
+        """The ``rows``-th id of ``queue`` going down from ``before_id`` (the primary key,
+        read in order: the window a search reads, bounded)."""
+        b = self.bind
+        params: list[Any] = []
+        sql = f"SELECT id FROM {self.t}{self.by_primary_key} WHERE queue = {b(params, queue)}"
+        if before_id is not None:
+            sql += f" AND id < {b(params, before_id)}"
+        sql += f" ORDER BY id DESC LIMIT 1 OFFSET {max(0, int(rows) - 1)}"
+        return sql, params
+
+    def count_capped(self, queue: str, cap: int) -> Statement:
+        """One row: per status (in ``JobStatus`` order), its jobs counted up to ``cap``,
+        each an index-only range of ``(queue, status, run_at)``."""
+        b = self.bind
+        params: list[Any] = []
+        parts = [
+            f"(SELECT COUNT(*) FROM (SELECT 1 AS one FROM {self.t} WHERE queue = "
+            f"{b(params, queue)} AND status = {b(params, s.value)} LIMIT {int(cap)}) c{i})"
+            for i, s in enumerate(JobStatus)
+        ]
+        return f"SELECT {', '.join(parts)}", params
+
+    def estimate(self, queue: str, status: JobStatus) -> Statement | None:
+        """The plan of counting ``queue``'s jobs in ``status``, whose row estimate
+        :meth:`estimated` reads (``None``: the database gives none)."""
+        return None
+
+    @staticmethod
+    def estimated(plan: Sequence[Sequence[Any]]) -> int | None:
+        return None
 
     def oldest_due(self, queue: str, now: int) -> Statement:
         """The ``run_at`` of the longest-waiting due ``todo`` job (the ``(queue, status,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ..._models import JobStatus
 from .base import Statement
 from .claims import Queries
 
@@ -14,6 +16,7 @@ class MySQLQueries(Queries):
     on_conflict_ignore = " ON DUPLICATE KEY UPDATE id = id"
     server_time_sql = "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
     holds_claims_open = True
+    by_primary_key = " FORCE INDEX (PRIMARY)"
 
     @staticmethod
     def session(*, sqlite_synchronous: str, lock_wait_timeout: int) -> list[str]:
@@ -33,3 +36,20 @@ class MySQLQueries(Queries):
             "ON DUPLICATE KEY UPDATE name = name"
         )
         return sql, params
+
+    def estimate(self, queue: str, status: JobStatus) -> Statement | None:
+        # the optimizer's estimate of the (queue, status) index range (index dives)
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"EXPLAIN SELECT 1 FROM {self.t} WHERE queue = {b(params, queue)} "
+            f"AND status = {b(params, status.value)}"
+        )
+        return sql, params
+
+    @staticmethod
+    def estimated(plan: Sequence[Sequence[Any]]) -> int | None:
+        # EXPLAIN's columns: id, select_type, table, type, possible_keys, key, key_len,
+        # ref, rows, Extra
+        rows = plan[0][8] if plan and len(plan[0]) > 8 else None
+        return int(rows) if rows is not None else None

@@ -14,10 +14,11 @@ list of ids as ``$n::text[]``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..._models import IdRun, NewJob
+from ..._models import IdRun, JobStatus, NewJob
 from .base import Statement
 from .claims import Queries
 
@@ -129,3 +130,18 @@ class PostgresQueries(Queries):
     def record_first_seen(self, key: str, now: int) -> Statement:
         sql, params = super().record_first_seen(key, now)
         return sql + self.on_conflict_ignore, params
+
+    def estimate(self, queue: str, status: JobStatus) -> Statement | None:
+        # the planner's estimate, from the table's statistics (ANALYZE, autovacuum)
+        b = self.bind
+        params: list[Any] = []
+        sql = (
+            f"EXPLAIN SELECT 1 FROM {self.t} WHERE queue = {b(params, queue)} "
+            f"AND status = {b(params, status.value)}"
+        )
+        return sql, params
+
+    @staticmethod
+    def estimated(plan: Sequence[Sequence[Any]]) -> int | None:
+        found = re.search(r" rows=(\d+) ", str(plan[0][0])) if plan else None
+        return int(found.group(1)) if found else None
