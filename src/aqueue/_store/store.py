@@ -435,7 +435,15 @@ class Store:
                 return {s: (n, True) for s, n in (await self.count_by_status(queue)).items()}
             if estimate is not None:
                 plan = await self._fetch("estimating a count", *estimate)
-                out[status] = (max(cap, self.sql.estimated(plan) or cap), False)
+                n = self.sql.estimated(plan) or cap
+                rows_stmt = self.sql.table_rows()
+                if rows_stmt is not None:  # a range over half the table: the rest of it
+                    found = await self._fetch("estimating a count", *rows_stmt)
+                    total = int(found[0][0] or 0) if found else 0
+                    if n >= total // 2 * 0.9:
+                        others = sum(m for s, (m, _) in out.items() if s is not status)
+                        n = max(n, total - others)
+                out[status] = (max(cap, n), False)
         return out
 
     async def oldest_due(self, queue: str, now: int) -> int | None:

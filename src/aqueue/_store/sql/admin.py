@@ -111,6 +111,11 @@ class AdminQueries(BaseQueries):
     def estimated(plan: Sequence[Sequence[Any]]) -> int | None:
         return None
 
+    def table_rows(self) -> Statement | None:
+        """The database's estimate of the table's rows, where its estimate of a range
+        stops at half of them (InnoDB); ``None``: no such limit."""
+        return None
+
     def oldest_due(self, queue: str, now: int) -> Statement:
         """The ``run_at`` of the longest-waiting due ``todo`` job (the ``(queue, status,
         run_at)`` index's first entry in range)."""

@@ -53,3 +53,13 @@ class MySQLQueries(Queries):
         # ref, rows, Extra
         rows = plan[0][8] if plan and len(plan[0]) > 8 else None
         return int(rows) if rows is not None else None
+
+    def table_rows(self) -> Statement | None:
+        # InnoDB's estimate of a range is at most half the table's rows
+        name = self.t.strip("`")
+        params: list[Any] = []
+        sql = (
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = {self.bind(params, name)}"
+        )
+        return sql, params
