@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ class JsonFormatter(logging.Formatter):
         for key in JOB_FIELDS:
             if key in fields:
                 out[key] = fields[key]
+        if record.name == "uvicorn.access":
+            out.update(_access(record.args))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
@@ -45,6 +48,15 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
         return json.dumps(out, ensure_ascii=False, default=repr)
+
+
+def _access(args: Any) -> dict[str, Any]:
+    """The fields of the web server's access line (``python -m aqueue web``), whose
+    arguments are ``(client, method, path, http_version, status)``."""
+    if not isinstance(args, tuple) or len(args) != 5:
+        return {}
+    client, method, path, version, status = args
+    return {"client": client, "method": method, "path": path, "http": version, "status": status}
 
 
 def _iso(created: float) -> str:
@@ -59,3 +71,27 @@ def use_json_logs() -> None:
     formatter = JsonFormatter()
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
+
+
+def json_logging(level: str) -> None:
+    """The root logger writes JSON lines to stderr at ``level``, and the web server's
+    loggers (error and access) write through it (``python -m aqueue web``)."""
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": JsonFormatter}},
+            "handlers": {
+                "json": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "json",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "loggers": {
+                name: {"handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            "root": {"handlers": ["json"], "level": level.upper()},
+        }
+    )

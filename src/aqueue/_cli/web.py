@@ -8,6 +8,7 @@ refuses to start unless ``--no-auth`` is given and it listens on loopback only."
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 
 import click
@@ -40,7 +41,16 @@ def is_loopback(host: str) -> bool:
     default="info",
     show_default=True,
 )
-def web(app: str, host: str, port: int, no_auth: bool, root_path: str, log_level: str) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, the server's access and error lines included.",
+)
+def web(
+    app: str, host: str, port: int, no_auth: bool, root_path: str, log_level: str, log_format: str
+) -> None:
     """Serve the dashboard and the HTTP API of APP's queue (module:attribute)."""
     try:
         import uvicorn
@@ -61,9 +71,20 @@ def web(app: str, host: str, port: int, no_auth: bool, root_path: str, log_level
             "no credentials: set AQUEUE_WEB_TOKEN (16+ characters) or AQUEUE_WEB_USER and "
             "AQUEUE_WEB_PASSWORD, or use --no-auth on a loopback address"
         )
+    json_logs = log_format == "json"
+    if json_logs:
+        from .._logjson import json_logging
+
+        json_logging(log_level)
     queue = load_queue(app)
     asgi = aqueue_web.app(queue, auth=auth, secret=os.environ.get("AQUEUE_WEB_SECRET"))
-    click.echo(f"aqueue web: queue {queue.name} on http://{host}:{port}{root_path}/", err=True)
+    where = f"http://{host}:{port}{root_path}/"
+    if json_logs:
+        logging.getLogger("aqueue.web").info(
+            "aqueue web: queue %s on %s", queue.name, where, extra={"queue": queue.name}
+        )
+    else:
+        click.echo(f"aqueue web: queue {queue.name} on {where}", err=True)
     uvicorn.run(
         asgi,
         host=host,
@@ -72,4 +93,7 @@ def web(app: str, host: str, port: int, no_auth: bool, root_path: str, log_level
         log_level=log_level,
         proxy_headers=False,
         server_header=False,
+        # json: the loggers configured above (uvicorn's own configuration would put its
+        # text formatters back)
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
     )
