@@ -28,6 +28,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def quick(session: nox.Session) -> None:
+    """The fast tier, for every edit (about 15 s): the pure unit tests and the JobStore and
+    broker contract suite (memory, SQLite and the servers). ``nox -s tests`` runs every
+    tier; CONTRIBUTING.md lists them with their times."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "tests/unit", "tests/contract", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff, and the import layers of src/aqueue (the contracts in pyproject.toml)."""
     session.install("ruff>=0.6", "import-linter>=2.1", "-e", ".")
