@@ -15,14 +15,21 @@ import time
 import uuid
 
 import aqueue
-from aqueue import Backoff, JobStatus, Queue, Retry, RunnerConfig, current_job
-
-queue = Queue(
-    "tour",
-    table=f"tour_{uuid.uuid4().hex[:8]}",
-    key_prefix=f"tour{uuid.uuid4().hex[:6]}",
-    max_size=10_000,
+from aqueue import (
+    Backoff,
+    JobStatus,
+    Queue,
+    QueueFullError,
+    Retry,
+    Runner,
+    RunnerConfig,
+    current_job,
 )
+
+# a table and Redis keys of its own for each run; max_size: enqueue raises QueueFullError
+# when the queue holds 10,000 jobs that can still run
+TABLE, PREFIX = f"tour_{uuid.uuid4().hex[:8]}", f"tour{uuid.uuid4().hex[:6]}"
+queue = Queue("tour", max_size=10_000, table=TABLE, key_prefix=PREFIX)
 log: list[str] = []
 
 
@@ -66,7 +73,12 @@ async def record(tag: str) -> str:
 
 
 # --- cron / periodic ---------------------------------------------------------------
-@queue.periodic(every=0.2, missed="skip")  # or @queue.cron("*/5 * * * *")
+@queue.cron("*/5 * * * *")  # UTC; needs aqueue[cron] (cronsim)
+async def nightly_report() -> None:
+    log.append("report")
+
+
+@queue.periodic(every=0.2, missed="skip")
 async def heartbeat_report() -> None:
     log.append("tick")
 
@@ -95,7 +107,17 @@ async def main() -> int:
     scarce_jobs = await queue.enqueue_many([(scarce, (i,), {}) for i in range(10)])
     # executable tasks: a program run as a job, allowed program by program
     queue.allow_exec([sys.executable])
-    program = await queue.exec([sys.executable, "-c", "print('hello from a program')"])
+    program = await queue.exec([sys.executable, "-c", "print('hello from a program')"], timeout=10)
+    # a bounded queue: with max_size jobs that can still run, an enqueue is refused
+    small = Queue("tour_small", max_size=1, table=TABLE, key_prefix=PREFIX)
+    await small.enqueue(record, "first")
+    try:
+        await small.enqueue(record, "second")
+        raise AssertionError("max_size=1 took a second job")
+    except QueueFullError:
+        pass
+    await small.purge()
+    await small.close()
 
     await queue.run(RunnerConfig(burst=True, handle_signals=False, burst_horizon=1))
 
@@ -110,15 +132,31 @@ async def main() -> int:
     assert await slow_job.status() is JobStatus.FAILED
     assert await quick.result(timeout=5) is None
     assert [await j.result(timeout=5) for j in scarce_jobs] == list(range(10))
-    assert (await program.result(timeout=5))["stdout"] == "hello from a program\n"
+    assert (await program.result())["stdout"] == "hello from a program\n"
     assert await doomed.status() is JobStatus.CANCELLED
     assert await expired.status() is JobStatus.FAILED
     assert "cancelled" not in log
     assert "expired" not in log
     assert "tick" in log
+    # a cron schedule's ticks: every 5 minutes of UTC (times in UNIX microseconds)
+    ticks = queue.schedules[nightly_report.name].ticks(0, 600_000_000)
+    assert list(ticks) == [300_000_000, 600_000_000]
     # statistics: queue lengths by status, per-runner counters
     counts = await queue.counts()
     print({s.value: n for s, n in counts.items()})
+    # per-runner counters: each live runner publishes them at every heartbeat
+    runner = Runner(queue, RunnerConfig(handle_signals=False, heartbeat=0.1, lease=2))
+    running = asyncio.create_task(runner.run())
+    await record.enqueue("counted")
+    deadline = time.monotonic() + 10
+    while True:
+        stats = await queue.runner_stats()  # {runner_id: {"executed": .., "failed": .., ...}}
+        if stats.get(runner.id, {}).get("executed", 0) >= 1 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    runner.stop()
+    await running
+    assert stats[runner.id]["executed"] == stats[runner.id]["done"] == 1
     # results are kept for RunnerConfig.keep_results (7 days); purge on demand
     purged = await queue.purge_finished(older_than=0)
     print(f"tour ok: purged {purged} finished jobs; aqueue {aqueue.__version__}")
