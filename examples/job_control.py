@@ -151,12 +151,13 @@ async def main() -> int:
     deadline = time.monotonic() + 10
     while True:
         stats = await queue.runner_stats()  # {runner_id: {"executed": .., "failed": .., ...}}
-        if stats.get(runner.id, {}).get("executed", 0) >= 1 or time.monotonic() > deadline:
+        if stats.get(runner.id, {}).get("done", 0) >= 1 or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
     runner.stop()
     await running
-    assert stats[runner.id]["executed"] == stats[runner.id]["done"] == 1
+    # the job, and any heartbeat_report tick of that runner
+    assert stats[runner.id]["executed"] >= stats[runner.id]["done"] >= 1
     # results are kept for RunnerConfig.keep_results (7 days); purge on demand
     purged = await queue.purge_finished(older_than=0)
     print(f"tour ok: purged {purged} finished jobs; aqueue {aqueue.__version__}")
