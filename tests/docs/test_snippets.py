@@ -104,11 +104,6 @@ def _found(line: str, examples: list[str]) -> bool:
     return all((m["module"], name.strip()) in imported for name in m["names"].split(","))
 
 
-# Pages other issues are writing: their blocks that no example holds yet are reported
-# (xfail) rather than failing the suite; each should become an include or a runnable block.
-NOT_YET_TESTED = {"job-control.md", "operations.md", "transactional-enqueue.md"}
-
-
 def _examples_text() -> list[str]:
     """Each example file as one string of its normalised lines: a docs line is found in
     it even when the example wraps that line differently."""
@@ -131,8 +126,6 @@ def test_copied_block_matches_an_example(block: Block) -> None:
         for line in block.code.splitlines()
         if _normal(line) not in ("", "...") and not _found(line, examples)
     ]
-    if missing and block.page in NOT_YET_TESTED:
-        pytest.xfail(f"{block.id}: not yet from a tested example: {missing}")
     assert not missing, (
         f"{block.id}: lines found in no file under examples/ (include the example with "
         f"--8<--, or mark the block {RUN_MARK}): {missing}"
