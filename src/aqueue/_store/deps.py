@@ -259,6 +259,8 @@ async def finish_parents(
         await tx.execute(*sql.finish(status, [f for f in group if f.id in mine], now, parents=None))
         return mine, before, await release(tx, dq, dict.fromkeys(mine, status), now)
 
+    if status is JobStatus.DONE and dq.finish_in_one:
+        return await _finish_in_one(db, dq, sql, group, now)
     if not partly_finished:
         try:
             return await db.run("recording finished parents", lambda: db.transaction(at_once))
@@ -290,6 +292,29 @@ async def settle_finals(
         return n
 
     return await db.run(what, lambda: db.transaction(go))
+
+
+async def _finish_in_one(
+    db: Executor, dq: DepsQueries, sql: BaseQueries, group: Sequence[Finish], now: int
+) -> tuple[set[str], set[str], list[JobRecord]]:
+    """``finish_parents`` of a ``done`` group in one statement (PostgreSQL), atomic on
+    its own: it finishes the jobs still running under their token, counts down only
+    their children and releases those reaching zero (returned). The jobs it did not
+    finish are then read: those a finish at ``now`` had written before (a lost reply)."""
+    stmt = dq.finish_counting_down(sql.finish(JobStatus.DONE, group, now, parents=None), now)
+    rows = await _fetch(db, "recording finished parents", *stmt)
+    mine = {str(i) for i in (rows[0][0] or ())}
+    released = [record(r[1:]) for r in rows if r[1] is not None]
+    before: set[str] = set()
+    rest = [f.id for f in group if f.id not in mine]
+    if rest:
+        before = {
+            r[0]
+            for r in await _fetch(
+                db, "reading finished jobs", *sql.finished(rest, JobStatus.DONE, now)
+            )
+        }
+    return mine, before, released
 
 
 class _Redo(Exception):

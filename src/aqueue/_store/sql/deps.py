@@ -35,6 +35,8 @@ class DepsQueries:
         self.for_update = " FOR UPDATE" if row_locks else ""
         # a join locks the jobs' rows only (PostgreSQL); MySQL locks every row it reads
         self.for_update_jobs = " FOR UPDATE OF j" if lock_of else self.for_update
+        # PostgreSQL: a finish and its count down in one statement (data-modifying WITH)
+        self.finish_in_one = lock_of
 
     def _in(self, params: list[Any], column: str, ids: Sequence[str]) -> str:
         """``column`` is one of ``ids`` (the dialect's form of an id list)."""
@@ -100,6 +102,32 @@ class DepsQueries:
             f"{self.for_update_jobs}"
         )
         return sql, params
+
+    def finish_counting_down(self, finish: Statement, now: int) -> Statement:
+        """PostgreSQL: ``finish`` (an ``UPDATE`` of jobs finished ``done``) and, in the
+        same statement, the count down of the waiting children of the jobs it changed,
+        those reaching zero moved to ``todo`` (its assignments all read the row as it
+        was). One row: the ids it finished (an array, or NULL), then the columns
+        (:data:`JOB_COLUMNS`) of a released child, or NULLs; one row per released child."""
+        sql, params = finish[0], list(finish[1])
+        at = self.q.bind(params, now)
+        zero = "c.parents_left <= n.n"
+        cols = ", ".join(f"c.{c.strip()}" for c in JOB_COLUMNS.split(","))
+        stmt = (
+            f"WITH fin AS ({sql} RETURNING id), "
+            f"n AS (SELECT d.child_id, COUNT(*) AS n FROM {self.deps} d "
+            "JOIN fin ON d.parent_id = fin.id GROUP BY d.child_id), "
+            f"down AS (UPDATE {self.t} c SET "
+            f"parents_left = CASE WHEN {zero} THEN 0 ELSE c.parents_left - n.n END, "
+            f"status = CASE WHEN {zero} THEN 'todo' ELSE c.status END, "
+            f"updated_at = CASE WHEN {zero} THEN {at} ELSE c.updated_at END, "
+            f"run_at = CASE WHEN {zero} AND c.run_at < {at} THEN {at} ELSE c.run_at END, "
+            f"dispatched_at = CASE WHEN {zero} THEN NULL ELSE c.dispatched_at END "
+            f"FROM n WHERE c.id = n.child_id AND c.status = 'waiting' RETURNING {cols}) "
+            "SELECT (SELECT array_agg(id) FROM fin), down.* FROM (SELECT 1) AS one "
+            "LEFT JOIN down ON down.status = 'todo'"
+        )
+        return stmt, params
 
     def cancel_waiting(self, reasons: Sequence[tuple[str, str]], now: int) -> Statement:
         """Cancel waiting jobs, each with its reason (a parent failed or was cancelled)."""
