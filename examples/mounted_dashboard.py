@@ -2,11 +2,12 @@
 
     python examples/mounted_dashboard.py
 
-Needs ``pip install 'aqueue[web]'``. Uses AQUEUE_REDIS_URL / AQUEUE_DATABASE_URL when
-set, else the embedded default under ./.aqueue/. It serves nothing: it sends requests to
-the app in process and asserts each answer (tests/docs/test_examples_docs.py runs it), so
-the block of docs/operations.md taken from here is tested. In an application the
-middleware below is its own authentication (a session, a login); here a header stands in.
+Needs ``pip install 'aqueue[web]' httpx`` (httpx sends the requests). Uses
+AQUEUE_REDIS_URL / AQUEUE_DATABASE_URL when set, else the embedded default under
+./.aqueue/. It serves nothing: it sends requests to the app in process and asserts each
+answer (tests/docs/test_examples_docs.py runs it), so the block of docs/operations.md
+taken from here is tested. In an application the middleware below is its own
+authentication (a session, a login); here a header stands in.
 """
 
 from __future__ import annotations
