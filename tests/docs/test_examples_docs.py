@@ -1,5 +1,6 @@
-"""The examples that docs/operations.md quotes, run as programs (each asserts what the
-block it provides shows): the dashboard mounted with an app's own auth, and tracing."""
+"""Examples the docs and the README quote, run as programs (each asserts what the block
+it provides shows): the dashboard mounted with an app's own auth and tracing
+(docs/operations.md), the quickstart app with a CLI runner and its Starlette app."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@
   in a subprocess, with the test services' URLs in ``AQUEUE_REDIS_URL`` /
   ``AQUEUE_DATABASE_URL`` and a scratch ``AQUEUE_HOME``, and must exit 0;
 - any other block must be copied from a tested example: each of its lines, stripped,
-  appears in one file under examples/ (so a snippet cannot drift from the code that runs).
+  appears in one file under examples/ (so a snippet cannot drift from the code that runs);
+  every file there is named by a test that runs it.
 """
 
 from __future__ import annotations
@@ -111,6 +112,23 @@ def _examples_text() -> list[str]:
         "".join(_normal(line) for line in path.read_text().splitlines())
         for path in EXAMPLES.rglob("*.py")
     ]
+
+
+def test_every_example_is_run_by_a_test() -> None:
+    """A copied block is matched against every file under examples/, so each must be one
+    a test runs: named by a test file (its file name, its module, or its folder)."""
+    tests_text = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
+    unnamed = []
+    for path in sorted(EXAMPLES.rglob("*.py")):
+        rel = path.relative_to(EXAMPLES)
+        names = {
+            f'"{path.name}"',
+            "examples." + ".".join(rel.with_suffix("").parts),
+            f'"examples" / "{rel.parts[0]}"',
+        }
+        if not any(name in tests_text for name in names):
+            unnamed.append(rel.as_posix())
+    assert not unnamed, f"examples no test runs: {unnamed}"
 
 
 def test_the_docs_have_python_blocks() -> None:
