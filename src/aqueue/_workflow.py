@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import _observe
 from ._errors import ConfigurationError
 from ._ids import new_job_ids
 from ._job import Job
@@ -143,27 +142,9 @@ def _step(s: Any) -> Signature | Group:
 
 async def _enqueue(steps: list[Signature | Group]) -> list[list[Job]]:
     """Every step's jobs (a step's parents: every job of the step before it), inserted
-    parents first in one transaction. Traced as ``enqueue_many`` is: one PRODUCER span
-    for the workflow (its one insert), whose context every job carries."""
+    parents first in one transaction."""
     first = steps[0].steps[0] if isinstance(steps[0], Group) else steps[0]
     queue: _GraphQueue = first.task.queue
-    observer = _observe.active
-    if observer is None:
-        return await _insert(queue, steps, None)
-    scope = observer.sending(queue.name)
-    try:
-        out = await _insert(queue, steps, scope)
-    except BaseException as exc:
-        scope.close(exc)
-        raise
-    scope.close(None)
-    return out
-
-
-async def _insert(
-    queue: _GraphQueue, steps: list[Signature | Group], scope: _observe.Sending | None
-) -> list[list[Job]]:
-    carrier = scope.carrier if scope is not None else None
     news: list[NewJob] = []
     edges: list[Edge] = []
     out: list[list[Job]] = []
@@ -182,9 +163,7 @@ async def _insert(
             step_options: dict[str, Any] = {FEED: feed} if feed else {}
             if has_next:
                 step_options[PARENT] = 1
-            new = queue._new_job(
-                sig.task, sig.args, sig.kwargs, sig.options, carrier, step=step_options
-            )
+            new = queue._new_job(sig.task, sig.args, sig.kwargs, sig.options, step=step_options)
             new = new._replace(id=next(fresh))
             news.append(new)
             ids.append(new.id)
@@ -192,7 +171,5 @@ async def _insert(
         out.append([Job(queue, i) for i in ids])  # type: ignore[arg-type]
         before = ids
         feed = "all" if isinstance(step, Group) else "one"
-    if scope is not None:
-        scope.sent(news)
     await queue._enqueue_graph(news, edges)
     return out
