@@ -270,14 +270,3 @@ def test_a_deadline_not_passed_during_the_pause_gets_no_grace() -> None:
     c.paused(now=105.0, grace=1.0)  # a pause that ended before the deadline
     assert c.revoke_all(now=108.5) == ["task-a"]
     assert not c.in_grace(108.5)
-
-
-def test_a_run_claimed_after_the_last_renewal_keeps_its_own_lease() -> None:
-    # deadline of the renewals: 108; the claim sent at 105 holds its lease to 113
-    c = core(now=100.0)
-    c.started("old", "t1", "task-old")
-    c.started("fresh", "t2", "task-fresh", claimed_at=105.0)
-    assert c.revoke_all(now=109.0) == ["task-old"]
-    assert c.revoke_all(now=113.5) == ["task-old", "task-fresh"]
-    c.forget("fresh", "t2")
-    assert "fresh" not in c.claimed_at

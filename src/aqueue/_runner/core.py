@@ -54,7 +54,6 @@ class RunnerCore(Generic[H, T]):
 
     __slots__ = (
         "blind_before",
-        "claimed_at",
         "epoch",
         "free",
         "grace_until",
@@ -85,8 +84,6 @@ class RunnerCore(Generic[H, T]):
         self.stopping = False
         # job id -> (lease token, handler): the leases this runner renews.
         self.running: dict[str, tuple[str, H]] = {}
-        # job id -> when the claim of its run was sent: the claim set a lease of its own.
-        self.claimed_at: dict[str, float] = {}
         # Runs this runner cancelled itself (lease revoked or local deadline passed):
         # their cancellation is not a shutdown and not the handler's own.
         self.revoked: set[tuple[str, str]] = set()
@@ -161,14 +158,8 @@ class RunnerCore(Generic[H, T]):
             return False
         return not self.claim_expired(sent_at, now)
 
-    def started(self, job_id: str, token: str, handler: H, claimed_at: float | None = None) -> None:
-        """A handler started under the claim sent at ``claimed_at`` (None: long enough
-        ago that only renewals count)."""
+    def started(self, job_id: str, token: str, handler: H) -> None:
         self.running[job_id] = (token, handler)
-        if claimed_at is None:
-            self.claimed_at.pop(job_id, None)
-        else:
-            self.claimed_at[job_id] = claimed_at
 
     def forget(self, job_id: str, token: str) -> None:
         """Stop renewing this run's lease (only this run's: the job may have been claimed
@@ -177,7 +168,6 @@ class RunnerCore(Generic[H, T]):
         entry = self.running.get(job_id)
         if entry is not None and entry[0] == token:
             del self.running[job_id]
-            self.claimed_at.pop(job_id, None)
 
     def renewal_items(self) -> list[tuple[str, str]]:
         return [(job_id, token) for job_id, (token, _) in self.running.items()]
@@ -237,16 +227,11 @@ class RunnerCore(Generic[H, T]):
 
     def revoke_all(self, now: float) -> list[H]:
         """Past the local deadline (and any grace after a pause): every running handler
-        whose lease may be gone is cancelled (it will run again elsewhere). A run whose
-        own claim is younger than the last renewal holds its lease from that claim
-        (see :meth:`claim_expired`) and runs on until that lease's deadline."""
+        is cancelled (they will run again elsewhere); nothing before it."""
         if not self.deadline_passed(now) or self.in_grace(now):
             return []
         cancel: list[H] = []
         for job_id, (token, handler) in list(self.running.items()):
-            claimed = self.claimed_at.get(job_id)
-            if claimed is not None and not self.claim_expired(claimed, now):
-                continue
             self.revoked.add((job_id, token))
             cancel.append(handler)
         return cancel

@@ -140,7 +140,7 @@ class JobRunner(RunnerBase):
             ctx._committer = self._make_committer(claimed)
         current = asyncio.current_task()
         assert current is not None
-        self.core.started(msg.id, token, current, claimed.sent_at)
+        self._running[msg.id] = (token, current)
         try:
             try:
                 limit = self._task_limit(task_def.config.concurrency if task_def else None, msg)

@@ -47,8 +47,6 @@ class SideTasks:
     measure_clock: Callable[[], Awaitable[None]]
     startup_recovery: Callable[[], Awaitable[None]]
     startup_grace: float
-    renew_now: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    """Set to have the heartbeat renew at once instead of at its next beat."""
 
     def stopping(self) -> bool:
         return self.core.stopping
@@ -67,25 +65,14 @@ async def heartbeat_loop(r: SideTasks) -> None:
         # missed beat would otherwise leave a single try before the local deadline, and
         # a database back after a fraction of a second would still cost every lease.
         ok = await _beat(r, be, cfg)
-        if ok:
-            wait = cfg.heartbeat
-            return wait
-        wait = min(cfg.heartbeat, 0.1 if wait >= cfg.heartbeat else wait * 2)
-        # ... and never so late that the local deadline passes between two tries: an
-        # outage that ends just before it must not cost every lease.
-        left = r.core.deadline() - time.monotonic()
-        return min(wait, max(0.05, left / 2)) if left > 0 else wait
-
-    async def sleep(seconds: float) -> None:
-        # A runner back from a pause past its deadline renews at once (see deadline_loop).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await r.renew_now.wait()
-        r.renew_now.clear()
+        wait = (
+            cfg.heartbeat if ok else min(cfg.heartbeat, 0.1 if wait >= cfg.heartbeat else wait * 2)
+        )
+        return wait
 
     # Nothing is handled: _beat catches what a renewal may raise, and anything else (a
     # resync that failed) stops the runner loudly, as it always did.
-    await every("heartbeat", cfg.heartbeat, beat, stopping=r.stopping, sleep=sleep)
+    await every("heartbeat", cfg.heartbeat, beat, stopping=r.stopping)
 
 
 async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
@@ -127,33 +114,31 @@ async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
 
 
 async def deadline_loop(r: SideTasks) -> None:
-    """Cancel the running handlers whose lease may be gone once the local deadline
-    passes with no renewal acknowledged: a timer of its own, so that it fires whatever
-    the renewal is waiting for (a database that does not answer, a slow clock reading).
+    """Cancel every running handler once the local deadline passes with no renewal
+    acknowledged: a timer of its own, so that it fires whatever the renewal is waiting
+    for (a database that does not answer, a slow clock reading).
 
-    After a pause of the process (SIGSTOP, a blocked loop) its check is overdue and runs
-    first thing on resuming. If the deadline passed meanwhile, the handlers get half a
-    heartbeat (at most half the margin) for a renewal, sent at once, to be acknowledged
-    (see ``RunnerCore.paused``): the other runners' reclaimers hold off a whole heartbeat
-    after a pause of their own, so the jobs are either kept (the renewal came back) or
-    cancelled before anyone can reclaim them. After a suspended machine, whose monotonic
-    clock stood still, the time the wall clock ran ahead counts as elapsed. The pause is
-    measured where the decision is taken, at the check itself."""
+    After a pause of the process (SIGSTOP, a blocked loop) its sleep is overdue and it
+    fires first thing on resuming. If the deadline passed during the pause, the handlers
+    get half a heartbeat (at most half the margin) for a renewal sent on resuming to be
+    acknowledged (see ``RunnerCore.paused``): the other runners' reclaimers hold off a
+    whole heartbeat after a pause of their own, so the jobs are either kept (the renewal
+    came back) or cancelled before anyone can reclaim them. After a suspended machine,
+    whose monotonic clock stood still, the time the wall clock ran ahead counts as
+    elapsed."""
     cfg, core = r.config, r.core
-    # Check at least this often to notice a suspended machine soon after it resumes; a
+    # Wake at least this often to notice a suspended machine soon after it resumes; a
     # wall clock ahead by less than half a second is a clock adjustment, not a suspension.
     cap = min(cfg.heartbeat / 2, 1.0)
     # Under the reclaimers' hold, and under the margin: a deadline taken for a pause's
     # when the loop was only late still ends its grace before the lease in SQL does.
     grace = min(cfg.heartbeat, cfg.margin) / 2
-    told: float | None = None  # the last acknowledgement whose deadline was logged
-    last: tuple[float, float, float] | None = None  # (monotonic, wall, delay asked)
 
-    def measure(now: float, wall: float) -> None:
-        if last is None:
-            return
-        mono0, wall0, asked = last
-        slept, wall_slept = now - mono0, wall - wall0
+    async def sleep(seconds: float) -> None:
+        mono, wall = time.monotonic(), time.time()
+        await asyncio.sleep(seconds)
+        now = time.monotonic()
+        slept, wall_slept = now - mono, time.time() - wall
         if wall_slept - slept > 0.5:
             log.warning(
                 "the monotonic clock stood still for %.1fs (the machine was suspended): "
@@ -161,27 +146,29 @@ async def deadline_loop(r: SideTasks) -> None:
                 wall_slept - slept,
             )
             core.clock_stood_still(wall_slept - slept, now)
-        pause = paused_for(asked=asked, slept=slept, wall_slept=wall_slept)
+        pause = paused_for(asked=seconds, slept=slept, wall_slept=wall_slept)
         # A grace exactly when the reclaimers paused with this runner hold off.
         if reclaim_hold(paused=pause, heartbeat=cfg.heartbeat) and core.deadline_passed(now):
             core.paused(now, grace)
-            r.renew_now.set()
-            log.warning(
-                "the local deadline passed while this runner was paused (%.1fs): its "
-                "handlers run on for %.2fs if a renewal is acknowledged meanwhile",
-                pause,
-                grace,
-            )
+            if core.in_grace(now):
+                log.warning(
+                    "the local deadline passed while this runner was paused (%.1fs): "
+                    "its handlers run on for %.2fs if a renewal is acknowledged meanwhile",
+                    pause,
+                    grace,
+                )
 
-    def next_check(now: float) -> float:
+    told: float | None = None  # the last acknowledgement whose deadline was logged
+
+    async def check() -> float:
         nonlocal told
+        now = time.monotonic()
         if not core.deadline_passed(now):
             return min(cap, core.deadline() - now + 0.001)
         if core.in_grace(now):
             return core.grace_until - now + 0.001
         # Past it: cancel again until the handlers are gone (one may ignore a first
-        # cancellation); log once per missed deadline. A run claimed since the last
-        # renewal is cancelled once its own claim's deadline passes.
+        # cancellation); log once per missed deadline.
         if cancel := core.revoke_all(now):
             if told != core.last_ack:
                 told = core.last_ack
@@ -194,15 +181,7 @@ async def deadline_loop(r: SideTasks) -> None:
                 task.cancel()
         return cap
 
-    async def check() -> float:
-        nonlocal last
-        now, wall = time.monotonic(), time.time()
-        measure(now, wall)
-        delay = next_check(now)
-        last = (now, wall, delay)
-        return delay
-
-    await every("lease deadline", cap, check, stopping=r.stopping, first=0)
+    await every("lease deadline", cap, check, stopping=r.stopping, sleep=sleep, first=0)
 
 
 async def _sleep_measured(seconds: float) -> float:
