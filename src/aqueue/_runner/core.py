@@ -53,10 +53,8 @@ class RunnerCore(Generic[H, T]):
     """State of one runner; every method is synchronous and reads no clock."""
 
     __slots__ = (
-        "blind_before",
         "epoch",
         "free",
-        "grace_until",
         "inflight",
         "last_ack",
         "lease",
@@ -75,11 +73,6 @@ class RunnerCore(Generic[H, T]):
         self.lease = lease
         self.margin = margin
         self.last_ack = now
-        # A renewal sent before this (monotonic) time was sent before the clock stood
-        # still: its acknowledgement says nothing about the leases after that.
-        self.blind_before = now
-        # The end of the grace after a pause (see :meth:`paused`).
-        self.grace_until = 0.0
         self.epoch: str | None = None
         self.stopping = False
         # job id -> (lease token, handler): the leases this runner renews.
@@ -133,11 +126,6 @@ class RunnerCore(Generic[H, T]):
 
     # -- leases ------------------------------------------------------------------------
 
-    def deadline(self) -> float:
-        """When this runner's leases may be gone (a monotonic time): the last
-        acknowledged renewal plus the lease, minus the margin."""
-        return local_deadline(self.last_ack, self.lease, self.margin)
-
     def deadline_passed(self, now: float) -> bool:
         """No renewal acknowledged within the lease (minus the margin): the leases of
         this runner may be gone."""
@@ -146,9 +134,6 @@ class RunnerCore(Generic[H, T]):
     def claim_expired(self, sent_at: float, now: float) -> bool:
         """Past the local deadline counted from the later of the last acknowledged
         renewal and a claim sent at ``sent_at`` (the claim itself set the lease)."""
-        if sent_at < self.blind_before:
-            # a claim sent before the clock stood still: how old its lease is, is unknown
-            return self.deadline_passed(now)
         return now > local_deadline(max(self.last_ack, sent_at), self.lease, self.margin)
 
     def may_start(self, sent_at: float, now: float) -> bool:
@@ -173,18 +158,8 @@ class RunnerCore(Generic[H, T]):
         return [(job_id, token) for job_id, (token, _) in self.running.items()]
 
     def acknowledged(self, sent: float) -> None:
-        """SQL acknowledged a renewal sent at ``sent``. One sent before the clock stood
-        still (see :meth:`clock_stood_still`) may have been carried out before that too:
-        it proves nothing about the time since."""
-        if sent >= self.blind_before:
-            self.last_ack = max(self.last_ack, sent)
-
-    def clock_stood_still(self, seconds: float, now: float) -> None:
-        """The monotonic clock stood still for ``seconds`` while time went on (the
-        machine was suspended). Leases run on SQL's clock, which did not stop: those
-        seconds count as elapsed since the last acknowledged renewal."""
-        self.last_ack -= seconds
-        self.blind_before = now
+        """SQL acknowledged a renewal sent at ``sent``."""
+        self.last_ack = sent
 
     def on_lost(
         self,
@@ -211,24 +186,10 @@ class RunnerCore(Generic[H, T]):
                 cancel.append((job_id, entry[1]))
         return cancel
 
-    def paused(self, now: float, grace: float) -> None:
-        """The process was paused (SIGSTOP, a suspended machine) for long enough that
-        the reclaimers paused with it hold off one heartbeat before taking anything (see
-        ``reclaim_hold``), and the local deadline has passed. The pause may have been
-        the whole machine's: a renewal sent now that SQL acknowledges within ``grace``
-        (less than that hold) keeps the jobs, and nothing runs twice. The handlers run
-        on meanwhile; without that acknowledgement they are cancelled when the grace
-        ends. A deadline that passes while the process runs gets no grace."""
-        if self.deadline_passed(now):
-            self.grace_until = max(self.grace_until, now + grace)
-
-    def in_grace(self, now: float) -> bool:
-        return now <= self.grace_until
-
     def revoke_all(self, now: float) -> list[H]:
-        """Past the local deadline (and any grace after a pause): every running handler
-        is cancelled (they will run again elsewhere); nothing before it."""
-        if not self.deadline_passed(now) or self.in_grace(now):
+        """Past the local deadline: every running handler is cancelled (they will run
+        again elsewhere); nothing before it."""
+        if not self.deadline_passed(now):
             return []
         cancel: list[H] = []
         for job_id, (token, handler) in list(self.running.items()):

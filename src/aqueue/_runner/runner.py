@@ -112,7 +112,6 @@ class Runner(Fetcher):
         side = {
             loop.create_task(self._fetch_loop(), name="aqueue-fetcher"),
             loop.create_task(side_tasks.heartbeat_loop(up), name="aqueue-heartbeat"),
-            loop.create_task(side_tasks.deadline_loop(up), name="aqueue-deadline"),
             loop.create_task(side_tasks.promote_loop(up), name="aqueue-promoter"),
             loop.create_task(side_tasks.reclaim_loop(up), name="aqueue-reclaimer"),
             loop.create_task(side_tasks.sweep_loop(up), name="aqueue-sweeper"),

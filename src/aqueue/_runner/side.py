@@ -1,4 +1,4 @@
-"""The runner's side tasks: lease heartbeat, local deadline, reclaimer, sweeper, promoter.
+"""The runner's side tasks: lease heartbeat, reclaimer, sweeper, promoter.
 
 Each is a loop over one runner's :class:`SideTasks` (what it reads and changes of the
 runner, given explicitly), supervised by the runner (if one dies, the runner stops
@@ -68,6 +68,14 @@ async def heartbeat_loop(r: SideTasks) -> None:
         wait = (
             cfg.heartbeat if ok else min(cfg.heartbeat, 0.1 if wait >= cfg.heartbeat else wait * 2)
         )
+        if cancel := r.core.revoke_all(time.monotonic()):
+            log.error(
+                "no lease renewal acknowledged within the lease: cancelling %d running "
+                "job(s), they will run again elsewhere",
+                len(cancel),
+            )
+            for task in cancel:
+                task.cancel()
         return wait
 
     # Nothing is handled: _beat catches what a renewal may raise, and anything else (a
@@ -76,10 +84,10 @@ async def heartbeat_loop(r: SideTasks) -> None:
 
 
 async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
-    """One renewal; False when SQL did not acknowledge it. The renewal goes first: a
-    runner back from a pause has its leases to keep before anything else (the clock
-    reading after it has a time limit too, and a failed one keeps the last offset)."""
+    """One renewal; False when SQL did not acknowledge it."""
     sent = time.monotonic()
+    with contextlib.suppress(BackendError):
+        await r.measure_clock()
     items = r.core.renewal_items()
     try:
         async with asyncio.timeout(cfg.heartbeat):
@@ -88,9 +96,6 @@ async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
     except (BackendError, TimeoutError) as exc:
         log.warning("lease renewal in SQL failed: %r", exc)
         return False
-    with contextlib.suppress(BackendError, TimeoutError):
-        async with asyncio.timeout(cfg.heartbeat):
-            await r.measure_clock()
     recording, confirming = r.recorder.recording, r.claimer.confirming
     # A run whose outcome is being recorded, or whose claim's commit failed and is being
     # taken again, is left alone: the core returns only the handlers to cancel.
@@ -111,77 +116,6 @@ async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
         n = await resync_all(be, r.clock, cfg)
         log.warning("resync re-dispatched %d job(s)", n)
     return True
-
-
-async def deadline_loop(r: SideTasks) -> None:
-    """Cancel every running handler once the local deadline passes with no renewal
-    acknowledged: a timer of its own, so that it fires whatever the renewal is waiting
-    for (a database that does not answer, a slow clock reading).
-
-    After a pause of the process (SIGSTOP, a blocked loop) its sleep is overdue and it
-    fires first thing on resuming. If the deadline passed during the pause, the handlers
-    get half a heartbeat (at most half the margin) for a renewal sent on resuming to be
-    acknowledged (see ``RunnerCore.paused``): the other runners' reclaimers hold off a
-    whole heartbeat after a pause of their own, so the jobs are either kept (the renewal
-    came back) or cancelled before anyone can reclaim them. After a suspended machine,
-    whose monotonic clock stood still, the time the wall clock ran ahead counts as
-    elapsed."""
-    cfg, core = r.config, r.core
-    # Wake at least this often to notice a suspended machine soon after it resumes; a
-    # wall clock ahead by less than half a second is a clock adjustment, not a suspension.
-    cap = min(cfg.heartbeat / 2, 1.0)
-    # Under the reclaimers' hold, and under the margin: a deadline taken for a pause's
-    # when the loop was only late still ends its grace before the lease in SQL does.
-    grace = min(cfg.heartbeat, cfg.margin) / 2
-
-    async def sleep(seconds: float) -> None:
-        mono, wall = time.monotonic(), time.time()
-        await asyncio.sleep(seconds)
-        now = time.monotonic()
-        slept, wall_slept = now - mono, time.time() - wall
-        if wall_slept - slept > 0.5:
-            log.warning(
-                "the monotonic clock stood still for %.1fs (the machine was suspended): "
-                "counting it against the leases",
-                wall_slept - slept,
-            )
-            core.clock_stood_still(wall_slept - slept, now)
-        pause = paused_for(asked=seconds, slept=slept, wall_slept=wall_slept)
-        # A grace exactly when the reclaimers paused with this runner hold off.
-        if reclaim_hold(paused=pause, heartbeat=cfg.heartbeat) and core.deadline_passed(now):
-            core.paused(now, grace)
-            if core.in_grace(now):
-                log.warning(
-                    "the local deadline passed while this runner was paused (%.1fs): "
-                    "its handlers run on for %.2fs if a renewal is acknowledged meanwhile",
-                    pause,
-                    grace,
-                )
-
-    told: float | None = None  # the last acknowledgement whose deadline was logged
-
-    async def check() -> float:
-        nonlocal told
-        now = time.monotonic()
-        if not core.deadline_passed(now):
-            return min(cap, core.deadline() - now + 0.001)
-        if core.in_grace(now):
-            return core.grace_until - now + 0.001
-        # Past it: cancel again until the handlers are gone (one may ignore a first
-        # cancellation); log once per missed deadline.
-        if cancel := core.revoke_all(now):
-            if told != core.last_ack:
-                told = core.last_ack
-                log.error(
-                    "no lease renewal acknowledged within the lease: cancelling %d running "
-                    "job(s), they will run again elsewhere",
-                    len(cancel),
-                )
-            for task in cancel:
-                task.cancel()
-        return cap
-
-    await every("lease deadline", cap, check, stopping=r.stopping, sleep=sleep, first=0)
 
 
 async def _sleep_measured(seconds: float) -> float:
@@ -264,24 +198,15 @@ async def sweep_loop(r: SideTasks) -> None:
 
 
 async def promote_loop(r: SideTasks) -> None:
-    """Move due delayed jobs to their ready lists: at once while a backlog of due jobs
-    remains (1,000 per call), else at the next due time or the promote interval,
-    whichever comes first."""
     broker, cfg = r.be.broker, r.config
-
-    async def promote_once() -> float:
-        moved, next_ms = await broker.promote()
+    while not r.stopping():
+        try:
+            moved, next_ms = await broker.promote()
+        except BackendError as exc:
+            log.warning("promoting delayed jobs failed: %s", exc)
+            await asyncio.sleep(1.0)
+            continue
         if moved >= 1000:
-            return 0.0
+            continue
         wait = cfg.promote_interval if next_ms < 0 else min(cfg.promote_interval, next_ms / 1000)
-        return max(wait, 0.001)
-
-    await every(
-        "promoting delayed jobs",
-        cfg.promote_interval,
-        promote_once,
-        stopping=r.stopping,
-        handled=(BackendError,),
-        on_error=lambda _exc: 1.0,
-        first=0,
-    )
+        await asyncio.sleep(max(wait, 0.001))
