@@ -35,7 +35,7 @@ from ._models import JobRecord, JobStatus, Options
 from ._queue.client import BoundQueue
 from ._runner.config import RunnerConfig
 from ._runner.runner import Runner
-from ._store.base import JobQuery
+from ._store.values import JobQuery
 from ._task import BoundTask, Task
 from ._workflow import Chain, Group, Signature, chain, chord, group
 

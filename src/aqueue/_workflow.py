@@ -18,7 +18,7 @@ from ._errors import ConfigurationError
 from ._ids import new_job_ids
 from ._job import Job
 from ._models import NO_OPTIONS, JobStatus, NewJob, Options
-from ._store.base import Edge
+from ._store.values import Edge
 
 FEED = "w"
 """The run option of a job fed its parents' results: ``"one"`` (the result of its one

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aqueue._ids import new_job_id, now_us
 from aqueue._models import NewJob
-from aqueue._store.base import Claim
+from aqueue._store.values import Claim
 
 LEASE = 30_000_000
 """A lease of 30 s, in µs."""

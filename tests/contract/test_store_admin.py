@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aqueue._ids import now_us
 from aqueue._models import JobStatus, NewJob
-from aqueue._store.base import Finish, JobQuery, JobStore
+from aqueue._store.base import JobStore
+from aqueue._store.values import Finish, JobQuery
 
 from .helpers import claim, new
 

@@ -10,8 +10,9 @@ import pytest
 from aqueue._errors import ConfigurationError
 from aqueue._ids import now_us
 from aqueue._models import JobStatus, NewJob
-from aqueue._store.base import Edge, Finish, JobStore, Reclaim
+from aqueue._store.base import JobStore
 from aqueue._store.store import Store
+from aqueue._store.values import Edge, Finish, Reclaim
 
 from .helpers import claim, new
 

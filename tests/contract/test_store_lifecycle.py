@@ -6,7 +6,8 @@ from __future__ import annotations
 from aqueue._errors import StoreError
 from aqueue._ids import now_us
 from aqueue._models import JobStatus
-from aqueue._store.base import Finish, JobStore
+from aqueue._store.base import JobStore
+from aqueue._store.values import Finish
 
 from .helpers import LEASE, claim, new
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from aqueue._ids import now_us
 from aqueue._models import JobStatus
-from aqueue._store.base import Finish, JobQuery, JobStore
+from aqueue._store.base import JobStore
+from aqueue._store.values import Finish, JobQuery
 
 from .helpers import claim, new
 
@@ -133,7 +134,7 @@ async def test_tag_in_tags_jobs_inserted_by_another_form(store: JobStore) -> Non
 
 
 async def test_jobs_with_parents_are_tagged_in_their_transaction(store: JobStore) -> None:
-    from aqueue._store.base import Edge
+    from aqueue._store.values import Edge
 
     now = now_us()
     parent = new()._replace(tags=("flow:1",))

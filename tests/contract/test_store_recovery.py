@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aqueue._ids import new_job_ids, now_us
 from aqueue._models import JobStatus, id_runs
-from aqueue._store.base import Finish, JobStore, Reclaim
+from aqueue._store.base import JobStore
+from aqueue._store.values import Finish, Reclaim
 
 from .helpers import claim, new
 

@@ -11,8 +11,8 @@ from aqueue import Job, JobStatus, Retry, Runner, RunnerConfig, current_job
 from aqueue._ids import now_us
 from aqueue._message import encode_message
 from aqueue._models import JobRecord
-from aqueue._store.base import Claim, Finish
 from aqueue._store.store import Store
+from aqueue._store.values import Claim, Finish
 
 from ..conftest import QueueFactory
 

@@ -96,7 +96,7 @@ def test_claim_loss_never_drops_an_unfinished_job() -> None:
 
 
 def test_claim_fences_take_the_later_of_two_copies() -> None:
-    from aqueue._store.base import fences
+    from aqueue._store.values import fences
 
     got = fences([("a", 0, 0), ("b", 0, 0), ("a", 0, 1), ("a", 1, 0), ("b", 0, 0)])
     assert got == {"a": (1, 0), "b": (0, 0)}

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from aqueue._models import IdRun, JobStatus, NewJob
-from aqueue._store.base import Claim, Finish, JobQuery, Reclaim
 from aqueue._store.sql import PostgresQueries, dialect
+from aqueue._store.values import Claim, Finish, JobQuery, Reclaim
 
 q = PostgresQueries('"jobs"', '"jobs_meta"')
 

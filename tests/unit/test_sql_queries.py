@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from aqueue._models import IdRun, JobStatus, NewJob
-from aqueue._store.base import Claim, Finish, Reclaim
 from aqueue._store.sql import MySQLQueries, Queries, SQLiteQueries, dialect
+from aqueue._store.values import Claim, Finish, Reclaim
 
 DIALECTS = [MySQLQueries("jobs", "jobs_meta"), SQLiteQueries("jobs", "jobs_meta")]
 

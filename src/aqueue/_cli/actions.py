@@ -20,7 +20,7 @@ import click
 
 from .._app import Queue
 from .._models import JobRecord, JobStatus
-from .._store.base import JobQuery
+from .._store.values import JobQuery
 from .common import admin, load_queue
 from .filters import Filters, filter_options
 from .options import duration

@@ -17,7 +17,7 @@ import click
 from .._app import Queue
 from .._errors import ConfigurationError
 from .._models import JobStatus
-from .._store.base import JobQuery
+from .._store.values import JobQuery
 from .options import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -18,7 +18,7 @@ from datetime import datetime
 from .._errors import BrokerError, ConfigurationError
 from .._models import JobRecord, JobStatus, validate_tags
 from .._serde import encode_reason
-from .._store.base import JobQuery
+from .._store.values import JobQuery
 from .exec import Exec
 
 PAGE = 500

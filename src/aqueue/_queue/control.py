@@ -12,8 +12,8 @@ from .._errors import BrokerError, CommitError, JobError, JobNotFoundError
 from .._job import Job
 from .._models import JobStatus
 from .._serde import dumps, encode_reason
-from .._store.base import Finish
 from .._store.caller import cancel_on, connection_of, get_job_on, sql_store
+from .._store.values import Finish
 from .connection import Connection
 
 

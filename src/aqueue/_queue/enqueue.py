@@ -25,8 +25,8 @@ from .._ids import new_job_id, new_job_ids
 from .._job import Job
 from .._models import NO_OPTIONS, JobStatus, NewJob, Options, validate_name
 from .._serde import encode_payload
-from .._store.base import Edge
 from .._store.caller import connection_of, insert_on, sql_store
+from .._store.values import Edge
 from .._task import Task
 from .control import JobControl
 from .outbox import after_commit

@@ -23,8 +23,8 @@ from .._dispatch import Routes, route_later
 from .._errors import BackendError
 from .._ids import new_token
 from .._message import Message
-from .._store.base import Claim, Commit, fences
 from .._store.batcher import Batcher
+from .._store.values import Claim, Commit, fences
 
 if TYPE_CHECKING:
     from .._backend import Backend

@@ -20,8 +20,8 @@ from .._dispatch import Routes, route_follow_up
 from .._errors import BackendError
 from .._message import Message
 from .._models import JobRecord, JobStatus
-from .._store.base import Finish
 from .._store.batcher import Batcher
+from .._store.values import Finish
 from .._workflow import PARENT
 from .execute import Outcome
 from .faults import crash_point

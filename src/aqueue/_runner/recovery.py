@@ -15,7 +15,7 @@ from .._decisions import decide_reclaim
 from .._errors import BackendError
 from .._models import JobStatus
 from .._serde import encode_reason
-from .._store.base import Reclaim
+from .._store.values import Reclaim
 from .config import RunnerConfig
 
 log = logging.getLogger("aqueue.recovery")

@@ -11,11 +11,11 @@ from typing import Any
 
 from .._models import JobRecord, JobStatus
 from . import deps, tags
-from .base import JobQuery
 from .executor import Executor
 from .sql import Queries, record
 from .sql.deps import DepsQueries
 from .sql.tags import TagQueries
+from .values import JobQuery
 
 
 class JobControl:

@@ -17,12 +17,12 @@ from typing import Any
 from .._errors import ConfigurationError, StoreError
 from .._models import JobRecord, JobStatus, NewJob
 from .._serde import encode_reason
-from .base import Edge, Finish
 from .executor import Executor, Tx, insert_failure
 from .sql import BaseQueries, Statement, record
 from .sql.deps import ROWS_PER_INSERT, DepsQueries, is_bad
 from .sql.tags import TagQueries
 from .tags import tag_in
+from .values import Edge, Finish
 
 
 @dataclass(frozen=True, slots=True)

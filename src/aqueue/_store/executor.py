@@ -19,7 +19,6 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
-from .base import Commit
 from .conns import Held, HeldPool, alive
 from .errors import (
     NOT_CONNECTED,
@@ -32,6 +31,7 @@ from .errors import (
     short,
 )
 from .sql import Statement
+from .values import Commit
 
 log = logging.getLogger("aqueue.store")
 T = TypeVar("T")

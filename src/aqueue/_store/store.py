@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .._errors import EnqueueOutcomeUnknownError, StoreError
 from .._models import IdRun, JobRecord, JobStatus, NewJob, validate_identifier
 from . import deps, tags
-from .base import Claim, ClaimState, Commit, Edge, Finish, Reclaim
 from .control import JobControl
 from .errors import is_definite
 from .executor import Executor, parse_url
@@ -24,6 +23,7 @@ from .sql import dialect, record
 from .sql.deps import DepsQueries
 from .sql.tags import TagQueries
 from .tables import Tables
+from .values import Claim, ClaimState, Commit, Edge, Finish, Reclaim
 
 
 class Store(JobControl):

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from .._models import JobRecord, JobStatus
-from .._store.base import JobQuery
+from .._store.values import JobQuery
 from ._rows import Row, Table
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._models import JobRecord, JobStatus, NewJob
-from .._store.base import Edge
 from .._store.deps import plan_new, plan_release
+from .._store.values import Edge
 from ._rows import Row, Table
 
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from .._errors import StoreError
 from .._ids import now_us
 from .._models import IdRun, JobRecord, JobStatus, NewJob
-from .._store.base import Claim, ClaimState, Commit, Edge, Finish, Reclaim, fences
 from .._store.schema import SCHEMA_VERSION
+from .._store.values import Claim, ClaimState, Commit, Edge, Finish, Reclaim, fences
 from ._control import JobControl
 from ._deps import Deps
 from ._rows import Row, Table

@@ -14,7 +14,7 @@ from starlette.datastructures import QueryParams
 from .._errors import AqueueError, ConfigurationError
 from .._models import JobRecord, JobStatus
 from .._queue.client import QueueClient
-from .._store.base import JobQuery
+from .._store.values import JobQuery
 
 FILTER_FIELDS = ("status", "task", "job_id", "text", "from", "to")
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..._models import JobStatus
-from ..base import JobQuery
+from ..values import JobQuery
 from .base import _PUT_BACK, JOB_COLUMNS, BaseQueries, Statement
 
 

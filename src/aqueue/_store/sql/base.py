@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..._models import IdRun, JobRecord, JobStatus, NewJob
-from ..base import Finish
+from ..values import Finish
 
 Statement = tuple[str, list[Any]]
 

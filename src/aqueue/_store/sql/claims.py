@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..._models import JobStatus
-from ..base import Claim, Reclaim, fences
+from ..values import Claim, Reclaim, fences
 from .admin import AdminQueries
 from .base import _PUT_BACK, JOB_COLUMNS, Statement
 
