@@ -11,10 +11,11 @@ same interfaces as the SQL store and the Redis broker, a clock the test moves, a
 A pytest plugin (registered as ``aqueue``) provides the ``aqueue_clock`` and
 ``aqueue_drive`` fixtures. See docs/how-to/testing.md."""
 
-from ._broker import MemoryBroker, MemoryFinishWaiters
+from ._broker import MemoryBroker
 from ._clock import FakeClock
 from ._drive import DEFAULT_CONFIG, Driver, drive
 from ._store import MemoryStore
+from ._waiters import MemoryFinishWaiters
 
 __all__ = [
     "DEFAULT_CONFIG",

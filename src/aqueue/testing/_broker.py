@@ -1,5 +1,5 @@
 """An in-memory message broker: the ``MessageBroker`` interface with the Redis broker's
-semantics (its Lua scripts', step for step), and the finish wake-ups of result waiters.
+semantics (its Lua scripts', step for step).
 
 Lists are deques whose left end is Redis' head (``LPUSH``) and whose right end is the
 consuming end (``RPOP``, ``BLMOVE ... RIGHT``). Expiry (locks, liveness, stats) and the
@@ -401,33 +401,4 @@ def _remove_from_tail(lst: deque[bytes], m: bytes) -> int:
     return 0
 
 
-class MemoryFinishWaiters:
-    """Result waiters' wake-ups from a :class:`MemoryBroker`'s finish notifications."""
-
-    def __init__(self, broker: MemoryBroker) -> None:
-        self._broker = broker
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        broker.subscribe_finished(self._on_finished)
-
-    def _on_finished(self, job_ids: Sequence[str]) -> None:
-        for job_id in job_ids:
-            for ev in self._waiters.get(job_id, ()):
-                ev.set()
-
-    def watch(self, job_id: str) -> asyncio.Event:
-        ev = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(ev)
-        return ev
-
-    def unwatch(self, job_id: str, ev: asyncio.Event) -> None:
-        evs = self._waiters.get(job_id)
-        if evs is not None:
-            evs.discard(ev)
-            if not evs:
-                del self._waiters[job_id]
-
-    async def close(self) -> None:
-        self._broker.unsubscribe_finished(self._on_finished)
-
-
-__all__ = ["MemoryBroker", "MemoryFinishWaiters"]
+__all__ = ["MemoryBroker"]

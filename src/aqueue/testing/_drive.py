@@ -13,9 +13,10 @@ from .._errors import ConfigurationError, RunnerCrashedError
 from .._models import JobRecord, JobStatus
 from .._runner.config import RunnerConfig
 from .._runner.runner import Runner
-from ._broker import MemoryBroker, MemoryFinishWaiters
+from ._broker import MemoryBroker
 from ._clock import FakeClock
 from ._store import MemoryStore
+from ._waiters import MemoryFinishWaiters
 
 DEFAULT_CONFIG = RunnerConfig(
     concurrency=10,
