@@ -10,14 +10,14 @@ follows a group gets the list of the group's results (in the group's order).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._errors import ConfigurationError
 from ._ids import new_job_ids
 from ._job import Job
-from ._models import NO_OPTIONS, JobStatus, NewJob, Options
+from ._models import NO_OPTIONS, NewJob, Options
 from ._store.values import Edge
 
 FEED = "w"
@@ -42,9 +42,9 @@ class _GraphQueue(Protocol):
         step: dict[str, Any] | None = None,
     ) -> NewJob: ...
 
-    async def _enqueue_graph(
-        self, news: list[NewJob], edges: list[Edge], opts: Options = NO_OPTIONS
-    ) -> dict[str, JobStatus]: ...
+    async def _enqueue_built(
+        self, build: Callable[[dict[str, str] | None], tuple[list[NewJob], list[Edge]]]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -142,34 +142,43 @@ def _step(s: Any) -> Signature | Group:
 
 async def _enqueue(steps: list[Signature | Group]) -> list[list[Job]]:
     """Every step's jobs (a step's parents: every job of the step before it), inserted
-    parents first in one transaction."""
+    parents first in one transaction. The queue traces the whole workflow as one send
+    (its one insert): ``build`` is given the trace context every job carries."""
     first = steps[0].steps[0] if isinstance(steps[0], Group) else steps[0]
     queue: _GraphQueue = first.task.queue
-    news: list[NewJob] = []
-    edges: list[Edge] = []
     out: list[list[Job]] = []
-    before: list[str] = []
-    feed: str | None = None
-    # One ascending range of ids: a group's results are read back in id order, which is
-    # then the group's order.
-    fresh = iter(new_job_ids(sum(len(s.steps) if isinstance(s, Group) else 1 for s in steps)))
-    for k, step in enumerate(steps):
-        has_next = k + 1 < len(steps)
-        calls = step.steps if isinstance(step, Group) else (step,)
-        ids = []
-        for sig in calls:
-            if sig.task.queue is not queue:
-                raise ConfigurationError("every step of a workflow must be on the same queue")
-            step_options: dict[str, Any] = {FEED: feed} if feed else {}
-            if has_next:
-                step_options[PARENT] = 1
-            new = queue._new_job(sig.task, sig.args, sig.kwargs, sig.options, step=step_options)
-            new = new._replace(id=next(fresh))
-            news.append(new)
-            ids.append(new.id)
-            edges.extend(Edge(p, new.id) for p in before)
-        out.append([Job(queue, i) for i in ids])  # type: ignore[arg-type]
-        before = ids
-        feed = "all" if isinstance(step, Group) else "one"
-    await queue._enqueue_graph(news, edges)
+
+    def build(trace: dict[str, str] | None) -> tuple[list[NewJob], list[Edge]]:
+        news: list[NewJob] = []
+        edges: list[Edge] = []
+        out.clear()
+        before: list[str] = []
+        feed: str | None = None
+        # One ascending range of ids: a group's results are read back in id order, which
+        # is then the group's order.
+        n = sum(len(s.steps) if isinstance(s, Group) else 1 for s in steps)
+        fresh = iter(new_job_ids(n))
+        for k, step in enumerate(steps):
+            has_next = k + 1 < len(steps)
+            calls = step.steps if isinstance(step, Group) else (step,)
+            ids = []
+            for sig in calls:
+                if sig.task.queue is not queue:
+                    raise ConfigurationError("every step of a workflow must be on the same queue")
+                step_options: dict[str, Any] = {FEED: feed} if feed else {}
+                if has_next:
+                    step_options[PARENT] = 1
+                new = queue._new_job(
+                    sig.task, sig.args, sig.kwargs, sig.options, trace, step=step_options
+                )
+                new = new._replace(id=next(fresh))
+                news.append(new)
+                ids.append(new.id)
+                edges.extend(Edge(p, new.id) for p in before)
+            out.append([Job(queue, i) for i in ids])  # type: ignore[arg-type]
+            before = ids
+            feed = "all" if isinstance(step, Group) else "one"
+        return news, edges
+
+    await queue._enqueue_built(build)
     return out

@@ -221,3 +221,29 @@ async def test_spans_across_processes(
         r["attributes"]["aqueue.attempt"] for r in runs if r["attributes"]["aqueue.task"] == "flaky"
     )
     assert attempts == [1, 2]
+
+
+async def test_a_workflow_enqueue_is_one_producer_span(
+    obs: ObsEnv, exporter: tuple[InMemorySpanExporter, TracerProvider], runner_for: Any
+) -> None:
+    """A chord's enqueue (one insert) is one PRODUCER span, as ``enqueue_many``'s batch:
+    every job of the workflow, the callback included, runs in a CONSUMER span child of it."""
+    exp, provider = exporter
+    aqueue.otel.instrument(tracer_provider=provider)
+    q = obs_tasks.register(obs.queue())
+    await runner_for(q)
+    ok = q.tasks["ok"]
+    callback = await aqueue.chord(aqueue.group(ok.s(1), ok.s(2)), ok.s()).enqueue()
+    assert await callback.result(timeout=30, poll=0.05) == [1, 2]
+    await wait_for(
+        lambda: len(by_kind(exp.get_finished_spans(), SpanKind.CONSUMER)) >= 3, 10, "3 runs"
+    )
+    spans = exp.get_finished_spans()
+    (producer,) = by_kind(spans, SpanKind.PRODUCER)
+    assert producer.name == f"send {q.name}"
+    assert attrs(producer)["messaging.batch.message_count"] == 3
+    runs = by_kind(spans, SpanKind.CONSUMER)
+    assert len(runs) == 3 and callback.id in {attrs(s)["messaging.message.id"] for s in runs}
+    for s in runs:
+        assert s.parent is not None and s.parent.span_id == ids(producer)[1]
+        assert ids(s)[0] == ids(producer)[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .. import _observe
@@ -212,6 +212,26 @@ class Enqueuing(JobControl):
                 raise r
             jobs.append(Job(self, r))
         return jobs
+
+    async def _enqueue_built(
+        self, build: Callable[[dict[str, str] | None], tuple[list[NewJob], list[Edge]]]
+    ) -> None:
+        """Jobs with parents made by ``build`` (a workflow), given the trace context to
+        carry: traced as ``enqueue_many`` is, one PRODUCER span for the one insert, whose
+        context is every job's parent."""
+        observer = _observe.active
+        if observer is None:
+            await self._enqueue_graph(*build(None))
+            return
+        scope = observer.sending(self.name)
+        try:
+            news, edges = build(scope.carrier)
+            scope.sent(news)
+            await self._enqueue_graph(news, edges)
+        except BaseException as exc:
+            scope.close(exc)
+            raise
+        scope.close(None)
 
     async def _enqueue_graph(
         self, news: list[NewJob], edges: list[Edge], opts: Options = NO_OPTIONS
