@@ -111,6 +111,19 @@ def local_deadline(last_ack_monotonic: float, lease_s: float, margin_s: float) -
     return last_ack_monotonic + lease_s - margin_s
 
 
+def renewal_time_limit(*, until_deadline: float, heartbeat: float, margin: float) -> float:
+    """How long a lease renewal waits for SQL's answer (seconds) when the local deadline
+    is ``until_deadline`` away (negative: passed). Never past the deadline by more than a
+    grace of half the heartbeat (at most half the margin): a renewal that cannot be
+    acknowledged by then gives up, and the runner cancels its handlers on its own clock.
+    A runner back from a pause past its deadline gets only that grace, which is less
+    than the hold of the other runners' reclaimers after the same pause (a heartbeat:
+    see ``reclaim_hold``), so its handlers stop before anyone can reclaim their jobs;
+    and less than the margin, so without a pause they stop before the lease in SQL ends."""
+    grace = min(heartbeat, margin) / 2
+    return min(heartbeat, max(grace, until_deadline))
+
+
 def paused_for(*, asked: float, slept: float, wall_slept: float) -> float:
     """How long this process was paused (seconds) during a sleep of ``asked`` seconds
     that took ``slept`` by the monotonic clock and ``wall_slept`` by the wall clock: the

@@ -163,6 +163,9 @@ class FaultProxy:
         server's view of that client: PostgreSQL's ``pg_stat_activity.client_port``)."""
         self.release = asyncio.Event()
         self.outage = 0.5
+        self.frozen = False
+        """Hold everything every client sends until :attr:`release` is set: a database
+        that does not answer (its connections stay open)."""
         self.hold_eof = False
         """Once a server ends a connection, keep the client's side open until
         :attr:`release` is set."""
@@ -237,6 +240,8 @@ class FaultProxy:
                 if self.action == "outage":
                     self.go_down()
                     return
+                await self.release.wait()
+            if self.frozen:
                 await self.release.wait()
             w.write(data)
             await w.drain()

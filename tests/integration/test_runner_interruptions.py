@@ -75,6 +75,88 @@ async def test_claimed_job_is_given_back_not_started_after_a_pause_past_the_dead
 
 @SQL_SERVERS
 @pytest.mark.timeout(60)
+async def test_a_runner_back_from_a_pause_past_its_lease_stops_its_handler_before_another_runs_it(
+    make_queue: QueueFactory, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole process stops past the lease (the test blocks the loop, as SIGSTOP of
+    the machine's runners would), and from then on the database holds every statement of
+    runner A without answering. A's handler must stop on A's own clock, half a heartbeat
+    after the process runs again (its grace for a renewal), before runner B (whose
+    reclaimer holds off a whole heartbeat after the pause) reclaims the job and runs it:
+    never two runs at once. A waiting on its renewal or on a clock reading first would
+    let B's run start beside A's. (The database answers A again once A's handler is
+    cancelled: a runner with nothing running may fetch again, and a claim held
+    forever would keep the job from running anywhere.)"""
+    a_queue = make_queue(database_url=proxy.url())
+    b_queue = make_queue()
+    events: list[tuple[str, float]] = []
+    runs = 0
+
+    async def long() -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1:
+            events.append(("rerun started", time.monotonic()))
+            return
+        events.append(("first run started", time.monotonic()))
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            events.append(("first run cancelled", time.monotonic()))
+            raise
+
+    for q in (a_queue, b_queue):
+        q.task(name="long")(long)
+    cfg = RunnerConfig(
+        concurrency=2,
+        prefetch=0,
+        lease=2.0,
+        heartbeat=0.8,
+        reclaim_period=0.2,
+        handle_signals=False,
+    )
+    runner_a, runner_b = Runner(a_queue, cfg), Runner(b_queue, cfg)
+    with caplog.at_level(logging.INFO, logger="aqueue"):
+        task_a = asyncio.ensure_future(runner_a.run())
+        job = await a_queue.enqueue("long")
+        await wait_for(lambda: runs == 1, 20, "the first run of the job started on runner A")
+        task_b = asyncio.ensure_future(runner_b.run())
+        await asyncio.wait_for(runner_b.started.wait(), 20)
+        proxy.frozen = True  # from now on A's statements get no answer
+        time.sleep(2.8)  # stops the whole event loop: both runners are paused
+        events.append(("resumed", time.monotonic()))
+        try:
+            await wait_for(
+                lambda: "first run cancelled" in dict(events) or runs == 2,
+                20,
+                "A's handler cancelled (or the job run again)",
+            )
+        finally:
+            proxy.release.set()  # the database answers A again
+        await wait_for(lambda: runs == 2, 30, "the job run again")
+
+        async def done() -> bool:
+            return await job.status() is JobStatus.DONE
+
+        try:
+            await wait_for(done, 30, "the job done")
+        finally:
+            runner_a.stop()
+            runner_b.stop()
+            await asyncio.wait_for(asyncio.gather(task_a, task_b), 30)
+    when = dict(events)
+    assert set(when) == {"first run started", "resumed", "first run cancelled", "rerun started"}
+    assert when["first run cancelled"] < when["rerun started"], (events, caplog.text[-3000:])
+    assert "no lease renewal acknowledged within the lease" in caplog.text
+    print(
+        f"after the pause: A's handler cancelled in "
+        f"{1000 * (when['first run cancelled'] - when['resumed']):.1f} ms, B's run started "
+        f"after {1000 * (when['rerun started'] - when['resumed']):.1f} ms"
+    )
+
+
+@SQL_SERVERS
+@pytest.mark.timeout(60)
 async def test_runner_started_right_after_redis_lost_fresh_jobs_runs_them_within_5s(
     make_queue: QueueFactory,
 ) -> None:

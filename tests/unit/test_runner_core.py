@@ -47,12 +47,28 @@ def test_no_start_after_stop() -> None:
     assert not c.may_start(sent_at=100.0, now=101.0)
 
 
-def test_no_start_past_the_local_deadline_counted_from_the_later_of_ack_and_claim() -> None:
-    c = core(now=100.0)
-    assert c.may_start(sent_at=90.0, now=108.0)
-    assert not c.may_start(sent_at=90.0, now=108.5)  # last ack 100 + 8
-    assert c.may_start(sent_at=105.0, now=112.0)  # the claim itself renewed the lease
-    assert not c.may_start(sent_at=105.0, now=113.5)
+def test_no_start_past_the_local_deadline_counted_from_the_claim_or_its_renewal() -> None:
+    c = core(now=90.0)
+    c.started("a", "t1", "handler-a")
+    c.acknowledged(100.0, c.renewal_items())  # a renewal named run (a, t1)
+    assert c.may_start(sent_at=90.0, now=108.0, run=("a", "t1"))
+    assert not c.may_start(sent_at=90.0, now=108.5, run=("a", "t1"))  # last ack 100 + 8
+    assert c.may_start(sent_at=105.0, now=112.0, run=("a", "t1"))  # the claim set the lease
+    assert not c.may_start(sent_at=105.0, now=113.5, run=("a", "t1"))
+
+
+def test_a_renewal_that_did_not_name_a_run_does_not_vouch_for_its_lease() -> None:
+    """A claim sent before a pause whose reply is read after it: the run registers after
+    the renewal sent on resuming took its items, so that renewal's acknowledgement says
+    nothing of this lease (which may have been reclaimed meanwhile)."""
+    c = core(now=90.0)
+    c.started("a", "t1", "handler-a")
+    c.acknowledged(100.0, c.renewal_items())  # names (a, t1) only
+    c.started("b", "t1", "handler-b")
+    assert c.may_start(sent_at=90.0, now=108.0, run=("a", "t1"))
+    assert not c.may_start(sent_at=90.0, now=108.0, run=("b", "t1"))  # claim 90 + 8
+    assert c.may_start(sent_at=90.0, now=97.9, run=("b", "t1"))
+    assert not c.may_start(sent_at=90.0, now=108.0, run=("a", "t2"))  # another run of a
 
 
 def test_deadline_follows_acknowledged_renewals_only() -> None:

@@ -59,6 +59,7 @@ class RunnerCore(Generic[H, T]):
         "last_ack",
         "lease",
         "margin",
+        "renewed",
         "revoked",
         "running",
         "slots",
@@ -73,6 +74,9 @@ class RunnerCore(Generic[H, T]):
         self.lease = lease
         self.margin = margin
         self.last_ack = now
+        # The runs the last acknowledged renewal named: it vouches for their leases only
+        # (a run registered after that renewal's items were taken holds its claim's).
+        self.renewed: frozenset[tuple[str, str]] = frozenset()
         self.epoch: str | None = None
         self.stopping = False
         # job id -> (lease token, handler): the leases this runner renews.
@@ -131,17 +135,26 @@ class RunnerCore(Generic[H, T]):
         this runner may be gone."""
         return now > local_deadline(self.last_ack, self.lease, self.margin)
 
+    def until_deadline(self, now: float) -> float:
+        """Seconds left before the local deadline (negative once it passed)."""
+        return local_deadline(self.last_ack, self.lease, self.margin) - now
+
     def claim_expired(self, sent_at: float, now: float) -> bool:
         """Past the local deadline counted from the later of the last acknowledged
         renewal and a claim sent at ``sent_at`` (the claim itself set the lease)."""
         return now > local_deadline(max(self.last_ack, sent_at), self.lease, self.margin)
 
-    def may_start(self, sent_at: float, now: float) -> bool:
-        """A handler starts only while not stopping and its lease surely holds (see
-        :meth:`claim_expired`)."""
+    def may_start(self, sent_at: float, now: float, run: tuple[str, str] | None = None) -> bool:
+        """A handler starts only while not stopping and its lease surely holds: before the
+        local deadline counted from its claim (sent at ``sent_at``), or from the last
+        acknowledged renewal if that renewal named this ``run`` (job id, token). A run
+        claimed just before a pause and registered only after it (the claim's reply read
+        on resuming) is not in the renewal sent on resuming: that renewal says nothing of
+        its lease, which may have been reclaimed during the pause."""
         if self.stopping:
             return False
-        return not self.claim_expired(sent_at, now)
+        since = max(sent_at, self.last_ack) if run in self.renewed else sent_at
+        return now <= local_deadline(since, self.lease, self.margin)
 
     def started(self, job_id: str, token: str, handler: H) -> None:
         self.running[job_id] = (token, handler)
@@ -157,9 +170,10 @@ class RunnerCore(Generic[H, T]):
     def renewal_items(self) -> list[tuple[str, str]]:
         return [(job_id, token) for job_id, (token, _) in self.running.items()]
 
-    def acknowledged(self, sent: float) -> None:
-        """SQL acknowledged a renewal sent at ``sent``."""
+    def acknowledged(self, sent: float, items: Iterable[tuple[str, str]] = ()) -> None:
+        """SQL acknowledged a renewal of ``items`` sent at ``sent``."""
         self.last_ack = sent
+        self.renewed = frozenset(items)
 
     def on_lost(
         self,

@@ -209,12 +209,14 @@ class JobRunner(RunnerBase):
 
     def _may_start(self, claimed: Claimed) -> bool:
         """A handler starts only while the runner is not stopping and its lease surely
-        holds: before the local deadline, counted from the later of the last renewal
-        SQL acknowledged and the claim itself (a runner frozen past its lease, e.g. by
-        SIGSTOP, wakes with claimed jobs that may have been reclaimed and run elsewhere)."""
+        holds: before the local deadline, counted from the claim itself or a later
+        renewal SQL acknowledged for this run (a runner frozen past its lease, e.g. by
+        SIGSTOP, wakes with claimed jobs that may have been reclaimed and run elsewhere;
+        see ``RunnerCore.may_start``)."""
         if self._stop.is_set():
             return False
-        return self.core.may_start(claimed.sent_at, time.monotonic())
+        run = (claimed.msg.id, claimed.token)
+        return self.core.may_start(claimed.sent_at, time.monotonic(), run)
 
     async def _give_back(self, claimed: Claimed) -> None:
         """A claimed job that must not start here. When stopping, the shutdown puts it

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .._backend import Backend
-from .._decisions import paused_for, reclaim_hold
+from .._decisions import paused_for, reclaim_hold, renewal_time_limit
 from .._errors import BackendError
 from .._store.marker import LINGER as MARK_LINGER
 from .claim import Claimer
@@ -84,18 +84,26 @@ async def heartbeat_loop(r: SideTasks) -> None:
 
 
 async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
-    """One renewal; False when SQL did not acknowledge it."""
+    """One renewal; False when SQL did not acknowledge it. The renewal goes first and
+    waits at most until shortly past the local deadline (``renewal_time_limit``): a
+    runner back from a pause, or whose database stopped answering, then cancels its
+    handlers on time instead of waiting on the database. The clock reading follows,
+    with a time limit of its own (a failed one keeps the last offset)."""
     sent = time.monotonic()
-    with contextlib.suppress(BackendError):
-        await r.measure_clock()
+    limit = renewal_time_limit(
+        until_deadline=r.core.until_deadline(sent), heartbeat=cfg.heartbeat, margin=cfg.margin
+    )
     items = r.core.renewal_items()
     try:
-        async with asyncio.timeout(cfg.heartbeat):
+        async with asyncio.timeout(limit):
             lost = await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
-        r.core.acknowledged(sent)
+        r.core.acknowledged(sent, items)
     except (BackendError, TimeoutError) as exc:
         log.warning("lease renewal in SQL failed: %r", exc)
         return False
+    with contextlib.suppress(BackendError, TimeoutError):
+        async with asyncio.timeout(cfg.heartbeat / 2):
+            await r.measure_clock()
     recording, confirming = r.recorder.recording, r.claimer.confirming
     # A run whose outcome is being recorded, or whose claim's commit failed and is being
     # taken again, is left alone: the core returns only the handlers to cancel.
