@@ -3,13 +3,13 @@ schedules, their ticks and the missed-tick policy)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 from .._cron import due, tick_job_id
 from .._models import Options
 from .._registry import Registry
+from .every import every
 
 log = logging.getLogger("aqueue.cron")
 
@@ -20,7 +20,8 @@ async def run_scheduler(
     """Enqueue each due tick of the queue's schedules, once however many runners run."""
     last: dict[str, int | None] = dict.fromkeys(queue.schedules)
     seen: dict[str, int] = {}
-    while not stopping():
+
+    async def tick_once() -> float:
         now = clock()
         for name, sched in queue.schedules.items():
             if name not in seen:
@@ -41,7 +42,9 @@ async def run_scheduler(
                 last[name] = tick
             else:
                 last[name] = now
-        await asyncio.sleep(min(1.0, _until_next(queue, now)))
+        return min(1.0, _until_next(queue, now))
+
+    await every("cron scheduler", 1.0, tick_once, stopping=stopping, first=0)
 
 
 def _until_next(queue: Registry, now: int) -> float:

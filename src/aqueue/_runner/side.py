@@ -207,14 +207,20 @@ async def sweep_loop(r: SideTasks) -> None:
 
 async def promote_loop(r: SideTasks) -> None:
     broker, cfg = r.be.broker, r.config
-    while not r.stopping():
-        try:
-            moved, next_ms = await broker.promote()
-        except BackendError as exc:
-            log.warning("promoting delayed jobs failed: %s", exc)
-            await asyncio.sleep(1.0)
-            continue
-        if moved >= 1000:
-            continue
+
+    async def promote_once() -> float:
+        moved, next_ms = await broker.promote()
+        if moved >= 1000:  # a backlog of due jobs: the next batch at once
+            return 0.0
         wait = cfg.promote_interval if next_ms < 0 else min(cfg.promote_interval, next_ms / 1000)
-        await asyncio.sleep(max(wait, 0.001))
+        return max(wait, 0.001)
+
+    await every(
+        "promoting delayed jobs",
+        cfg.promote_interval,
+        promote_once,
+        stopping=r.stopping,
+        handled=(BackendError,),
+        on_error=lambda _exc: 1.0,
+        first=0,
+    )
