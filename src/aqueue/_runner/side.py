@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from .._backend import Backend
 from .._decisions import paused_for, reclaim_hold, renewal_time_limit
 from .._errors import BackendError
-from .._store.marker import LINGER as MARK_LINGER
+from .._store.marker import LONGEST as MARKS_LAND
 from .claim import Claimer
 from .config import RunnerConfig
 from .core import RunnerCore, RunnerStats
@@ -172,7 +172,7 @@ async def sweep_loop(r: SideTasks) -> None:
     # yet marked (or not yet past the grace) at the first look, and would otherwise wait
     # a whole sweep period.
     start = time.monotonic()
-    for at in sorted({MARK_LINGER + 0.5, r.startup_grace + 0.25}):
+    for at in sorted({MARKS_LAND + 0.5, r.startup_grace + 0.25}):
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
         try:
             await r.startup_recovery()
