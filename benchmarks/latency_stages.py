@@ -144,6 +144,7 @@ def analyse(called: dict[str, float], events: list[list[Any]]) -> dict[str, Any]
             )
         ),
         "slow_count": len(slow),
+        "slow_stage_p50": {s: pct([c[s] for _, _, c in slow], 50) for s in STAGES},
         "overlap_slow": overlaps(slow),
         "overlap_all": overlaps(per_job),
         "background_ms": {
@@ -160,7 +161,12 @@ def report(r: dict[str, Any], rate: float) -> str:
     lines.append("|---|---:|---:|---:|---:|")
     for s, v in r["stages"].items():
         lines.append(f"| {s} | {v['p50']:.2f} | {v['p95']:.2f} | {v['p99']:.2f} | {v['max']:.1f} |")
-    lines += ["", f"slowest 1 % ({r['slow_count']} jobs): longest stage {r['slowest_stage']}", ""]
+    lines += [
+        "",
+        f"slowest 1 % ({r['slow_count']} jobs): longest stage {r['slowest_stage']}; "
+        "median ms per stage " + ", ".join(f"{s} {v:.2f}" for s, v in r["slow_stage_p50"].items()),
+        "",
+    ]
     lines.append("| beside | slowest 1 % | all jobs | its own p50 / p99 / max ms (n) |")
     lines.append("|---|---:|---:|---|")
     for k, share in sorted(r["overlap_slow"].items(), key=lambda kv: -kv[1]):

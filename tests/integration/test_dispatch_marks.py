@@ -102,6 +102,61 @@ async def test_a_late_mark_never_covers_a_later_write(make_queue: QueueFactory) 
     assert marks[lone.id] == (None, None) and marks[ids[1]] == (now + 3, "e2")
 
 
+async def test_a_mark_of_many_single_jobs_writes_only_the_unmarked_of_its_writes(
+    make_queue: QueueFactory,
+) -> None:
+    """A trickle's mark (more single jobs than ``PRE_READ``, each written at its own
+    time) looks them up first: one already marked (claimed meanwhile) keeps its mark, one
+    written again since keeps none, the others get this one; with one statement more."""
+    from aqueue._store.store import PRE_READ
+
+    q = make_queue()
+    store = (await q._backend()).store
+    now = now_us()
+    jobs = [NewJob(new_job_id(), "q", "t", "{}", 0, 1, now + i, now + i) for i in range(40)]
+    for i, j in enumerate(jobs):  # one insert each: forty write times
+        await store.insert_jobs([j], now + i)
+    claimed, rewritten = jobs[3].id, jobs[7].id
+    params: list[object] = []
+    b = store.sql.bind
+    await store.db.execute(
+        f"UPDATE {store.sql.t} SET dispatched_at = {b(params, now)}, "
+        f"dispatch_epoch = {b(params, 'claim')} WHERE {store.sql.ids_in(params, [claimed])}",
+        params,
+    )
+    params = []
+    await store.db.execute(
+        f"UPDATE {store.sql.t} SET updated_at = {b(params, now + 100)} "
+        f"WHERE {store.sql.ids_in(params, [rewritten])}",
+        params,
+    )
+    statements: list[tuple[str, list[Any]]] = []
+    fetch, execute = store.db.fetch, store.db.execute
+
+    async def counting_fetch(sql: str, params: Any = ()) -> Any:
+        statements.append((sql, list(params)))
+        return await fetch(sql, params)
+
+    async def counting_execute(sql: str, params: Any = ()) -> Any:
+        statements.append((sql, list(params)))
+        return await execute(sql, params)
+
+    store.db.fetch, store.db.execute = counting_fetch, counting_execute  # type: ignore[method-assign]
+    try:
+        marks_in = [(j.id, now + i) for i, j in enumerate(jobs)]
+        assert len(marks_in) > PRE_READ
+        await store.mark_dispatched(marks_in, "e1", now + 200, unmarked_only=True)
+    finally:
+        store.db.fetch, store.db.execute = fetch, execute  # type: ignore[method-assign]
+    marks = await _marks(store)
+    assert marks[claimed] == (now, "claim")
+    assert marks[rewritten] == (None, None)
+    others = [j.id for j in jobs if j.id not in (claimed, rewritten)]
+    assert all(marks[i] == (now + 200, "e1") for i in others), marks
+    assert [sql.split()[0] for sql, _ in statements] == ["SELECT", "UPDATE"], statements
+    assert claimed in str(statements[0][1]) and claimed not in str(statements[1][1])
+
+
 def test_enqueue_batch_is_checked() -> None:
     for bad in (0, 3001, "10", 2.5):
         with pytest.raises(ConfigurationError, match="enqueue_batch"):

@@ -25,6 +25,10 @@ from .sql.tags import TagQueries
 from .tables import Tables
 from .values import Claim, ClaimState, Commit, Edge, Finish, Reclaim
 
+PRE_READ = 16
+"""More single jobs than this in one dispatch mark are first looked up (see
+:meth:`Store.mark_dispatched`)."""
+
 
 class Store(JobControl):
     """Named SQL operations over an async engine: the SQL implementation of ``JobStore``.
@@ -299,7 +303,23 @@ class Store(JobControl):
         unmarked_only: bool = False,
     ) -> None:
         """A row that already carries a mark, such as one a runner claimed meanwhile (a
-        claim marks the row itself), is read, not written, with ``unmarked_only``."""
+        claim marks the row itself), is read, not written, with ``unmarked_only``.
+
+        With ``unmarked_only``, many single jobs (written at as many times: a trickle of
+        ``enqueue()`` calls) are first looked up by id alone, and only those still without
+        a mark are named in the UPDATE: its condition per write time, an OR of hundreds of
+        terms, costs MariaDB ~10 ms to evaluate for 500 jobs against ~3.5 ms for the
+        lookup, and the jobs of a trickle are usually claimed (so marked) by then. A job
+        left out was marked when it was read; a later write that cleared its mark also
+        moved its ``updated_at``, so this mark would not have applied to it anyway."""
+        if unmarked_only and len(marks) > PRE_READ:
+            left = {
+                r[0]
+                for r in await self._fetch(
+                    "reading dispatch marks", *self.sql.unmarked(sorted(i for i, _ in marks))
+                )
+            }
+            marks = [m for m in marks if m[0] in left]
         if not marks and not runs:
             return
         sql, params = self.sql.mark_dispatched(marks, epoch, now, runs, unmarked_only)

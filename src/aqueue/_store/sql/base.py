@@ -358,6 +358,12 @@ class BaseQueries:
             sql += " AND dispatched_at IS NULL"
         return sql, params
 
+    def unmarked(self, ids: Sequence[str]) -> Statement:
+        """Which of ``ids`` carry no dispatch mark."""
+        params: list[Any] = []
+        sql = f"SELECT id FROM {self.t} WHERE {self.ids_in(params, ids)} AND dispatched_at IS NULL"
+        return sql, params
+
     def purge_queue(self, queue: str) -> Statement:
         params: list[Any] = []
         return f"DELETE FROM {self.t} WHERE queue = {self.bind(params, queue)}", params
