@@ -5,6 +5,8 @@ unchanged."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from aqueue._errors import ConfigurationError
@@ -72,6 +74,81 @@ async def test_parents_finished_in_one_batch_release_their_child_once(store: Job
     assert await _run(store, parents[3:], JobStatus.DONE, now) == [child.id]
     counts = await store.count_by_status("q")
     assert counts[JobStatus.TODO] == 1 and counts[JobStatus.DONE] == 5
+
+
+async def test_halves_of_a_group_finished_at_once_release_the_callback_once(
+    store: JobStore,
+) -> None:
+    """Two runners finish the two halves of a chord's group at the same moment (two
+    transactions or statements in flight together): the callback is released by exactly
+    one of them, and counted down by both."""
+    now = now_us()
+    parents = sorted([new() for _ in range(40)], key=lambda j: j.id)
+    callback = new()
+    await store.insert_with_parents(
+        [*parents, callback], [Edge(p.id, callback.id) for p in parents], now
+    )
+    halves = [parents[::2], parents[1::2]]
+    for k, half in enumerate(halves):
+        ids = [p.id for p in half]
+        assert await store.claim(claim(ids, f"tok{k}", now=now)) == set(ids)
+    results = await asyncio.gather(
+        *(
+            store.finish_release(
+                [Finish(p.id, f"tok{k}", JobStatus.DONE, f'"{p.id}"', None) for p in half],
+                now + 1,
+            )
+            for k, half in enumerate(halves)
+        )
+    )
+    assert [len(accepted) for accepted, _ in results] == [20, 20]
+    assert sorted(r.id for _, released in results for r in released) == [callback.id]
+    rec = await store.get_job(callback.id)
+    assert rec is not None and rec.status is JobStatus.TODO and rec.parents_left == 0
+
+
+async def test_a_batch_with_a_stale_token_finishes_and_counts_down_only_the_others(
+    store: JobStore,
+) -> None:
+    """One finish of three parents, each with its own result, one of them under a token
+    that is no longer its lease: the other two are done with their results and count
+    down once each; the third finishes later and releases both children, the one due
+    later keeping its time."""
+    now = now_us()
+    a, b, c = sorted([new(), new(), new()], key=lambda j: j.id)
+    both, late = new(), new(run_at=now + 10**9)
+    edges = [Edge(a.id, both.id), Edge(b.id, both.id), Edge(c.id, both.id), Edge(c.id, late.id)]
+    await store.insert_with_parents([a, b, c, both, late], edges, now)
+    assert await store.claim(claim([a.id, b.id], "tok", now=now)) == {a.id, b.id}
+    assert await store.claim(claim([c.id], "tok-c", now=now)) == {c.id}
+    batch = [
+        Finish(a.id, "tok", JobStatus.DONE, '"ra"', None),
+        Finish(b.id, "tok", JobStatus.DONE, '"rb"', None),
+        Finish(c.id, "stale", JobStatus.DONE, '"rc"', None),
+    ]
+    accepted, released = await store.finish_release(batch, now + 1)
+    assert accepted == {a.id, b.id} and released == []
+    got = {j.id: await store.get_job(j.id) for j in (a, b, c, both, late)}
+    assert got[a.id] is not None and (got[a.id].status, got[a.id].result) == (
+        JobStatus.DONE,
+        '"ra"',
+    )
+    assert got[b.id] is not None and got[b.id].result == '"rb"'
+    assert got[c.id] is not None and got[c.id].status is JobStatus.RUNNING
+    assert got[both.id] is not None and got[both.id].parents_left == 1
+    assert got[late.id] is not None and got[late.id].parents_left == 1
+    accepted, released = await store.finish_release(
+        [Finish(c.id, "tok-c", JobStatus.DONE, '"rc"', None)], now + 2
+    )
+    assert accepted == {c.id}
+    assert sorted(r.id for r in released) == sorted([both.id, late.id])
+    by_id = {r.id: r for r in released}
+    assert by_id[both.id].status is JobStatus.TODO and by_id[both.id].run_at == now + 2
+    assert by_id[late.id].run_at == now + 10**9 and by_id[late.id].parents_left == 0
+    for j in (both, late):
+        rec = await store.get_job(j.id)
+        assert rec is not None and rec.status is JobStatus.TODO
+        assert rec.updated_at == now + 2 and rec.parents_left == 0
 
 
 async def test_failed_parent_cancels_the_chain_below_it(store: JobStore) -> None:

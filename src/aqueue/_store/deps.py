@@ -207,19 +207,24 @@ async def release(
             await tx.execute(*dq.count_down(plan.count_down))
         if plan.release:
             await tx.execute(*dq.release(plan.release, now))
-            released += [
-                replace(
-                    children[c],
-                    status=JobStatus.TODO,
-                    parents_left=0,
-                    updated_at=now,
-                    run_at=max(children[c].run_at, now),
-                )
-                for c in plan.release
-            ]
+            released += _released(children, plan.release, now)
         # a cancelled child's own children are cancelled in turn
         frontier = {c: JobStatus.CANCELLED for c, _ in plan.cancel}
     return released
+
+
+def _released(children: Mapping[str, JobRecord], ids: Iterable[str], now: int) -> list[JobRecord]:
+    """The records of the waiting ``children`` named by ``ids`` as released at ``now``."""
+    return [
+        replace(
+            children[c],
+            status=JobStatus.TODO,
+            parents_left=0,
+            updated_at=now,
+            run_at=max(children[c].run_at, now),
+        )
+        for c in ids
+    ]
 
 
 async def finish_parents(
@@ -247,6 +252,23 @@ async def finish_parents(
             raise _Redo  # rolled back: which rows changed is read in the careful way
         return set(ids), set(), await release(tx, dq, dict.fromkeys(ids, status), now)
 
+    async def locked_first(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+        """MySQL, a ``done`` group: the waiting children read and locked first, then one
+        UPDATE finishes the group and counts them down (one statement fewer than
+        :func:`at_once`'s finish, read and count down)."""
+        rows = await tx.fetch(*dq.waiting_children(ids))
+        children = {str(r[0]): record(r[3:]) for r in rows}
+        edges = [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        waiting = {c: rec.parents_left for c, rec in children.items()}
+        plan = plan_release(dict.fromkeys(ids, status), edges, waiting)
+        stmt = dq.finish_settling(
+            [(f.id, f.token, f.result) for f in group], now, plan.count_down, plan.release
+        )
+        changed = await tx.execute(*stmt)
+        if changed != len(group) + len(plan.count_down) + len(plan.release):
+            raise _Redo  # rolled back: which rows changed is read in the careful way
+        return set(ids), set(), _released(children, plan.release, now)
+
     async def careful(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
         mine = {r[0] for r in await tx.fetch(*dq.lock_finishing(ids, tokens))}
         before: set[str] = set()
@@ -261,9 +283,12 @@ async def finish_parents(
 
     if status is JobStatus.DONE and dq.finish_in_one:
         return await _finish_in_one(db, dq, sql, group, now)
+    if status is JobStatus.DONE and dq.finish_by_returning:
+        return await _finish_returning(db, dq, sql, group, now)
     if not partly_finished:
+        first = locked_first if status is JobStatus.DONE and dq.for_update else at_once
         try:
-            return await db.run("recording finished parents", lambda: db.transaction(at_once))
+            return await db.run("recording finished parents", lambda: db.transaction(first))
         except _Redo:
             pass
     return await db.run("recording finished parents", lambda: db.transaction(careful))
@@ -305,16 +330,33 @@ async def _finish_in_one(
     rows = await _fetch(db, "recording finished parents", *stmt)
     mine = {str(i) for i in (rows[0][0] or ())}
     released = [record(r[1:]) for r in rows if r[1] is not None]
-    before: set[str] = set()
+    return mine, await _written_before(db, sql, group, mine, now), released
+
+
+async def _finish_returning(
+    db: Executor, dq: DepsQueries, sql: BaseQueries, group: Sequence[Finish], now: int
+) -> tuple[set[str], set[str], list[JobRecord]]:
+    """``finish_parents`` of a ``done`` group in one ``UPDATE ... RETURNING`` (SQLite),
+    atomic on its own as :func:`_finish_in_one`'s statement is."""
+    stmt = dq.finish_returning([(f.id, f.token, f.result) for f in group], now)
+    rows = await db.run("recording finished parents", lambda: db.fetch_write(*stmt))
+    changed = [record(r) for r in rows]
+    ids = {f.id for f in group}
+    mine = {r.id for r in changed if r.id in ids and r.status is JobStatus.DONE}
+    released = [r for r in changed if r.id not in ids and r.status is JobStatus.TODO]
+    return mine, await _written_before(db, sql, group, mine, now), released
+
+
+async def _written_before(
+    db: Executor, sql: BaseQueries, group: Sequence[Finish], mine: set[str], now: int
+) -> set[str]:
+    """The jobs of ``group`` not finished now (not in ``mine``) that a finish at ``now``
+    had written before (the same outcome sent again after a lost reply)."""
     rest = [f.id for f in group if f.id not in mine]
-    if rest:
-        before = {
-            r[0]
-            for r in await _fetch(
-                db, "reading finished jobs", *sql.finished(rest, JobStatus.DONE, now)
-            )
-        }
-    return mine, before, released
+    if not rest:
+        return set()
+    rows = await _fetch(db, "reading finished jobs", *sql.finished(rest, JobStatus.DONE, now))
+    return {r[0] for r in rows}
 
 
 class _Redo(Exception):

@@ -320,6 +320,14 @@ class Executor:
 
         return await self._on_held(run)
 
+    async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """Run one write statement that returns rows (``UPDATE ... RETURNING``): as
+        :meth:`fetch`, under the write lock where there is one (SQLite)."""
+        if self._write_lock is not None:
+            async with self._write_lock:
+                return await self.fetch(sql, params)
+        return await self.fetch(sql, params)
+
     async def _on_held(self, run: Callable[[Any], Awaitable[T]], sends: int = 3) -> T:
         """``run`` on a held connection. One the driver could not send the statement on
         (closed since :meth:`HeldPool.take` looked) is dropped, its dead siblings with

@@ -9,6 +9,7 @@ statement; a write that changed fewer rows than it named reads which ones it did
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -69,6 +70,7 @@ class Store(JobControl):
             quote(f"{self.table_name}_deps"),
             row_locks=not self.is_sqlite,
             lock_of=backend == "postgresql",
+            returning=self.is_sqlite and sqlite3.sqlite_version_info >= (3, 35),
         )
         self.tags = TagQueries(self.sql, quote(f"{self.table_name}_tags"))
 

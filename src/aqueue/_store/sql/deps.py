@@ -27,7 +27,9 @@ ROWS_PER_INSERT = 500
 class DepsQueries:
     """The deps statements over ``q``'s jobs table and the deps table ``deps`` (quoted)."""
 
-    def __init__(self, q: BaseQueries, deps: str, *, row_locks: bool, lock_of: bool) -> None:
+    def __init__(
+        self, q: BaseQueries, deps: str, *, row_locks: bool, lock_of: bool, returning: bool = False
+    ) -> None:
         self.q = q
         self.t = q.t
         self.deps = deps
@@ -37,6 +39,8 @@ class DepsQueries:
         self.for_update_jobs = " FOR UPDATE OF j" if lock_of else self.for_update
         # PostgreSQL: a finish and its count down in one statement (data-modifying WITH)
         self.finish_in_one = lock_of
+        # SQLite 3.35+: the same with UPDATE ... FROM ... RETURNING (no WITH around writes)
+        self.finish_by_returning = returning and not lock_of
 
     def _in(self, params: list[Any], column: str, ids: Sequence[str]) -> str:
         """``column`` is one of ``ids`` (the dialect's form of an id list)."""
@@ -128,6 +132,100 @@ class DepsQueries:
             "LEFT JOIN down ON down.status = 'todo'"
         )
         return stmt, params
+
+    def finish_settling(
+        self,
+        group: Sequence[tuple[str, str, Any]],
+        now: int,
+        count_down: Sequence[tuple[str, int]],
+        release: Sequence[str],
+    ) -> Statement:
+        """MySQL, in a transaction that holds the waiting children locked: one ``UPDATE``
+        that finishes ``done`` the jobs of ``group`` (``(id, token, result)``, sorted by
+        id; flagged as parents, still ``running`` under their token), sets the
+        ``parents_left`` of the children in ``count_down`` and moves those in ``release``
+        to ``todo``. MySQL assigns left to right, each assignment reading the row as the
+        earlier ones left it: ``status``, which tells a finished job (``running``) from a
+        child (``waiting``), is assigned last, and no column is read after its own
+        assignment. Its row count is ``len(group) + len(count_down) + len(release)``
+        when every job of ``group`` was still running under its token."""
+        q = self.q
+        params: list[Any] = []
+        at = int(now)  # a literal: a positional placeholder is bound once per use
+        parent = "status = 'running'"
+        result = q.set_value("result", [(i, r) for i, _, r in group], params)
+        left = [*count_down, *((c, 0) for c in release)]
+        sets = [
+            result.replace("result = ", f"result = CASE WHEN {parent} THEN ", 1)
+            + " ELSE result END",
+            f"finished_at = CASE WHEN {parent} THEN {at} ELSE finished_at END",
+            f"leased_until = CASE WHEN {parent} THEN NULL ELSE leased_until END",
+            f"unique_key = CASE WHEN {parent} THEN NULL ELSE unique_key END",
+        ]
+        if left:
+            by_child = q.case(left, params).removesuffix(" END")
+            sets.append(f"parents_left = {by_child} ELSE parents_left END")
+        freed = ""
+        if release:
+            freed = q.ids_in(params, release)
+            sets.append(f"run_at = CASE WHEN {freed} AND run_at < {at} THEN {at} ELSE run_at END")
+            freed = q.ids_in(params, release)
+            sets.append(f"dispatched_at = CASE WHEN {freed} THEN NULL ELSE dispatched_at END")
+            freed = q.ids_in(params, release)
+            sets.append(f"updated_at = CASE WHEN {parent} OR {freed} THEN {at} ELSE updated_at END")
+            freed = q.ids_in(params, release)
+            sets.append(
+                f"status = CASE WHEN {parent} THEN 'done' WHEN {freed} THEN 'todo' ELSE status END"
+            )
+        else:
+            sets.append(f"updated_at = CASE WHEN {parent} THEN {at} ELSE updated_at END")
+            sets.append(f"status = CASE WHEN {parent} THEN 'done' ELSE status END")
+        ids = q.ids_in(params, [i for i, _, _ in group])
+        tokens = q.tokens_match([(i, tok) for i, tok, _ in group], params)
+        where = f"({ids} AND {parent} AND has_children = 1 AND {tokens})"
+        children = [c for c, _ in left]
+        if children:
+            where += f" OR ({q.ids_in(params, children)} AND status = 'waiting')"
+        return f"UPDATE {self.t} SET {', '.join(sets)} WHERE {where}", params
+
+    def finish_returning(self, group: Sequence[tuple[str, str, Any]], now: int) -> Statement:
+        """SQLite: one ``UPDATE ... FROM ... RETURNING`` that finishes ``done`` the jobs
+        of ``group`` (``(id, token, result)``, sorted by id) still ``running`` under their
+        token, and counts down their waiting children, those reaching zero moved to
+        ``todo``; every assignment reads the row as it was. Returns the rows it changed
+        (:data:`JOB_COLUMNS`, as written): the finished jobs ``done``, the released
+        children ``todo``, the others still ``waiting``."""
+        q = self.q
+        params: list[Any] = []
+        ids = q.ids_in(params, [i for i, _, _ in group])
+        tokens = q.tokens_match([(i, tok) for i, tok, _ in group], params)
+        result = q.set_value("result", [(i, r) for i, _, r in group], params)
+        at = int(now)  # a literal: a positional placeholder is bound once per use
+        parent, zero = "x.parent = 1", "parents_left <= x.n"
+        sql = (
+            f"WITH fin AS (SELECT id FROM {self.t} WHERE {ids} AND status = 'running' "
+            f"AND {tokens}), "
+            f"n AS (SELECT d.child_id AS xid, COUNT(*) AS n FROM {self.deps} d "
+            "JOIN fin ON d.parent_id = fin.id GROUP BY d.child_id), "
+            "x AS (SELECT id AS xid, 0 AS n, 1 AS parent FROM fin "
+            "UNION ALL SELECT xid, n, 0 FROM n) "
+            f"UPDATE {self.t} SET "
+            f"{result.replace('result = ', f'result = CASE WHEN {parent} THEN ', 1)} "
+            "ELSE result END, "
+            f"finished_at = CASE WHEN {parent} THEN {at} ELSE finished_at END, "
+            f"leased_until = CASE WHEN {parent} THEN NULL ELSE leased_until END, "
+            f"unique_key = CASE WHEN {parent} THEN NULL ELSE unique_key END, "
+            f"run_at = CASE WHEN NOT {parent} AND {zero} AND run_at < {at} THEN {at} "
+            "ELSE run_at END, "
+            f"dispatched_at = CASE WHEN NOT {parent} AND {zero} THEN NULL ELSE dispatched_at END, "
+            f"updated_at = CASE WHEN {parent} OR {zero} THEN {at} ELSE updated_at END, "
+            f"status = CASE WHEN {parent} THEN 'done' WHEN {zero} THEN 'todo' ELSE status END, "
+            f"parents_left = CASE WHEN {parent} THEN parents_left WHEN {zero} THEN 0 "
+            "ELSE parents_left - x.n END "
+            f"FROM x WHERE {self.t}.id = x.xid AND (({parent} AND {self.t}.status = 'running') "
+            f"OR (NOT {parent} AND {self.t}.status = 'waiting')) RETURNING {JOB_COLUMNS}"
+        )
+        return sql, params
 
     def cancel_waiting(self, reasons: Sequence[tuple[str, str]], now: int) -> Statement:
         """Cancel waiting jobs, each with its reason (a parent failed or was cancelled)."""
