@@ -175,6 +175,8 @@ class Namespace:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AQUEUE_", "BENCH_"))}
+        if observe := os.environ.get("BENCH_AQ_OBSERVE"):  # see app_aqueue._observe
+            env["BENCH_AQ_OBSERVE"] = observe
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH")) if p
         )

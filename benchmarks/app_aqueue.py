@@ -17,6 +17,45 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from aqueue import Queue
 
+
+def _observe(setting: str) -> None:
+    """``BENCH_AQ_OBSERVE``: what the worker observes, for the cost of metrics and
+    tracing in W2 (see docs/operations.md, "Cost"). ``metrics``: the Prometheus
+    counters and histograms (no HTTP port: the scrape is not the cost); ``api``: metrics
+    + tracing with the OpenTelemetry API only (no SDK: aqueue's own part); ``sdk1``:
+    metrics + tracing, the SDK sampling 1 % (``ParentBased(TraceIdRatioBased(0.01))``,
+    batch processor, an exporter that drops the spans); ``sdk``: every span recorded."""
+    if not setting:
+        return
+    import aqueue.metrics
+
+    aqueue.metrics.install()
+    if setting == "metrics":
+        return
+    import aqueue.otel
+
+    provider = None
+    if setting in ("sdk1", "sdk"):
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+
+        class Drop(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        sampler = ParentBased(TraceIdRatioBased(0.01)) if setting == "sdk1" else ALWAYS_ON
+        provider = TracerProvider(sampler=sampler)
+        provider.add_span_processor(BatchSpanProcessor(Drop()))
+    aqueue.otel.instrument(tracer_provider=provider)
+
+
+_observe(os.environ.get("BENCH_AQ_OBSERVE", ""))
+
 queue = Queue(
     "bench",
     redis_url=os.environ.get("BENCH_AQ_REDIS") or None,
