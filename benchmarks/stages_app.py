@@ -23,7 +23,9 @@ from aqueue._broker.broker import Broker
 from aqueue._message import decode_message
 from aqueue._store.store import Store
 
-Event = tuple[str, float, float, list[str]]
+# Tuples of atomic values only: the collector stops tracking them, so a long run's
+# events do not slow its full collections (lists would stay tracked).
+Event = tuple[str, float, float, tuple[str, ...]]
 EVENTS: list[Event] = []
 
 
@@ -43,7 +45,7 @@ def wrap(owner: type, name: str, ids: Callable[[tuple[Any, ...], Any], list[str]
     async def timed(*args: Any, **kwargs: Any) -> Any:
         t0 = time.time()
         result = await original(*args, **kwargs)
-        EVENTS.append((name, t0, time.time(), ids(args, result)))
+        EVENTS.append((name, t0, time.time(), tuple(ids(args, result))))
         return result
 
     setattr(owner, name, timed)
@@ -73,7 +75,7 @@ def instrument() -> None:
         if phase == "start":
             started.append(time.time())
         elif started:
-            EVENTS.append((f"gc{info.get('generation', '?')}", started.pop(), time.time(), []))
+            EVENTS.append((f"gc{info.get('generation', '?')}", started.pop(), time.time(), ()))
 
     gc.callbacks.append(on_gc)
 
@@ -91,7 +93,7 @@ queue = Queue(
 
 @queue.task
 async def lat() -> None:
-    EVENTS.append(("start", time.time(), time.time(), [current_job().job_id]))
+    EVENTS.append(("start", time.time(), time.time(), (current_job().job_id,)))
 
 
 @queue.on_startup
