@@ -71,6 +71,18 @@ def test_a_renewal_that_did_not_name_a_run_does_not_vouch_for_its_lease() -> Non
     assert not c.may_start(sent_at=90.0, now=108.0, run=("a", "t2"))  # another run of a
 
 
+def test_a_renewal_vouches_only_for_the_runs_it_renewed() -> None:
+    """A claimed run waiting for a slot is named by the renewal sent on resuming from a
+    pause; if SQL did not renew it (reclaimed meanwhile), the acknowledgement says
+    nothing of its lease: it must not start once a slot frees."""
+    c = core(now=90.0)
+    c.started("a", "t1", "handler-a")
+    c.started("b", "t1", "waiting-b")
+    c.acknowledged(100.0, c.renewal_items(), lost={"b"})
+    assert c.may_start(sent_at=90.0, now=108.0, run=("a", "t1"))
+    assert not c.may_start(sent_at=90.0, now=108.0, run=("b", "t1"))
+
+
 def test_deadline_follows_acknowledged_renewals_only() -> None:
     c = core(now=100.0)
     assert not c.deadline_passed(108.0)

@@ -12,7 +12,7 @@ these slots, put these messages back.
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -170,10 +170,15 @@ class RunnerCore(Generic[H, T]):
     def renewal_items(self) -> list[tuple[str, str]]:
         return [(job_id, token) for job_id, (token, _) in self.running.items()]
 
-    def acknowledged(self, sent: float, items: Iterable[tuple[str, str]] = ()) -> None:
-        """SQL acknowledged a renewal of ``items`` sent at ``sent``."""
+    def acknowledged(
+        self, sent: float, items: Iterable[tuple[str, str]] = (), lost: Collection[str] = ()
+    ) -> None:
+        """SQL acknowledged a renewal of ``items`` sent at ``sent``, which did not renew
+        the jobs ``lost`` (their leases are someone else's now): it vouches for the rest
+        only. A claimed run waiting for a slot is renewed too, and may start as soon as
+        a slot frees, before the lost ones are cancelled."""
         self.last_ack = sent
-        self.renewed = frozenset(items)
+        self.renewed = frozenset(it for it in items if it[0] not in lost)
 
     def on_lost(
         self,

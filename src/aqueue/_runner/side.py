@@ -97,19 +97,20 @@ async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
     try:
         async with asyncio.timeout(limit):
             lost = await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
-        r.core.acknowledged(sent, items)
+        r.core.acknowledged(sent, items, lost)
     except (BackendError, TimeoutError) as exc:
         log.warning("lease renewal in SQL failed: %r", exc)
         return False
-    with contextlib.suppress(BackendError, TimeoutError):
-        async with asyncio.timeout(cfg.heartbeat / 2):
-            await r.measure_clock()
     recording, confirming = r.recorder.recording, r.claimer.confirming
     # A run whose outcome is being recorded, or whose claim's commit failed and is being
-    # taken again, is left alone: the core returns only the handlers to cancel.
+    # taken again, is left alone: the core returns only the handlers to cancel. At once,
+    # before the clock reading's await: a lost run waiting for a slot must not start.
     for job_id, task in r.core.on_lost(items, lost, recording=recording, confirming=confirming):
         log.warning("lease of job %s was revoked: cancelling its handler", job_id)
         task.cancel()
+    with contextlib.suppress(BackendError, TimeoutError):
+        async with asyncio.timeout(cfg.heartbeat / 2):
+            await r.measure_clock()
     try:
         async with asyncio.timeout(cfg.heartbeat):
             await be.broker.heartbeat(r.runner_id, int(cfg.lease * 1000))

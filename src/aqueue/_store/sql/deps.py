@@ -165,7 +165,6 @@ class DepsQueries:
         if left:
             by_child = q.case(left, params).removesuffix(" END")
             sets.append(f"parents_left = {by_child} ELSE parents_left END")
-        freed = ""
         if release:
             freed = q.ids_in(params, release)
             sets.append(f"run_at = CASE WHEN {freed} AND run_at < {at} THEN {at} ELSE run_at END")
