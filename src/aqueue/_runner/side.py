@@ -89,14 +89,9 @@ async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
     runner back from a pause, or whose database stopped answering, then cancels its
     handlers on time instead of waiting on the database. The clock reading follows,
     with a time limit of its own (a failed one keeps the last offset)."""
-    sent = time.monotonic()
-    limit = renewal_time_limit(
-        until_deadline=r.core.until_deadline(sent), heartbeat=cfg.heartbeat, margin=cfg.margin
-    )
     items = r.core.renewal_items()
     try:
-        async with asyncio.timeout(limit):
-            lost = await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
+        sent, lost = await _renew(r, be, cfg, items)
         r.core.acknowledged(sent, items, lost)
     except (BackendError, TimeoutError) as exc:
         log.warning("lease renewal in SQL failed: %r", exc)
@@ -125,6 +120,29 @@ async def _beat(r: SideTasks, be: Backend, cfg: RunnerConfig) -> bool:
         n = await resync_all(be, r.clock, cfg)
         log.warning("resync re-dispatched %d job(s)", n)
     return True
+
+
+async def _renew(
+    r: SideTasks, be: Backend, cfg: RunnerConfig, items: list[tuple[str, str]]
+) -> tuple[float, set[str]]:
+    """Renew ``items`` within ``renewal_time_limit``; returns when it was sent and the
+    jobs SQL did not renew. A renewal whose time limit ran out by far more than the
+    limit was waiting while this process was paused (its timer fired on resuming, before
+    the reply could be read), not on a slow database: it is sent again once, with the
+    time limit of a renewal sent on resuming."""
+    for again in (False, True):
+        sent = time.monotonic()
+        limit = renewal_time_limit(
+            until_deadline=r.core.until_deadline(sent), heartbeat=cfg.heartbeat, margin=cfg.margin
+        )
+        try:
+            async with asyncio.timeout(limit):
+                return sent, await be.store.renew(items, r.clock() + int(cfg.lease * 1e6))
+        except TimeoutError:
+            if again or time.monotonic() - sent - limit < cfg.heartbeat / 2:
+                raise
+            log.warning("lease renewal waited through a pause of this process: sending it again")
+    raise AssertionError("unreachable")
 
 
 async def _sleep_measured(seconds: float) -> float:
