@@ -210,6 +210,51 @@ async def test_every_runner_paused_at_once_reclaims_nothing_from_live_runners(
 
 
 @pytest.mark.timeout(90)
+async def test_a_runner_paused_while_it_waits_for_the_reclaim_lock_takes_nothing(
+    chaos: MakeEnv, own_redis: RedisServer
+) -> None:
+    """Redis is frozen long enough for the runner's reclaimer to be waiting for its lock
+    (a pass starts every second), then the runner is frozen past its lease and Redis
+    thawed. On resuming, the lock's reply is already there and the clock the pass would
+    read is past the pause: the leases of the runner's own running jobs look expired
+    before it could renew them. The pass must see that it was paused, take nothing and
+    hold as after any pause; the jobs run once."""
+    env = await chaos(own_redis.url)
+    proc = env.spawn("-c", "20", *SLOWER_LEASES, name="r", AQC_WORK_SLEEP="12")
+    await wait_started(proc)
+    ids = await env.enqueue_work(10)
+
+    async def all_mid_job() -> bool:
+        return len(env.checker.open_on(proc.pid)) == 10
+
+    await wait_for(all_mid_job, 20, "10 handlers running", procs=[proc], interval=0.02)
+    own_redis.freeze()
+    try:
+        # The fault's length, not a synchronisation: 1.5 reclaim periods, so that a pass
+        # has started and sent its lock request to the frozen server.
+        await asyncio.sleep(1.5)
+        proc.send_signal(signal.SIGSTOP)
+    finally:
+        own_redis.thaw()
+    await asyncio.sleep(5.0)  # the runner's pause (lease 4 s): the fault itself
+    proc.send_signal(signal.SIGCONT)
+    await wait_for(
+        lambda: "was paused" in proc.log() or "reclaimed job" in proc.log(),
+        10,
+        "the reclaimer to notice its pause",
+        procs=[proc],
+    )
+    await drain(env, len(ids), 60, procs=[proc])
+    stop_all(proc)
+    log = proc.log()
+    assert "reclaimed job" not in log, log[-4000:]
+    v = await env.verdict(ids)
+    metric("verdict", v.report)
+    assert not v.lost and not v.stuck and not v.concurrent, v.report
+    assert not v.reruns, v.report
+
+
+@pytest.mark.timeout(90)
 async def test_runner_started_just_after_redis_lost_fresh_jobs_runs_them_within_seconds(
     chaos: MakeEnv, own_redis: RedisServer
 ) -> None:

@@ -26,14 +26,27 @@ class SweepCursor:
     after: str = ""
 
 
-async def reclaim_pass(be: Backend, clock: Callable[[], int], cfg: RunnerConfig, me: str) -> int:
+async def reclaim_pass(
+    be: Backend,
+    clock: Callable[[], int],
+    cfg: RunnerConfig,
+    me: str,
+    *,
+    in_time: Callable[[], bool] = lambda: True,
+) -> int:
     """Jobs ``running`` under a lease that expired: decided in SQL (destination, stall
-    limit), then the ones to run again go to a suspect lane. Returns jobs reclaimed."""
+    limit), then the ones to run again go to a suspect lane. Returns jobs reclaimed.
+
+    ``in_time`` is asked once the lock is held, just before the clock is read: False
+    (this process was paused while it waited for the lock) ends the pass with nothing
+    taken, since the other runners may have been paused too and not renewed yet."""
     broker, store = be.broker, be.store
     token = await broker.acquire_lock(broker.keys.lock_reclaim, int(cfg.lease * 1000))
     if token is None:
         return 0
     try:
+        if not in_time():
+            return 0
         now = clock()
         rows = await store.expired_leases(be.queue_name, now, cfg.reclaim_limit)
         decisions = []

@@ -65,6 +65,13 @@ async def heartbeat_loop(r: SideTasks) -> None:
         # missed beat would otherwise leave a single try before the local deadline, and
         # a database back after a fraction of a second would still cost every lease.
         ok = await _beat(r, be, cfg)
+        if ok and r.core.deadline_passed(time.monotonic()):
+            # Acknowledged, and yet the deadline passed since: this process was paused
+            # after the renewal (during the clock reading or the Redis part). As after a
+            # pause during the sleep, a renewal sent now decides whether the handlers
+            # go on; cancelling them without one depends on where the pause fell.
+            log.warning("paused after a lease renewal: renewing again before anything else")
+            return 0.0
         wait = (
             cfg.heartbeat if ok else min(cfg.heartbeat, 0.1 if wait >= cfg.heartbeat else wait * 2)
         )
@@ -158,9 +165,9 @@ async def reclaim_loop(r: SideTasks) -> None:
 
     async def sleep(seconds: float) -> None:
         nonlocal paused
-        paused = await _sleep_measured(seconds)
+        paused = max(paused, await _sleep_measured(seconds))
 
-    async def reclaim_once() -> None:
+    async def reclaim_once() -> float | None:
         nonlocal paused
         while hold := reclaim_hold(paused=paused, heartbeat=cfg.heartbeat):
             log.warning(
@@ -170,7 +177,31 @@ async def reclaim_loop(r: SideTasks) -> None:
                 hold,
             )
             paused = await _sleep_measured(hold)
-        await reclaim_pass(be, r.clock, cfg, r.runner_id)
+        # A pause can also come during the pass: while it waits for the lock (then the
+        # clock it reads next is already past the pause) or later on. The pass is
+        # measured as a sleep of no time; one that took over half a heartbeat stops
+        # before it reads the clock, and the next pass holds as after any pause.
+        mono, wall = time.monotonic(), time.time()
+
+        def took() -> float:
+            return paused_for(
+                asked=0.0, slept=time.monotonic() - mono, wall_slept=time.time() - wall
+            )
+
+        try:
+            await reclaim_pass(
+                be,
+                r.clock,
+                cfg,
+                r.runner_id,
+                in_time=lambda: not reclaim_hold(paused=took(), heartbeat=cfg.heartbeat),
+            )
+        finally:
+            paused = took()
+        if reclaim_hold(paused=paused, heartbeat=cfg.heartbeat):
+            return 0.0  # hold at once
+        paused = 0.0
+        return None
 
     # The sleep between passes is measured: a pause of this process (SIGSTOP, a
     # suspended VM) is seen by the pass that follows it.
