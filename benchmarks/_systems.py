@@ -175,8 +175,9 @@ class Namespace:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AQUEUE_", "BENCH_"))}
-        if observe := os.environ.get("BENCH_AQ_OBSERVE"):  # see app_aqueue._observe
-            env["BENCH_AQ_OBSERVE"] = observe
+        for name in ("BENCH_AQ_OBSERVE", "BENCH_AQ_COMPRESS_OVER"):  # see app_aqueue
+            if value := os.environ.get(name):
+                env[name] = value
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH")) if p
         )

@@ -62,6 +62,12 @@ queue = Queue(
     database_url=os.environ.get("BENCH_AQ_DATABASE") or None,
     table=os.environ.get("BENCH_AQ_TABLE", "bench_jobs"),
     key_prefix=os.environ.get("BENCH_AQ_PREFIX", "bench"),
+    # BENCH_AQ_COMPRESS_OVER: "off" stores every payload as JSON (the default: 4096).
+    compress_over=(
+        None
+        if os.environ.get("BENCH_AQ_COMPRESS_OVER") == "off"
+        else int(os.environ.get("BENCH_AQ_COMPRESS_OVER") or 4096)
+    ),
 )
 
 

@@ -28,6 +28,8 @@ import asyncio
 import gc
 import importlib
 import json
+import random
+import secrets
 import statistics
 import sys
 import time
@@ -45,9 +47,10 @@ async def awaiting(
     *,
     in_transaction: bool = False,
     with_job: bool = True,
+    blob_kind: str = "repeat",
 ) -> dict[str, Any]:
     indexes = iter(range(jobs))
-    blob = "x" * payload
+    blob = make_blob(payload, blob_kind)
 
     async def one_producer() -> None:
         for i in indexes:
@@ -135,12 +138,41 @@ async def main(a: argparse.Namespace) -> dict[str, Any]:
                 a.payload,
                 in_transaction=a.mode != "awaiting",
                 with_job=a.mode != "app-transaction",
+                blob_kind=a.blob,
             )
         if a.mode == "batch":
             return await batch(producer, a.kind, a.jobs, a.batch_size)
         return await rate(producer, a.rate, a.duration)
     finally:
         await producer.close()
+
+
+def make_blob(size: int, kind: str) -> str:
+    """W5's argument, ``size`` characters of ASCII. ``repeat``: one character repeated
+    (the most compressible); ``json``: JSON records with varied names and numbers, as an
+    application's document (zlib level 1 packs it ~3-5x); ``random``: URL-safe random
+    characters (no compressor gains more than a quarter)."""
+    if kind == "repeat":
+        return "x" * size
+    if kind == "random":
+        return secrets.token_urlsafe(size)[:size]
+    rnd = random.Random(size)
+    words = ["alpha", "bravo", "delta", "echo", "kilo", "lima", "oscar", "romeo", "tango"]
+    parts: list[str] = []
+    n = 0
+    while n < size:
+        rec = json.dumps(
+            {
+                "id": rnd.randrange(10**9),
+                "name": f"{rnd.choice(words)} {rnd.choice(words)}",
+                "amount": round(rnd.uniform(0, 10_000), 2),
+                "tags": rnd.sample(words, 2),
+                "active": rnd.random() < 0.5,
+            }
+        )
+        parts.append(rec)
+        n += len(rec) + 1
+    return ",".join(parts)[:size]
 
 
 if __name__ == "__main__":
@@ -156,6 +188,7 @@ if __name__ == "__main__":
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--payload", type=int, default=0, help="bytes of the blob argument")
+    p.add_argument("--blob", choices=["repeat", "json", "random"], default="repeat")
     args = p.parse_args()
     _harness.install_uvloop()
     result = asyncio.run(main(args))

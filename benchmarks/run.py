@@ -229,6 +229,7 @@ class Bench:
             f"--rate={a.rate}",
             f"--duration={a.duration}",
             f"--payload={payload}",
+            f"--blob={a.w5_blob}",
         ]
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -578,6 +579,7 @@ class Bench:
             "seconds": seconds,
             "jobs": n,
             "payload_bytes": payload,
+            "blob": self.a.w5_blob,
             "enqueue_rate": n / prod["seconds"],
             "peak_rss_mb": [h.peak_rss_mb for h in hs],
         }
@@ -871,6 +873,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="repeats that also run W5 (default 1: its 155,000 jobs per system take longer "
         "than W1-W4 together)",
+    )
+    p.add_argument(
+        "--w5-blob",
+        choices=["repeat", "json", "random"],
+        default="repeat",
+        help="W5's argument: one character repeated (default), JSON records, or random",
     )
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=1000, help="jobs per batch call (W1)")

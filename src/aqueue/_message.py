@@ -9,12 +9,16 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._compress import COMPRESSED_PREFIX, expand_payload
 from ._errors import SerializationError, UnsupportedMessageError
 
 #: Version of the Redis message format; bump on incompatible changes. Runners accept
 #: every version in ``SUPPORTED_MESSAGE_VERSIONS`` so old and new ones can share a deploy.
+#: A message whose payload is compressed is version 2: a runner that reads only version 1
+#: leaves it for one that reads both, instead of failing the job's arguments.
 MESSAGE_VERSION = 1
-SUPPORTED_MESSAGE_VERSIONS = frozenset({1})
+COMPRESSED_MESSAGE_VERSION = 2
+SUPPORTED_MESSAGE_VERSIONS = frozenset({1, 2})
 
 # json.dumps of a str without its per-call setup: the C encoder json.dumps ends in.
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -81,8 +85,9 @@ def encode_message(
     r = f'"r":{priority},' if priority else ""
     s = f'"s":{stalls},' if stalls else ""
     d = f'"d":{due_us // 1000},' if due_us else ""
+    v = COMPRESSED_MESSAGE_VERSION if payload.startswith(COMPRESSED_PREFIX) else MESSAGE_VERSION
     return (
-        f'{{"v":{MESSAGE_VERSION},"id":{_quote(job_id)},"t":{_quote(task)},{r}{s}{d}'
+        f'{{"v":{v},"id":{_quote(job_id)},"t":{_quote(task)},{r}{s}{d}'
         f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
     )
 
@@ -127,6 +132,8 @@ def decode_message(raw: bytes) -> Message:
                 f"{sorted(SUPPORTED_MESSAGE_VERSIONS)})",
             )
         payload = data["p"]
+        if version == COMPRESSED_MESSAGE_VERSION:
+            payload = expand_payload(payload)
         msg = Message(
             raw=raw,
             id=data["id"],

@@ -7,6 +7,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._compress import compress_payload, expand_payload
 from ._errors import PayloadTooLargeError, SerializationError
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -53,9 +54,12 @@ def encode_payload(
     kwargs: dict[str, Any],
     limit: int,
     options: dict[str, Any] | None = None,
+    compress_over: int | None = None,
 ) -> str:
     """The job's arguments (and its per-job run options, ``o``) as stored in SQL and
-    spliced into the Redis message."""
+    spliced into the Redis message. Over ``compress_over`` bytes (None: never) it is
+    stored compressed when that saves at least a tenth (see :func:`compress_payload`);
+    ``limit`` applies to the arguments as given, before any compression."""
     data: dict[str, Any] = {"a": args, "k": kwargs}  # a tuple encodes as an array
     if options:
         data["o"] = options
@@ -71,7 +75,16 @@ def encode_payload(
         raise PayloadTooLargeError(
             f"the job's arguments encode to {size} bytes, over max_payload_bytes={limit}"
         )
+    if compress_over is not None and size > compress_over:
+        return compress_payload(text, size)
     return text
+
+
+def decode_payload(text: str) -> Any:
+    """A stored payload's text as data (``{"a": …, "k": …, "o": …}``), inflated if it
+    was stored compressed. Raises ``ValueError`` when it is not JSON and
+    ``SerializationError`` when a compressed one is corrupt."""
+    return expand_payload(json.loads(text))
 
 
 def encode_error(exc: BaseException) -> str:

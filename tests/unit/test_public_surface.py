@@ -178,7 +178,8 @@ SNAPSHOT: dict[str, Any] = {
                 "'int' = 12, backoff: 'Backoff | None' = None, home: 'str | "
                 "None' = None, strict_tasks: 'bool | None' = None, "
                 "enqueue_batch: 'int | None' = None, sql_lock_wait_timeout: "
-                "'int' = 5, max_size: 'int | None' = None) -> 'None'",
+                "'int' = 5, max_size: 'int | None' = None, "
+                "compress_over: 'int | None' = 4096) -> 'None'",
                 "15432c8b93cc48ea",
             ),
             "after_job": ("method", "(self, fn: 'AfterHook') -> 'AfterHook'", "4e605248e32e87f1"),
@@ -499,6 +500,7 @@ SNAPSHOT: dict[str, Any] = {
         "after_hooks",
         "backoff",
         "before_hooks",
+        "compress_over",
         "default_retries",
         "enqueue_batch",
         "init_db",

@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 import click
 
+from .._errors import SerializationError
 from .._models import JobRecord
+from .._serde import decode_payload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +82,17 @@ def _parsed(text: str | None) -> Any:
         return text
 
 
+def _payload(text: str | None) -> Any:
+    """A stored payload as data, inflated if it was stored compressed (kept as text if
+    it cannot be read)."""
+    if text is None:
+        return None
+    try:
+        return decode_payload(text)
+    except (ValueError, SerializationError):
+        return text
+
+
 def arguments(payload: Any) -> tuple[list[Any], dict[str, Any]] | None:
     """The handler's ``(args, kwargs)`` from the stored payload (``{"a": …, "k": …}``)."""
     if isinstance(payload, dict) and isinstance(payload.get("a"), list):
@@ -103,7 +116,7 @@ def job_doc(rec: JobRecord) -> dict[str, Any]:
     """The job as a JSON document: every column but the lease token (a credential:
     whoever holds it can record the job's outcome). ``payload`` is the stored one;
     ``args``/``kwargs`` what the handler receives."""
-    payload = _parsed(rec.payload)
+    payload = _payload(rec.payload)
     args, kwargs = arguments(payload) or (None, None)
     return {
         "id": rec.id,

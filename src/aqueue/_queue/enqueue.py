@@ -79,7 +79,9 @@ class Enqueuing(JobControl):
         run_options = _traced(opts.run_options(now), trace)
         if step:
             run_options = {**(run_options or {}), **step}
-        payload = encode_payload(tuple(args), dict(kwargs), self.max_payload_bytes, run_options)
+        payload = encode_payload(
+            tuple(args), dict(kwargs), self.max_payload_bytes, run_options, self.compress_over
+        )
         return NewJob(
             id=opts.job_id or new_job_id(),
             queue=self.name,
@@ -106,6 +108,7 @@ class Enqueuing(JobControl):
         now = self._clock()
         run_options, run_at = _traced(opts.run_options(now), trace), opts.start_time_us(now)
         limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
+        compress_over = self.compress_over
         resolved: dict[str, tuple[str, int]] = {}
         jobs: list[NewJob] = []
         tags = tuple(opts.tags or ())
@@ -122,7 +125,7 @@ class Enqueuing(JobControl):
             if known is None:
                 known = self._resolve_task(task, opts)
                 resolved[known[0]] = known
-            payload = encode_payload(args, kwargs, limit, run_options)
+            payload = encode_payload(args, kwargs, limit, run_options, compress_over)
             jobs.append(
                 NewJob(job_id, queue, known[0], payload, priority, known[1], run_at, now, tags=tags)
             )

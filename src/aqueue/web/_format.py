@@ -8,7 +8,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from .._errors import SerializationError
 from .._models import JobRecord
+from .._serde import decode_payload
 
 
 def when(us: int | None) -> str:
@@ -59,8 +61,12 @@ def pretty(value: Any) -> str:
 
 
 def arguments(rec: JobRecord) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    """(args, kwargs, run options) of a job's stored payload."""
-    data = parse_json(rec.payload, {})
+    """(args, kwargs, run options) of a job's stored payload (inflated if it was
+    stored compressed)."""
+    try:
+        data = decode_payload(rec.payload) if rec.payload is not None else {}
+    except (ValueError, SerializationError):
+        data = rec.payload
     if not isinstance(data, dict):
         return [data], {}, {}
     args = data.get("a") or []
