@@ -24,7 +24,9 @@ def _observe(setting: str) -> None:
     counters and histograms (no HTTP port: the scrape is not the cost); ``api``: metrics
     + tracing with the OpenTelemetry API only (no SDK: aqueue's own part); ``sdk1``:
     metrics + tracing, the SDK sampling 1 % (``ParentBased(TraceIdRatioBased(0.01))``,
-    batch processor, an exporter that drops the spans); ``sdk``: every span recorded."""
+    batch processor, an exporter that drops the spans); ``sdk1s``: the same with
+    ``runs="sampled"`` (only the runs of sampled enqueues open a span); ``sdk``: every
+    span recorded."""
     if not setting:
         return
     import aqueue.metrics
@@ -35,7 +37,7 @@ def _observe(setting: str) -> None:
     import aqueue.otel
 
     provider = None
-    if setting in ("sdk1", "sdk"):
+    if setting in ("sdk1", "sdk1s", "sdk"):
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import (
             BatchSpanProcessor,
@@ -48,10 +50,12 @@ def _observe(setting: str) -> None:
             def export(self, spans: Any) -> SpanExportResult:
                 return SpanExportResult.SUCCESS
 
-        sampler = ParentBased(TraceIdRatioBased(0.01)) if setting == "sdk1" else ALWAYS_ON
+        sampler = ALWAYS_ON if setting == "sdk" else ParentBased(TraceIdRatioBased(0.01))
         provider = TracerProvider(sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(Drop()))
-    aqueue.otel.instrument(tracer_provider=provider)
+    aqueue.otel.instrument(
+        tracer_provider=provider, runs="sampled" if setting == "sdk1s" else "all"
+    )
 
 
 _observe(os.environ.get("BENCH_AQ_OBSERVE", ""))

@@ -18,11 +18,20 @@ COMPRESSED_PREFIX = '{"z":'
 as written by ``encode_payload`` otherwise always has ``a`` (the arguments) first."""
 
 
+PROBE = 4096
+"""Bytes compressed first, alone, to tell whether a large payload is worth compressing."""
+
+
 def compress_payload(text: str, size: int) -> str:
     """``text`` (a payload of ``size`` UTF-8 bytes) compressed, as a JSON object that
     splices into a message like any payload; ``text`` itself when that would not save a
-    tenth of it (random or already compressed data: the reader then pays nothing)."""
-    packed = binascii.b2a_base64(zlib.compress(text.encode(), 1), newline=False).decode()
+    tenth of it (random or already compressed data: the reader then pays nothing). A
+    payload over twice ``PROBE`` is tried on its first ``PROBE`` bytes first: random data
+    costs the producer a tenth of a compression, not a whole one for nothing."""
+    data = text.encode()
+    if len(data) > 2 * PROBE and len(zlib.compress(data[:PROBE], 1)) * 4 > PROBE * 3 * 0.85:
+        return text
+    packed = binascii.b2a_base64(zlib.compress(data, 1), newline=False).decode()
     if len(packed) + 8 > size * 0.9:
         return text
     return f'{COMPRESSED_PREFIX}"{packed}"}}'

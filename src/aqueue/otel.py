@@ -38,10 +38,13 @@ _OUTCOMES = {JobStatus.DONE: "done", JobStatus.FAILED: "failed", JobStatus.TODO:
 class _Send:
     __slots__ = ("_span", "carrier")
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: trace.Span, sampled_only: bool) -> None:
         self._span = span
         carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        # runs="sampled": a job whose enqueue span is not sampled carries no context,
+        # and its runs open no span.
+        if not sampled_only or span.get_span_context().trace_flags.sampled:
+            propagate.inject(carrier, context=trace.set_span_in_context(span))
         self.carrier: dict[str, str] | None = carrier or None
 
     def sent(self, jobs: Sequence[NewJob]) -> None:
@@ -82,6 +85,18 @@ class _Run:
         span.end()
 
 
+class _Untraced:
+    """The run of a job whose enqueue was not sampled, under ``runs="sampled"``."""
+
+    __slots__ = ()
+
+    def close(self, status: JobStatus | None, error: BaseException | None) -> None:
+        return None
+
+
+_UNTRACED = _Untraced()
+
+
 def _failed(span: trace.Span, error: BaseException) -> None:
     span.set_attribute("error.type", type(error).__qualname__)
     span.record_exception(error)
@@ -91,9 +106,15 @@ def _failed(span: trace.Span, error: BaseException) -> None:
 class TracingObserver:
     """The :class:`aqueue._observe.Observer` that opens the spans."""
 
-    def __init__(self, tracer: trace.Tracer, consumer: Literal["parent", "link"]) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        consumer: Literal["parent", "link"],
+        runs: Literal["all", "sampled"] = "all",
+    ) -> None:
         self._tracer = tracer
         self._link = consumer == "link"
+        self._sampled_only = runs == "sampled"
         self._last: tuple[tuple[tuple[str, str], ...], otel_context.Context] | None = None
 
     def _produced(self, carrier: object) -> otel_context.Context | None:
@@ -120,10 +141,13 @@ class TracingObserver:
                 "messaging.operation.name": "send",
             },
         )
-        return _Send(span)
+        return _Send(span, self._sampled_only)
 
-    def running(self, queue: str, msg: Message, runner_id: str) -> _Run:
-        produced = self._produced(msg.options.get(_observe.TRACE_OPTION))
+    def running(self, queue: str, msg: Message, runner_id: str) -> _Run | _Untraced:
+        carrier = msg.options.get(_observe.TRACE_OPTION)
+        if self._sampled_only and not carrier:
+            return _UNTRACED
+        produced = self._produced(carrier)
         links: list[Link] = []
         parent = produced
         if self._link:
@@ -164,18 +188,25 @@ _installed: TracingObserver | None = None
 def instrument(
     *,
     consumer: Literal["parent", "link"] = "parent",
+    runs: Literal["all", "sampled"] = "all",
     tracer_provider: trace.TracerProvider | None = None,
 ) -> None:
     """Trace this process's enqueues and handler runs (every queue). ``consumer``: a
     run's span is a child of its enqueue's span (``parent``) or starts a trace of its
     own linked to it (``link``: for traces that should not span hours of queueing).
-    Calling it again replaces the previous settings."""
+    ``runs``: every run opens a span and the SDK's sampler decides (``all``), or only
+    the runs of jobs whose enqueue span was sampled do (``sampled``: the producer
+    decides; the other runs cost nothing, and a job enqueued without tracing opens no
+    span). Set it alike in producers and runners. Calling it again replaces the
+    previous settings."""
     global _installed
     if consumer not in ("parent", "link"):
         raise ValueError("consumer must be 'parent' or 'link'")
+    if runs not in ("all", "sampled"):
+        raise ValueError("runs must be 'all' or 'sampled'")
     uninstrument()
     tracer = trace.get_tracer("aqueue", tracer_provider=tracer_provider)
-    _installed = TracingObserver(tracer, consumer)
+    _installed = TracingObserver(tracer, consumer, runs)
     _observe.install(_installed)
 
 

@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import SpanKind
 
 import aqueue.otel
@@ -247,3 +248,63 @@ async def test_a_workflow_enqueue_is_one_producer_span(
     for s in runs:
         assert s.parent is not None and s.parent.span_id == ids(producer)[1]
         assert ids(s)[0] == ids(producer)[0]
+
+
+class CountingSampler(Sampler):
+    """``ParentBased(ALWAYS_ON)`` that records the name of every span it is asked about."""
+
+    def __init__(self) -> None:
+        self.inner = ParentBased(ALWAYS_ON)
+        self.asked: list[str] = []
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *args: Any, **kw: Any
+    ) -> Any:
+        self.asked.append(name)
+        return self.inner.should_sample(parent_context, trace_id, name, *args, **kw)
+
+    def get_description(self) -> str:
+        return "counting"
+
+
+@pytest.mark.parametrize("runs", ["all", "sampled"])
+async def test_runs_sampled_opens_spans_only_for_sampled_enqueues(
+    obs: ObsEnv, runner_for: Any, runs: Any
+) -> None:
+    """Job A is enqueued in a sampled trace, job B inside a trace that is not sampled.
+    Under ``runs="all"`` both runs ask the sampler (B's is dropped by it); under
+    ``runs="sampled"`` B carries no trace context and its run opens no span at all."""
+    exp, sampler = InMemorySpanExporter(), CountingSampler()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exp))
+    try:
+        aqueue.otel.instrument(tracer_provider=provider, runs=runs)
+        q = obs_tasks.register(obs.queue())
+        await runner_for(q)
+        a = await q.enqueue("ok", 1)
+        not_sampled = trace.NonRecordingSpan(
+            trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(0))
+        )
+        with trace.use_span(not_sampled):
+            b = await q.enqueue("ok", 2)
+        assert (await a.result(timeout=30, poll=0.05), await b.result(timeout=30, poll=0.05)) == (
+            1,
+            2,
+        )
+        await wait_for(
+            lambda: by_kind(exp.get_finished_spans(), SpanKind.CONSUMER), 10, "A's run span"
+        )
+        (run,) = by_kind(exp.get_finished_spans(), SpanKind.CONSUMER)
+        assert attrs(run)["messaging.message.id"] == a.id
+        a_rec, b_rec = await a.info(), await b.info()
+        assert '"tc":' in (a_rec.payload or "")
+        assert ('"tc":' in (b_rec.payload or "")) is (runs == "all")
+        assert sampler.asked.count(f"process {q.name}") == (2 if runs == "all" else 1)
+    finally:
+        aqueue.otel.uninstrument()
+        provider.shutdown()
+
+
+def test_runs_is_checked() -> None:
+    with pytest.raises(ValueError, match="runs must be"):
+        aqueue.otel.instrument(runs="some")  # type: ignore[arg-type]

@@ -27,9 +27,11 @@ def test_a_large_compressible_payload_is_stored_compressed_and_reads_back() -> N
 
 def test_small_incompressible_or_disabled_payloads_stay_plain() -> None:
     small = encode_payload(("x" * 100,), {}, 1 << 20, compress_over=4096)
-    noise = encode_payload((secrets.token_urlsafe(20_000),), {}, 1 << 20, compress_over=4096)
+    # 6 KB: compressed whole, and found not worth it; 20 KB: its first 4 KB tell
+    noise = encode_payload((secrets.token_urlsafe(4_500),), {}, 1 << 20, compress_over=4096)
+    probed = encode_payload((secrets.token_urlsafe(15_000),), {}, 1 << 20, compress_over=4096)
     off = encode_payload(("x" * 20_000,), {}, 1 << 20, compress_over=None)
-    for text in (small, noise, off):
+    for text in (small, noise, probed, off):
         assert text.startswith('{"a":'), text[:20]
 
 
