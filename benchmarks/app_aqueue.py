@@ -24,9 +24,9 @@ def _observe(setting: str) -> None:
     counters and histograms (no HTTP port: the scrape is not the cost); ``api``: metrics
     + tracing with the OpenTelemetry API only (no SDK: aqueue's own part); ``sdk1``:
     metrics + tracing, the SDK sampling 1 % (``ParentBased(TraceIdRatioBased(0.01))``,
-    batch processor, an exporter that drops the spans); ``sdk1s``: the same with
-    ``runs="sampled"`` (only the runs of sampled enqueues open a span); ``sdk``: every
-    span recorded."""
+    batch processor, an exporter that drops the spans) with ``runs="all"`` (every run
+    opens a span); ``sdk1s``: the same with ``runs="sampled"``, the default (the runs of
+    unsampled enqueues open none); ``sdk``: every span recorded."""
     if not setting:
         return
     import aqueue.metrics

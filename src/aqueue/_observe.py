@@ -6,7 +6,8 @@ does nothing more when it is ``None``, so the hot path pays one attribute read.
 The hooks:
 
 - ``sending(queue)`` around an enqueue (one for ``enqueue_many``'s whole batch): its
-  ``carrier`` (a trace context, or ``None``) is stored in the jobs' run options (``"tc"``)
+  ``carrier`` (a trace context, ``{}`` for a trace that is not sampled, or ``None``:
+  nothing to store) is stored in the jobs' run options (``"tc"``)
   and so travels with the row and the message; ``sent(jobs)`` once they are made,
   ``close(error)`` when the enqueue returns or raises;
 - ``running(queue, msg, runner_id)`` around a handler's run, ``close(status, error)``
@@ -98,7 +99,7 @@ class _Fanout:
 class _FanSending:
     def __init__(self, scopes: list[Sending]) -> None:
         self._scopes = scopes
-        carriers = [s.carrier for s in scopes if s.carrier]
+        carriers = [s.carrier for s in scopes if s.carrier is not None]
         self.carrier = carriers[0] if carriers else None
 
     def sent(self, jobs: Sequence[NewJob]) -> None:

@@ -40,12 +40,17 @@ class _Send:
 
     def __init__(self, span: trace.Span, sampled_only: bool) -> None:
         self._span = span
+        self.carrier: dict[str, str] | None
+        ctx = span.get_span_context()
+        if sampled_only and ctx.is_valid and not ctx.trace_flags.sampled:
+            # runs="sampled": a job enqueued in a trace that is not sampled carries an
+            # empty context ({}), and its runs open no span. (Without an SDK the span is
+            # not valid: nothing is stored, and the runner's sampler decides.)
+            self.carrier = {}
+            return
         carrier: dict[str, str] = {}
-        # runs="sampled": a job whose enqueue span is not sampled carries no context,
-        # and its runs open no span.
-        if not sampled_only or span.get_span_context().trace_flags.sampled:
-            propagate.inject(carrier, context=trace.set_span_in_context(span))
-        self.carrier: dict[str, str] | None = carrier or None
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        self.carrier = carrier or None
 
     def sent(self, jobs: Sequence[NewJob]) -> None:
         span = self._span
@@ -86,7 +91,7 @@ class _Run:
 
 
 class _Untraced:
-    """The run of a job whose enqueue was not sampled, under ``runs="sampled"``."""
+    """The run of a job whose enqueue span was not sampled, under ``runs="sampled"``."""
 
     __slots__ = ()
 
@@ -110,17 +115,20 @@ class TracingObserver:
         self,
         tracer: trace.Tracer,
         consumer: Literal["parent", "link"],
-        runs: Literal["all", "sampled"] = "all",
+        runs: Literal["all", "sampled"] = "sampled",
     ) -> None:
         self._tracer = tracer
         self._link = consumer == "link"
         self._sampled_only = runs == "sampled"
+        # A linked run starts a trace of its own, sampled on its own: it does not follow
+        # the producer's decision.
+        self._follow_producer = self._sampled_only and not self._link
         self._last: tuple[tuple[tuple[str, str], ...], otel_context.Context] | None = None
 
     def _produced(self, carrier: object) -> otel_context.Context | None:
         """The producer's context from a job's carrier. The last one is kept: the jobs of
         an ``enqueue_many`` share theirs, and an extract costs ~4 µs."""
-        if not isinstance(carrier, dict):
+        if not isinstance(carrier, dict) or not carrier:
             return None
         key = tuple(carrier.items())
         last = self._last
@@ -145,7 +153,7 @@ class TracingObserver:
 
     def running(self, queue: str, msg: Message, runner_id: str) -> _Run | _Untraced:
         carrier = msg.options.get(_observe.TRACE_OPTION)
-        if self._sampled_only and not carrier:
+        if self._follow_producer and carrier == {}:  # enqueued in a trace not sampled
             return _UNTRACED
         produced = self._produced(carrier)
         links: list[Link] = []
@@ -188,17 +196,20 @@ _installed: TracingObserver | None = None
 def instrument(
     *,
     consumer: Literal["parent", "link"] = "parent",
-    runs: Literal["all", "sampled"] = "all",
+    runs: Literal["all", "sampled"] = "sampled",
     tracer_provider: trace.TracerProvider | None = None,
 ) -> None:
     """Trace this process's enqueues and handler runs (every queue). ``consumer``: a
     run's span is a child of its enqueue's span (``parent``) or starts a trace of its
     own linked to it (``link``: for traces that should not span hours of queueing).
-    ``runs``: every run opens a span and the SDK's sampler decides (``all``), or only
-    the runs of jobs whose enqueue span was sampled do (``sampled``: the producer
-    decides; the other runs cost nothing, and a job enqueued without tracing opens no
-    span). Set it alike in producers and runners. Calling it again replaces the
-    previous settings."""
+    ``runs="sampled"``, the default, follows the producer's decision: a job whose
+    enqueue span was not sampled is stored with an empty trace context, and its runs
+    open no span and cost next to nothing; every other run (a sampled enqueue's, or a
+    job enqueued without tracing) opens a span and the sampler decides. ``runs="all"``:
+    every run opens a span and the sampler decides (for a sampler that keeps some runs
+    of unsampled enqueues), and unsampled enqueues store their context. With
+    ``consumer="link"`` every run opens a span (its trace is its own). Calling it again
+    replaces the previous settings."""
     global _installed
     if consumer not in ("parent", "link"):
         raise ValueError("consumer must be 'parent' or 'link'")

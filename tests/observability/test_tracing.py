@@ -268,38 +268,56 @@ class CountingSampler(Sampler):
 
 
 @pytest.mark.parametrize("runs", ["all", "sampled"])
-async def test_runs_sampled_opens_spans_only_for_sampled_enqueues(
+async def test_runs_sampled_follows_the_producers_decision(
     obs: ObsEnv, runner_for: Any, runs: Any
 ) -> None:
-    """Job A is enqueued in a sampled trace, job B inside a trace that is not sampled.
-    Under ``runs="all"`` both runs ask the sampler (B's is dropped by it); under
-    ``runs="sampled"`` B carries no trace context and its run opens no span at all."""
+    """Job A is enqueued in a sampled trace, job B inside a trace that is not sampled,
+    job C without tracing (no context stored). Under ``runs="all"`` the three runs ask
+    the sampler (B's is dropped by it: its parent is not sampled); under
+    ``runs="sampled"`` (the default) B is stored with an empty context, and its run
+    opens no span and asks no sampler. C's run is a root that the sampler decides."""
     exp, sampler = InMemorySpanExporter(), CountingSampler()
     provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exp))
     try:
-        aqueue.otel.instrument(tracer_provider=provider, runs=runs)
         q = obs_tasks.register(obs.queue())
+
+        @q.task()
+        async def where() -> list[Any]:
+            """The handler's current span context: its trace id and whether it is sampled."""
+            current = trace.get_current_span().get_span_context()
+            return [format(current.trace_id, "032x"), current.trace_flags.sampled]
+
+        c = await q.enqueue("where")  # before tracing: no context stored
+        aqueue.otel.instrument(tracer_provider=provider, runs=runs)
         await runner_for(q)
         a = await q.enqueue("ok", 1)
         not_sampled = trace.NonRecordingSpan(
             trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(0))
         )
         with trace.use_span(not_sampled):
-            b = await q.enqueue("ok", 2)
-        assert (await a.result(timeout=30, poll=0.05), await b.result(timeout=30, poll=0.05)) == (
-            1,
-            2,
-        )
+            b = await q.enqueue("where")
+        assert await a.result(timeout=30, poll=0.05) == 1
+        b_saw = await b.result(timeout=30, poll=0.05)
+        c_saw = await c.result(timeout=30, poll=0.05)
         await wait_for(
-            lambda: by_kind(exp.get_finished_spans(), SpanKind.CONSUMER), 10, "A's run span"
+            lambda: len(by_kind(exp.get_finished_spans(), SpanKind.CONSUMER)) == 2,
+            10,
+            "the runs of A and C",
         )
-        (run,) = by_kind(exp.get_finished_spans(), SpanKind.CONSUMER)
-        assert attrs(run)["messaging.message.id"] == a.id
-        a_rec, b_rec = await a.info(), await b.info()
-        assert '"tc":' in (a_rec.payload or "")
-        assert ('"tc":' in (b_rec.payload or "")) is (runs == "all")
-        assert sampler.asked.count(f"process {q.name}") == (2 if runs == "all" else 1)
+        runs_seen = by_kind(exp.get_finished_spans(), SpanKind.CONSUMER)
+        assert sorted(attrs(s)["messaging.message.id"] for s in runs_seen) == sorted([a.id, c.id])
+        (c_run,) = (s for s in runs_seen if attrs(s)["messaging.message.id"] == c.id)
+        assert c_run.parent is None
+        assert c_saw == [format(c_run.context.trace_id, "032x"), True]
+        # B's handler: in B's trace, not sampled (all), or in no trace (sampled).
+        assert b_saw == [format(0x1234 if runs == "all" else 0, "032x"), False]
+        a_rec, b_rec, c_rec = await a.info(), await b.info(), await c.info()
+        assert '"tc":{"traceparent":' in (a_rec.payload or "")
+        b_context = '"tc":{"traceparent":' if runs == "all" else '"tc":{}'
+        assert b_context in (b_rec.payload or "")
+        assert '"tc":' not in (c_rec.payload or "")
+        assert sampler.asked.count(f"process {q.name}") == (3 if runs == "all" else 2)
     finally:
         aqueue.otel.uninstrument()
         provider.shutdown()

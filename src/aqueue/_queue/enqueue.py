@@ -296,7 +296,7 @@ def _traced(
 ) -> dict[str, Any] | None:
     """The run options with the producer's trace context (stored in the payload, so
     with the row and in every message of the job, retries included)."""
-    if not trace:
+    if trace is None:
         return run_options
     return {**(run_options or {}), _observe.TRACE_OPTION: trace}
 
