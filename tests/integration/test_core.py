@@ -402,6 +402,38 @@ async def test_graceful_stop_puts_back_exactly_once(
         assert (await j.info()).attempts == 1
 
 
+async def test_a_stop_past_the_grace_records_an_outcome_on_its_way_to_sql(
+    make_queue: QueueFactory,
+) -> None:
+    """A job whose handler is done when the grace runs out, its outcome waiting (here
+    lingering a second) to share a SQL statement, is recorded: not cancelled, withdrawn
+    and put back as if it had not run (it would run again)."""
+    q = make_queue()
+    returned = asyncio.Event()
+    runs: list[int] = []
+
+    @q.task
+    async def quick(n: int) -> int:
+        runs.append(n)
+        if n == 2:
+            returned.set()
+        return n
+
+    cfg = RunnerConfig(concurrency=10, shutdown_grace=0.05, finish_linger=1.0, handle_signals=False)
+    runner = Runner(q, cfg)
+    task = asyncio.create_task(runner.run())
+    first = await quick.enqueue(1)  # the finisher's first outcome goes at once
+    assert await first.result(timeout=30, poll=0.02) == 1
+    second = await quick.enqueue(2)
+    await asyncio.wait_for(returned.wait(), 30)
+    runner.stop()  # while 2's outcome lingers, past the 0.05 s grace
+    await asyncio.wait_for(task, 30)
+    info = await second.info()
+    assert (info.status, info.attempts, runner.stats.released) == (JobStatus.DONE, 1, 0)
+    assert await second.result(timeout=1) == 2
+    assert runs == [1, 2]
+
+
 async def test_timeout_holds_for_a_handler_that_swallows_cancellation(
     make_queue: QueueFactory,
 ) -> None:

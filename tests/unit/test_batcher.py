@@ -32,6 +32,48 @@ async def test_coalesces_concurrent_requests_and_flushes_lone_ones_at_once() -> 
     await b.close()
 
 
+async def test_a_linger_lets_requests_that_follow_a_lone_one_share_its_flush() -> None:
+    """With a linger, the request that wakes an idle batcher waits for the ones right
+    behind it (here: submitted while it lingers), and all go in one flush; with none
+    (the default), it is flushed alone at once."""
+    batches: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        return [i * 10 for i in items]
+
+    for linger, expected in ((0.0, [[1], [2, 3]]), (0.05, [[1, 2, 3]])):
+        b: Batcher[int, int] = Batcher("t", flush, max_items=100, linger=linger)
+        await b.submit(0)  # the workers now wait, idle
+        batches.clear()
+        first = asyncio.create_task(b.submit(1))
+        for _ in range(5):  # the worker wakes and flushes, or lingers
+            await asyncio.sleep(0)
+        assert bool(batches) is (linger == 0.0)
+        rest = [asyncio.create_task(b.submit(i)) for i in (2, 3)]
+        assert [await first, *[await r for r in rest]] == [10, 20, 30]
+        assert batches == expected
+        await b.close()
+
+
+async def test_close_flushes_what_a_lingering_batcher_holds() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        return [i for i in items]
+
+    b: Batcher[int, int] = Batcher("t", flush, linger=30.0)
+    assert await b.submit(0) == 0  # the first request finds no worker waiting: at once
+    pending = asyncio.create_task(b.submit(7))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert batches == [[0]]  # 7 lingers
+    await asyncio.wait_for(b.close(), 5)  # the linger ends: it is flushed, not lost
+    assert await pending == 7
+    assert batches == [[0], [7]]
+
+
 async def test_per_item_errors_only_fail_their_producer() -> None:
     async def flush(items: Sequence[int]) -> list[int | BaseException]:
         return [ValueError(i) if i % 2 else i for i in items]

@@ -88,6 +88,11 @@ log = logging.getLogger("aqueue.cli")
     help="Jobs claimed ahead of a free slot [default: concurrency, at most 100].",
 )
 @config_option(
+    "--finish-linger",
+    type=click.FloatRange(min=0, max=1),
+    help="Seconds an outcome recorded alone waits to share its SQL commit with others.",
+)
+@config_option(
     "--gc-threshold",
     type=click.IntRange(min=0),
     help="Young-generation GC threshold while running, startup objects frozen (0: leave "
@@ -128,6 +133,7 @@ def run(
     prefetch: int | None,
     startup_wait: float,
     keep_results: float | None,
+    finish_linger: float,
     gc_threshold: int,
 ) -> None:
     """Run a runner for APP (module:queue)."""
@@ -156,6 +162,7 @@ def run(
             watchdog=watchdog or None,
             prefetch=prefetch,
             keep_results=keep_results,
+            finish_linger=finish_linger,
             gc_threshold=gc_threshold or None,
             metrics_port=metrics_port or None,
             metrics_host=metrics_host,

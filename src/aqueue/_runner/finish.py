@@ -61,6 +61,7 @@ class Recorder:
         stats: RunnerStats,
         batch: int,
         lanes: int,
+        linger: float = 0.0,
     ) -> None:
         self._be = be
         self._state = state
@@ -70,7 +71,7 @@ class Recorder:
         self.recording: set[tuple[str, str]] = set()
         """(job id, token) of outcomes on their way to SQL: the heartbeat leaves them be."""
         self._batcher: Batcher[_Settled, bool] = Batcher(
-            "finish", self._flush, max_items=batch, parallel=lanes
+            "finish", self._flush, max_items=batch, parallel=lanes, linger=linger
         )
 
     async def close(self) -> None:

@@ -67,6 +67,7 @@ class Runner(Fetcher):
             stats=self.stats,
             batch=cfg.batch,
             lanes=lanes,
+            linger=cfg.finish_linger,
         )
         claimer = self._claimer = Claimer(
             be,
@@ -284,6 +285,13 @@ class Runner(Fetcher):
         finally:
             log.info("runner %s stopped: %s", self.id, self.stats)
 
+    def _recording_tasks(self) -> set[asyncio.Task[Any]]:
+        """The job tasks whose handler is done and whose outcome is being recorded."""
+        if self._recorder is None:
+            return set()
+        recording = self._recorder.recording
+        return {t for job_id, (token, t) in self._running.items() if (job_id, token) in recording}
+
     async def _stop_jobs(self) -> list[str]:
         """Give the job tasks the grace period, then cancel the rest and wait for their
         cancellation. Claims in flight at the stop signal still spawn job tasks (which do
@@ -297,12 +305,19 @@ class Runner(Fetcher):
         while self._jobs and loop.time() < deadline:
             await asyncio.wait(set(self._jobs), timeout=deadline - loop.time())
         # A handler under a time limit waits ABANDON_AFTER for its own cancellation (and
-        # is abandoned after that): give it a little longer than that here.
+        # is abandoned after that): give it a little longer than that here. A job whose
+        # handler is done and whose outcome is on its way to SQL is not cancelled: its
+        # outcome would be withdrawn, and the job put back below as if it had not run.
         cancel_by = loop.time() + ABANDON_AFTER + 0.5
         while self._jobs and loop.time() < cancel_by:
+            recording = self._recording_tasks()
             for t in self._jobs:
-                t.cancel()
+                if t not in recording:
+                    t.cancel()
             await asyncio.wait(set(self._jobs), timeout=cancel_by - loop.time())
+        # (an outcome still not recorded by now, SQL out of reach: its job stays running
+        # under this runner in SQL, not put back; its lease runs out and the reclaimer
+        # decides, as for a handler that ignored its cancellation)
         stuck = [job_id for job_id, (_, t) in self._running.items() if t in self._jobs]
         # (a sync handler's thread cannot be cancelled: it may run on after its task)
         stuck += sorted((abandoned_jobs() | self._threads.running_jobs()) - set(stuck))

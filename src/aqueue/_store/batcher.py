@@ -1,8 +1,9 @@
 """Group commit in the application: coalesce concurrent requests into one statement.
 
 A request submitted while the batcher is idle is flushed at once (a lone job waits for
-nobody); requests that arrive while a flush is in flight are gathered and flushed together
-next. Batches are capped in items and bytes.
+nobody), or, with a ``linger``, after that long, with the requests that came meanwhile;
+requests that arrive while a flush is in flight are gathered and flushed together next.
+Batches are capped in items and bytes.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ class Batcher(Generic[T, R]):
         max_bytes: int = 4 * 1024 * 1024,
         size_of: Callable[[T], int] | None = None,
         parallel: int = 1,
+        linger: float = 0.0,
     ) -> None:
         self.name = name
+        self._linger = linger
         self._flush = flush
         self._max_items = max_items
         self._max_bytes = max_bytes
@@ -75,6 +78,7 @@ class Batcher(Generic[T, R]):
         self._parallel = parallel
         self._pending: deque[_Entry[T, R]] = deque()
         self._wakeup: asyncio.Event | None = None
+        self._closing = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0  # workers not finished: restarted when none is left
         self._closed = False
@@ -148,6 +152,13 @@ class Batcher(Generic[T, R]):
                     return  # cooperative exit: do not depend on a cancellation arriving
                 wakeup.clear()
                 await wakeup.wait()
+                if self._linger and not self._closed:
+                    # Idle until now: under a trickle each request would be a statement
+                    # and a commit of its own; let the next few share them (close()
+                    # ends the wait).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._linger):
+                            await self._closing.wait()
                 continue
             batch = self._take()
             if self._pending:
@@ -170,6 +181,7 @@ class Batcher(Generic[T, R]):
     async def close(self) -> None:
         """Flush what is pending, then stop the workers."""
         self._closed = True
+        self._closing.set()
         if self._wakeup is not None:
             self._wakeup.set()
         workers = [w for w in self._workers if not w.done()]
