@@ -713,6 +713,7 @@ async def main(a: argparse.Namespace) -> int:
                 "jobs": a.jobs,
                 "repeats": a.repeats,
                 "w5_repeats": min(a.w5_repeats, a.repeats),
+                "w5_blob": a.w5_blob,
                 "workloads": sorted(workloads),
                 "concurrency": a.concurrency,
                 "batch_size": a.batch_size,
@@ -877,8 +878,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--w5-blob",
         choices=["repeat", "json", "random"],
-        default="repeat",
-        help="W5's argument: one character repeated (default), JSON records, or random",
+        default="json",
+        help="W5's argument: JSON records, as an application's document (default), one\n"
+        "character repeated (the most compressible), or random characters",
     )
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=1000, help="jobs per batch call (W1)")
