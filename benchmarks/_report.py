@@ -27,6 +27,11 @@ _BLOBS = {  # W5's argument (producer.make_blob)
     "repeat": "one character repeated, the most compressible",
     "random": "random characters, which no compressor packs",
 }
+_CODECS = {  # Queue(compression=...)
+    "zlib": "zlib, its default",
+    "zstd": 'Zstandard (`Queue(compression="zstd")`, `aqueue[zstd]`), as the docs advise '
+    "for large arguments",
+}
 SQL_SHOWN = (
     "Com_insert",
     "Com_update",
@@ -431,7 +436,8 @@ repeat(s); concurrency {args["concurrency"]}; W4 at {args["rate"]:g} jobs/s for
 W5, scale: the producer (100 awaiting coroutines) and **two** worker processes run at
 once; from the producer's first enqueue to the last completion. `noop` jobs, then no-ops
 carrying a string argument of 100 B, 10 KB and 100 KB ({_BLOBS[args.get("w5_blob", "repeat")]};
-`--w5-blob`). Median of
+`--w5-blob`); aqueue compresses arguments over 4 KB with
+{_CODECS[args.get("aqueue_compression", "zlib")]} (`--aqueue-compression`). Median of
 {args.get("w5_repeats", args["repeats"])} repeat(s): W5 runs only in the first repeat(s)
 (`--w5-repeats`), its 155,000 jobs per system taking longer than W1-W4 together.
 

@@ -125,13 +125,20 @@ SYSTEMS: dict[str, System] = {
 
 
 def select(only: str | None) -> list[System]:
-    """``--only aqueue,arq``: ``aqueue`` means every aqueue row."""
+    """``--only aqueue,arq``: ``aqueue`` means every aqueue row, ``aqueue-mariadb`` only
+    the MariaDB one."""
     if not only:
         return list(SYSTEMS.values())
     names = [n.strip() for n in only.split(",") if n.strip()]
     chosen: list[System] = []
     for n in names:
-        matches = [s for s in SYSTEMS.values() if s.name == n or (n == "aqueue" and s.is_aqueue)]
+        matches = [
+            s
+            for s in SYSTEMS.values()
+            if s.name == n
+            or (n == "aqueue" and s.is_aqueue)
+            or (n == "aqueue-mariadb" and s.name == "aqueue")
+        ]
         if not matches:
             raise SystemExit(f"unknown system {n!r} (known: {', '.join(SYSTEMS)})")
         chosen += [s for s in matches if s not in chosen]
@@ -175,7 +182,7 @@ class Namespace:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AQUEUE_", "BENCH_"))}
-        for name in ("BENCH_AQ_OBSERVE", "BENCH_AQ_COMPRESS_OVER"):  # see app_aqueue
+        for name in ("BENCH_AQ_OBSERVE", "BENCH_AQ_COMPRESS_OVER", "BENCH_AQ_COMPRESSION"):
             if value := os.environ.get(name):
                 env[name] = value
         env["PYTHONPATH"] = os.pathsep.join(

@@ -60,6 +60,8 @@ def _observe(setting: str) -> None:
 
 _observe(os.environ.get("BENCH_AQ_OBSERVE", ""))
 
+_COMPRESSION = os.environ.get("BENCH_AQ_COMPRESSION")
+
 queue = Queue(
     "bench",
     redis_url=os.environ.get("BENCH_AQ_REDIS") or None,
@@ -72,6 +74,9 @@ queue = Queue(
         if os.environ.get("BENCH_AQ_COMPRESS_OVER") == "off"
         else int(os.environ.get("BENCH_AQ_COMPRESS_OVER") or 4096)
     ),
+    # BENCH_AQ_COMPRESSION: "zstd" (aqueue[zstd]) instead of the default zlib (unset:
+    # the Queue's default, so that the app also runs an aqueue from before the option).
+    **({"compression": os.environ["BENCH_AQ_COMPRESSION"]} if _COMPRESSION else {}),
 )
 
 

@@ -678,6 +678,8 @@ class Bench:
             for label, kind, n, payload in W5_VARIANTS:
                 if a.quick and label not in W5_QUICK:
                     continue
+                if a.w5_sizes and label not in a.w5_sizes:
+                    continue
                 n = a.jobs if a.quick else n
                 got = await step(f"W5 {label}", self.w5(system, kind, n, payload))
                 if got is not None:
@@ -704,6 +706,9 @@ async def main(a: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     workloads = set(a.workloads)
     systems = select(a.only)
+    # Only arguments over compress_over (4 KB: W5's 10 and 100 KB) are compressed; the
+    # workers and the producer read it in app_aqueue.
+    os.environ["BENCH_AQ_COMPRESSION"] = a.aqueue_compression
     workdir = Path(tempfile.mkdtemp(prefix="aqueue-bench-"))
     bench = Bench(a, workdir)
     results: dict[str, Any] = {
@@ -714,6 +719,7 @@ async def main(a: argparse.Namespace) -> int:
                 "repeats": a.repeats,
                 "w5_repeats": min(a.w5_repeats, a.repeats),
                 "w5_blob": a.w5_blob,
+                "aqueue_compression": a.aqueue_compression,
                 "workloads": sorted(workloads),
                 "concurrency": a.concurrency,
                 "batch_size": a.batch_size,
@@ -859,7 +865,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--jobs", type=int, default=None, help="N for W1-W3 (default 20000)")
     p.add_argument("--repeats", type=int, default=None, help="default 3; the table shows medians")
-    p.add_argument("--only", help=f"comma-separated, of: {', '.join(SYSTEMS)} (aqueue: all three)")
+    p.add_argument(
+        "--only",
+        help=f"comma-separated, of: {', '.join(SYSTEMS)} (aqueue: all three; aqueue-mariadb: "
+        "only the MariaDB row)",
+    )
     p.add_argument(
         "--workloads",
         default=",".join(WORKLOADS),
@@ -881,6 +891,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="json",
         help="W5's argument: JSON records, as an application's document (default), one\n"
         "character repeated (the most compressible), or random characters",
+    )
+    p.add_argument(
+        "--aqueue-compression",
+        choices=["zlib", "zstd"],
+        default="zstd",
+        help="aqueue's codec for arguments over 4 KB (Queue(compression=...)): zstd (default,\n"
+        "as the docs advise for large arguments; needs aqueue[zstd]) or zlib (the Queue's default)",
+    )
+    p.add_argument(
+        "--w5-sizes",
+        type=lambda s: [w.strip() for w in s.split(",") if w.strip()],
+        default=None,
+        help="W5's variants to run, of: " + ", ".join(v[0] for v in W5_VARIANTS) + " (default all)",
     )
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=1000, help="jobs per batch call (W1)")

@@ -9,16 +9,24 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._compress import COMPRESSED_PREFIX, expand_payload
+from ._compress import (
+    COMPRESSED_PREFIX,
+    ZSTD_MISSING,
+    ZSTD_PREFIX,
+    expand_payload,
+    zstd_available,
+)
 from ._errors import SerializationError, UnsupportedMessageError
 
 #: Version of the Redis message format; bump on incompatible changes. Runners accept
 #: every version in ``SUPPORTED_MESSAGE_VERSIONS`` so old and new ones can share a deploy.
-#: A message whose payload is compressed is version 2: a runner that reads only version 1
-#: leaves it for one that reads both, instead of failing the job's arguments.
+#: A message whose payload is compressed is version 2 (zlib) or 3 (Zstandard): a runner
+#: that cannot read it leaves it for one that can, instead of failing the job's
+#: arguments. Version 3 is read where Zstandard can be imported (``aqueue[zstd]``).
 MESSAGE_VERSION = 1
 COMPRESSED_MESSAGE_VERSION = 2
-SUPPORTED_MESSAGE_VERSIONS = frozenset({1, 2})
+ZSTD_MESSAGE_VERSION = 3
+SUPPORTED_MESSAGE_VERSIONS = frozenset({1, 2, 3} if zstd_available() else {1, 2})
 
 # json.dumps of a str without its per-call setup: the C encoder json.dumps ends in.
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -85,7 +93,11 @@ def encode_message(
     r = f'"r":{priority},' if priority else ""
     s = f'"s":{stalls},' if stalls else ""
     d = f'"d":{due_us // 1000},' if due_us else ""
-    v = COMPRESSED_MESSAGE_VERSION if payload.startswith(COMPRESSED_PREFIX) else MESSAGE_VERSION
+    v = MESSAGE_VERSION
+    if payload.startswith(COMPRESSED_PREFIX):
+        v = COMPRESSED_MESSAGE_VERSION
+    elif payload.startswith(ZSTD_PREFIX):
+        v = ZSTD_MESSAGE_VERSION
     return (
         f'{{"v":{v},"id":{_quote(job_id)},"t":{_quote(task)},{r}{s}{d}'
         f'"n":{attempts},"m":{max_attempts},"p":{payload}}}'
@@ -126,13 +138,14 @@ def decode_message(raw: bytes) -> Message:
     try:
         version = data["v"]
         if version not in SUPPORTED_MESSAGE_VERSIONS:
+            why = f" ({ZSTD_MISSING})" if version == ZSTD_MESSAGE_VERSION else ""
             raise UnsupportedMessageError(
                 data.get("id") if isinstance(data.get("id"), str) else None,
                 f"unsupported message version {version!r} (this aqueue reads "
-                f"{sorted(SUPPORTED_MESSAGE_VERSIONS)})",
+                f"{sorted(SUPPORTED_MESSAGE_VERSIONS)}){why}",
             )
         payload = data["p"]
-        if version == COMPRESSED_MESSAGE_VERSION:
+        if version != MESSAGE_VERSION:
             payload = expand_payload(payload)
         msg = Message(
             raw=raw,

@@ -55,10 +55,12 @@ def encode_payload(
     limit: int,
     options: dict[str, Any] | None = None,
     compress_over: int | None = None,
+    compression: str = "zlib",
 ) -> str:
     """The job's arguments (and its per-job run options, ``o``) as stored in SQL and
     spliced into the Redis message. Over ``compress_over`` bytes (None: never) it is
-    stored compressed when that saves at least a tenth (see :func:`compress_payload`);
+    stored compressed with ``compression`` when that saves at least a tenth (see
+    :func:`compress_payload`);
     ``limit`` applies to the arguments as given, before any compression."""
     data: dict[str, Any] = {"a": args, "k": kwargs}  # a tuple encodes as an array
     if options:
@@ -76,7 +78,7 @@ def encode_payload(
             f"the job's arguments encode to {size} bytes, over max_payload_bytes={limit}"
         )
     if compress_over is not None and size > compress_over:
-        return compress_payload(text, size)
+        return compress_payload(text, size, compression)
     return text
 
 

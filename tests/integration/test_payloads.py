@@ -53,3 +53,25 @@ async def test_without_compression_the_row_holds_the_json(make_queue: QueueFacto
     assert rec.payload is not None and rec.payload.startswith('{"a":[{"rows":')
     await Runner(q, RunnerConfig(burst=True, handle_signals=False)).run()
     assert await job.result() == 2500
+
+
+async def test_long_text_full_of_escapes_is_stored_and_read_back_exactly(
+    make_queue: QueueFactory,
+) -> None:
+    """Long text goes to MySQL as a literal aqueue writes itself: every character that
+    needs an escape, in the stored arguments (plain and compressed) and in the result."""
+    text = ("\\'\"\0\n\r\x1a%s %% é€😀 " * 400) + "\\"
+    for compress_over in (None, 4096):
+        q = make_queue(compress_over=compress_over)
+
+        @q.task
+        async def echo(value: str) -> str:
+            return value + value[::-1]
+
+        job = await echo.enqueue(text)
+        rec = await job.info()
+        assert rec.payload is not None
+        assert rec.payload.startswith('{"z":' if compress_over else '{"a":')
+        await Runner(q, RunnerConfig(burst=True, handle_signals=False)).run()
+        assert await job.result() == text + text[::-1]
+        assert job_doc(await job.info())["args"] == [text]

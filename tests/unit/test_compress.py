@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 
 import pytest
 
 from aqueue import ConfigurationError, PayloadTooLargeError, Queue, SerializationError
-from aqueue._compress import COMPRESSED_PREFIX
+from aqueue._compress import COMPRESSED_PREFIX, ZSTD_PREFIX
 from aqueue._message import decode_message, encode_message
 from aqueue._serde import decode_payload, encode_payload
 
@@ -63,3 +65,66 @@ def test_a_corrupt_compressed_payload_is_a_clear_error() -> None:
 def test_compress_over_is_checked(bad: object) -> None:
     with pytest.raises(ConfigurationError, match="compress_over"):
         Queue("q", compress_over=bad)  # type: ignore[arg-type]
+
+
+def test_zstd_payloads_are_version_3_and_read_back() -> None:
+    plain = encode_payload((DOC,), {"k": 1}, 1 << 20, {"timeout": 5})
+    stored = encode_payload(
+        (DOC,), {"k": 1}, 1 << 20, {"timeout": 5}, compress_over=4096, compression="zstd"
+    )
+    assert stored.startswith(ZSTD_PREFIX) and len(stored) < len(plain) / 4
+    assert decode_payload(stored) == json.loads(plain)
+    msg = decode_message(encode_message("id1", "t", stored, 0, 3).encode())
+    assert (msg.version, msg.args, msg.kwargs, msg.options) == (3, [DOC], {"k": 1}, {"timeout": 5})
+    again = decode_message(msg.follow_up())
+    assert (again.version, again.args, again.attempts) == (3, [DOC], 1)
+    # random data is left as it is, as with zlib
+    noise = encode_payload(
+        (secrets.token_urlsafe(15_000),), {}, 1 << 20, compress_over=0, compression="zstd"
+    )
+    assert noise.startswith('{"a":')
+
+
+def test_a_corrupt_zstd_payload_is_a_clear_error() -> None:
+    with pytest.raises(SerializationError, match="compressed payload could not be read"):
+        decode_payload('{"zstd":"bm90IHpzdGQ="}')
+
+
+def test_an_unknown_codec_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="compression must be one of"):
+        Queue("q", compression="lz4")
+
+
+NO_ZSTD = """
+import sys
+sys.modules["zstandard"] = None  # as if not installed
+sys.modules["compression"] = None
+from aqueue import ConfigurationError, Queue
+from aqueue._message import SUPPORTED_MESSAGE_VERSIONS, decode_message
+from aqueue._errors import UnsupportedMessageError
+from aqueue._serde import decode_payload
+try:
+    Queue("q", compression="zstd")
+except ConfigurationError as exc:
+    print("refused:", exc)
+print("versions:", sorted(SUPPORTED_MESSAGE_VERSIONS))
+try:
+    decode_message(sys.argv[1].encode())
+except UnsupportedMessageError as exc:
+    print("left:", exc.job_id, "zstd" in str(exc))
+try:
+    decode_payload(sys.argv[2])
+except Exception as exc:
+    print("view:", type(exc).__name__, exc)
+"""
+
+
+def test_without_zstandard_zstd_is_refused_and_its_messages_left_for_others() -> None:
+    stored = encode_payload((DOC,), {}, 1 << 20, compress_over=0, compression="zstd")
+    raw = encode_message("id7", "t", stored, 0, 3)
+    out = subprocess.run(
+        [sys.executable, "-c", NO_ZSTD, raw, stored], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0].startswith("refused: compression='zstd'") and "aqueue[zstd]" in out[0]
+    assert out[1:3] == ["versions: [1, 2]", "left: id7 True"]
+    assert out[3].startswith("view: SerializationError") and "aqueue[zstd]" in out[3]

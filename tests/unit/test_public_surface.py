@@ -179,7 +179,7 @@ SNAPSHOT: dict[str, Any] = {
                 "None' = None, strict_tasks: 'bool | None' = None, "
                 "enqueue_batch: 'int | None' = None, sql_lock_wait_timeout: "
                 "'int' = 5, max_size: 'int | None' = None, "
-                "compress_over: 'int | None' = 4096) -> 'None'",
+                "compress_over: 'int | None' = 4096, compression: 'str' = 'zlib') -> 'None'",
                 "15432c8b93cc48ea",
             ),
             "after_job": ("method", "(self, fn: 'AfterHook') -> 'AfterHook'", "4e605248e32e87f1"),
@@ -501,6 +501,7 @@ SNAPSHOT: dict[str, Any] = {
         "backoff",
         "before_hooks",
         "compress_over",
+        "compression",
         "default_retries",
         "enqueue_batch",
         "init_db",

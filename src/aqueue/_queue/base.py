@@ -15,6 +15,7 @@ from typing import Any
 
 from .._backend import Backend
 from .._broker.base import FinishWaiters, MessageBroker
+from .._compress import check_codec
 from .._cron import Schedule
 from .._decisions import Backoff
 from .._errors import ConfigurationError
@@ -50,6 +51,7 @@ class QueueBase:
         sql_lock_wait_timeout: int = 5,
         max_size: int | None = None,
         compress_over: int | None = 4096,
+        compression: str = "zlib",
     ) -> None:
         self.name = validate_name(name, "queue name")
         self.key_prefix = validate_name(key_prefix, "key prefix")
@@ -77,9 +79,10 @@ class QueueBase:
         if max_size is not None and (not isinstance(max_size, int) or max_size < 1):
             raise ConfigurationError("max_size must be an int >= 1 (or None)")
         self.max_size = max_size
-        # Arguments whose JSON is over this many bytes are stored compressed (zlib, when
-        # that saves a tenth): a 10 KB document is written once to the row, once to the
-        # redo log and once to Redis, and costs less compressed than copied.
+        # Arguments whose JSON is over this many bytes are stored compressed (zlib or
+        # Zstandard, when that saves a tenth): a 10 KB document is written once to the
+        # row, once to the redo log and once to Redis, and costs less compressed than
+        # copied.
         if compress_over is not None and (
             not isinstance(compress_over, int)
             or isinstance(compress_over, bool)
@@ -87,6 +90,7 @@ class QueueBase:
         ):
             raise ConfigurationError("compress_over must be an int >= 0 (bytes) or None")
         self.compress_over = compress_over
+        self.compression = check_codec(compression)
         # max_size: (when counted, jobs waiting then plus those this producer added since)
         self._size_seen: tuple[float, int] = (0.0, 0)
         self._exec_allowed: frozenset[str] = frozenset()

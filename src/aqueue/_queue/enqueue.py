@@ -80,7 +80,12 @@ class Enqueuing(JobControl):
         if step:
             run_options = {**(run_options or {}), **step}
         payload = encode_payload(
-            tuple(args), dict(kwargs), self.max_payload_bytes, run_options, self.compress_over
+            tuple(args),
+            dict(kwargs),
+            self.max_payload_bytes,
+            run_options,
+            self.compress_over,
+            self.compression,
         )
         return NewJob(
             id=opts.job_id or new_job_id(),
@@ -108,7 +113,7 @@ class Enqueuing(JobControl):
         now = self._clock()
         run_options, run_at = _traced(opts.run_options(now), trace), opts.start_time_us(now)
         limit, queue, priority = self.max_payload_bytes, self.name, opts.priority
-        compress_over = self.compress_over
+        compress_over, compression = self.compress_over, self.compression
         resolved: dict[str, tuple[str, int]] = {}
         jobs: list[NewJob] = []
         tags = tuple(opts.tags or ())
@@ -125,7 +130,7 @@ class Enqueuing(JobControl):
             if known is None:
                 known = self._resolve_task(task, opts)
                 resolved[known[0]] = known
-            payload = encode_payload(args, kwargs, limit, run_options, compress_over)
+            payload = encode_payload(args, kwargs, limit, run_options, compress_over, compression)
             jobs.append(
                 NewJob(job_id, queue, known[0], payload, priority, known[1], run_at, now, tags=tags)
             )

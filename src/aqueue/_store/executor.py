@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
+from . import mysqltext
 from .conns import Held, HeldPool, alive
 from .errors import (
     NOT_CONNECTED,
@@ -237,18 +238,27 @@ class Executor:
 
         return changed, commit
 
+    def _cursor_args(
+        self, raw: Any, sql: str, params: Sequence[Any]
+    ) -> tuple[str, tuple[Any, ...] | None]:
+        """What a DB-API cursor's ``execute`` takes: on MySQL, long text is quoted here
+        (see ``mysqltext``)."""
+        if self._aiosqlite:
+            return sql, tuple(params)
+        return mysqltext.statement(raw, sql, params)
+
     async def _open_statement(self, raw: Any, sql: str, params: Sequence[Any]) -> int:
         if self._asyncpg:
             return rowcount(await raw.execute(sql, *params))
         async with raw.cursor() as cur:
-            await cur.execute(sql, tuple(params))
+            await cur.execute(*self._cursor_args(raw, sql, params))
             return int(cur.rowcount)
 
     async def _open_query(self, raw: Any, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._asyncpg:
             return list(await raw.fetch(sql, *params))
         async with raw.cursor() as cur:
-            await cur.execute(sql, tuple(params))
+            await cur.execute(*self._cursor_args(raw, sql, params))
             return list(await cur.fetchall())
 
     async def _commit(self, raw: Any) -> None:
@@ -300,7 +310,7 @@ class Executor:
                 async with raw.execute(sql, tuple(params)) as cur:
                     return int(cur.rowcount)
             async with raw.cursor() as cur:
-                await cur.execute(sql, tuple(params))
+                await cur.execute(*self._cursor_args(raw, sql, params))
                 return int(cur.rowcount)
 
         return await self._on_held(run)
@@ -315,7 +325,7 @@ class Executor:
                 async with raw.execute(sql, tuple(params)) as cur:
                     return [tuple(r) for r in await cur.fetchall()]
             async with raw.cursor() as cur:
-                await cur.execute(sql, tuple(params))
+                await cur.execute(*self._cursor_args(raw, sql, params))
                 return [tuple(r) for r in await cur.fetchall()]
 
         return await self._on_held(run)
@@ -383,7 +393,7 @@ class Tx:
             async with self._raw.execute(sql, tuple(params)) as cur:
                 return int(cur.rowcount)
         async with self._raw.cursor() as cur:
-            await cur.execute(sql, tuple(params))
+            await cur.execute(*mysqltext.statement(self._raw, sql, params))
             return int(cur.rowcount)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
@@ -393,5 +403,5 @@ class Tx:
             async with self._raw.execute(sql, tuple(params)) as cur:
                 return [tuple(r) for r in await cur.fetchall()]
         async with self._raw.cursor() as cur:
-            await cur.execute(sql, tuple(params))
+            await cur.execute(*mysqltext.statement(self._raw, sql, params))
             return [tuple(r) for r in await cur.fetchall()]
