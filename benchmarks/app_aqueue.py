@@ -74,9 +74,10 @@ queue = Queue(
         if os.environ.get("BENCH_AQ_COMPRESS_OVER") == "off"
         else int(os.environ.get("BENCH_AQ_COMPRESS_OVER") or 4096)
     ),
-    # BENCH_AQ_COMPRESSION: "zstd" (aqueue[zstd]) instead of the default zlib (unset:
-    # the Queue's default, so that the app also runs an aqueue from before the option).
-    **({"compression": os.environ["BENCH_AQ_COMPRESSION"]} if _COMPRESSION else {}),
+    # BENCH_AQ_COMPRESSION: "zstd" (aqueue[zstd]) instead of the default zlib (unset or
+    # zlib: the Queue's default, so that the app also runs an aqueue from before the
+    # option).
+    **({"compression": _COMPRESSION} if _COMPRESSION not in (None, "", "zlib") else {}),
 )
 
 
