@@ -574,7 +574,9 @@ async def wait_for(
                     f"log:\n{p.tail()}"
                 )
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            # The runners' own words are what tells a slow machine from a wrong one.
+            logs = "".join(f"\n--- {p.name}:\n{p.tail(1500)}" for p in procs)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{logs}")
         await asyncio.sleep(interval)
 
 

@@ -195,7 +195,7 @@ async def test_every_runner_paused_at_once_reclaims_nothing_from_live_runners(
                 all("was paused" in p.log() for p in procs)
                 or any("reclaimed job" in p.log() for p in procs)
             ),
-            10,
+            30,
             "every reclaimer to notice its pause",
             procs=procs,
         )

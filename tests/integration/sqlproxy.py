@@ -45,6 +45,7 @@ class Trigger:
 COMMIT = Trigger(b"\x03COMMIT", b"COMMIT")
 CLAIM = Trigger(b"SET status = 'running'", b"SET status = 'running'")  # the claim's UPDATE
 INSERT = Trigger(b"INSERT INTO", b"INSERT INTO")  # an enqueue
+FINISH = Trigger(b"finished_at = ", b"finished_at = ")  # a final outcome's UPDATE
 
 
 def url_of(dialect: Dialect) -> str:

@@ -46,8 +46,11 @@ async def test_sql_outage_at_claim_commit_never_runs_a_job_twice(
 
     cut.task(work.fn)
     await cut.connect()
-    # lease 3 s: the local deadline is 2 s after the last renewal, twice the longest outage
-    runner = Runner(cut, RunnerConfig(concurrency=10, lease=3, heartbeat=1, handle_signals=False))
+    # Lease 6 s: the local deadline is 4 s after the last acknowledged renewal. A
+    # renewal is up to a heartbeat old when an outage (at most 1 s) starts, and the
+    # renewals retried during it back off, so SQL is back well before the deadline, on
+    # a loaded machine too.
+    runner = Runner(cut, RunnerConfig(concurrency=10, lease=6, heartbeat=1, handle_signals=False))
     task = asyncio.ensure_future(runner.run())
     await asyncio.wait_for(runner.started.wait(), 20)
     outages = 8

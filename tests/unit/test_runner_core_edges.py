@@ -46,6 +46,48 @@ def test_revoking_twice_cancels_twice_but_is_consumed_once() -> None:
     assert not c.revoked_by_us("a", "t1")
 
 
+def test_past_the_deadline_a_run_whose_handler_ended_is_left_to_record_its_outcome() -> None:
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    c.started("b", "t2", "task-b")
+    c.handler_ended("b", "t2")
+    # Only a handler still running is stopped; b's outcome is fenced by its token.
+    assert c.revoke_all(now=109.0) == ["task-a"]
+    assert c.revoked == {("a", "t1")}
+    assert not c.revoked_by_us("b", "t2")
+    # b's lease is still renewed: once SQL answers again, it may be recorded in time.
+    assert ("b", "t2") in c.renewal_items()
+
+
+def test_a_lost_lease_does_not_cancel_a_run_whose_handler_ended() -> None:
+    c = core()
+    c.started("a", "t1", "task-a")
+    c.handler_ended("a", "t1")
+    assert c.on_lost(c.renewal_items(), ["a"], recording=set(), confirming=set()) == []
+
+
+def test_forgetting_a_run_forgets_that_its_handler_ended() -> None:
+    c = core(now=100.0)
+    c.started("a", "t1", "task-a")
+    c.handler_ended("a", "t1")
+    c.forget("a", "t1")
+    assert not c.settling
+    # The same job claimed again under the same token (an open claim taken again) runs
+    # its handler afresh: the deadline cancels it.
+    c.started("a", "t1", "task-a2")
+    assert c.revoke_all(now=109.0) == ["task-a2"]
+
+
+def test_a_run_claimed_after_the_last_renewal_counts_its_deadline_from_its_claim() -> None:
+    c = core(now=100.0)
+    c.started("old", "t1", "task-old", claimed_at=99.0)
+    c.started("new", "t2", "task-new", claimed_at=105.0)  # its claim set a fresh lease
+    assert c.revoke_all(now=109.0) == ["task-old"]
+    assert c.revoke_all(now=113.5) == ["task-old", "task-new"]
+    c.forget("new", "t2")
+    assert ("new", "t2") not in c.claimed_at
+
+
 def test_an_acknowledged_renewal_puts_the_deadline_off_again() -> None:
     c = core(now=100.0)
     c.started("a", "t1", "task-a")

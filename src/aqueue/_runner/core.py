@@ -53,6 +53,7 @@ class RunnerCore(Generic[H, T]):
     """State of one runner; every method is synchronous and reads no clock."""
 
     __slots__ = (
+        "claimed_at",
         "epoch",
         "free",
         "inflight",
@@ -62,6 +63,7 @@ class RunnerCore(Generic[H, T]):
         "renewed",
         "revoked",
         "running",
+        "settling",
         "slots",
         "stopping",
     )
@@ -84,6 +86,15 @@ class RunnerCore(Generic[H, T]):
         # Runs this runner cancelled itself (lease revoked or local deadline passed):
         # their cancellation is not a shutdown and not the handler's own.
         self.revoked: set[tuple[str, str]] = set()
+        # Runs whose handler (and its hooks) ended: their outcome is on its way to SQL,
+        # where it is fenced by the lease token. Nothing of theirs is left to stop, so
+        # neither a revoked lease nor the local deadline cancels them: a late outcome is
+        # refused by SQL if the job was taken since, and recorded if it was not.
+        self.settling: set[tuple[str, str]] = set()
+        # (job id, token) -> when its claim was sent: the claim set its lease, so the
+        # local deadline of a run claimed after the last acknowledged renewal counts
+        # from there.
+        self.claimed_at: dict[tuple[str, str], float] = {}
         # task -> the raw messages it holds in this runner's working list.
         self.inflight: dict[T, list[bytes]] = {}
 
@@ -156,13 +167,24 @@ class RunnerCore(Generic[H, T]):
         since = max(sent_at, self.last_ack) if run in self.renewed else sent_at
         return now <= local_deadline(since, self.lease, self.margin)
 
-    def started(self, job_id: str, token: str, handler: H) -> None:
+    def started(self, job_id: str, token: str, handler: H, claimed_at: float | None = None) -> None:
+        """A run registered: its lease is renewed from now on; ``claimed_at`` is when its
+        claim was sent (``None``: its lease counts from the last renewal only)."""
         self.running[job_id] = (token, handler)
+        if claimed_at is not None:
+            self.claimed_at[(job_id, token)] = claimed_at
+
+    def handler_ended(self, job_id: str, token: str) -> None:
+        """This run's handler and its hooks ended: from now on only its outcome is
+        recorded (see :attr:`settling`)."""
+        self.settling.add((job_id, token))
 
     def forget(self, job_id: str, token: str) -> None:
         """Stop renewing this run's lease (only this run's: the job may have been claimed
         again since under another token)."""
         self.revoked.discard((job_id, token))
+        self.settling.discard((job_id, token))
+        self.claimed_at.pop((job_id, token), None)
         entry = self.running.get(job_id)
         if entry is not None and entry[0] == token:
             del self.running[job_id]
@@ -189,8 +211,9 @@ class RunnerCore(Generic[H, T]):
         confirming: set[tuple[str, str]],
     ) -> list[tuple[str, H]]:
         """SQL answered a renewal of ``sent`` with the jobs whose lease is ``lost``: the
-        handlers to cancel. A run whose outcome is being recorded, or whose claim is being
-        confirmed, is left alone; so is a job claimed again since under another token."""
+        handlers to cancel. A run whose handler ended or whose outcome is being recorded,
+        or whose claim is being confirmed, is left alone; so is a job claimed again since
+        under another token."""
         tokens = dict(sent)
         cancel: list[tuple[str, H]] = []
         for job_id in lost:
@@ -198,7 +221,7 @@ class RunnerCore(Generic[H, T]):
             if entry is None:
                 continue
             key = (job_id, entry[0])
-            if key in recording or key in confirming:
+            if key in recording or key in confirming or key in self.settling:
                 continue
             if entry[0] == tokens.get(job_id):
                 self.revoked.add(key)
@@ -206,12 +229,20 @@ class RunnerCore(Generic[H, T]):
         return cancel
 
     def revoke_all(self, now: float) -> list[H]:
-        """Past the local deadline: every running handler is cancelled (they will run
-        again elsewhere); nothing before it."""
+        """Past the local deadline: every handler still running is cancelled (they will
+        run again elsewhere); nothing before it. A run claimed after the last
+        acknowledged renewal counts its deadline from its claim (which set its lease);
+        runs whose handler ended go on recording their outcome (see :attr:`settling`)."""
         if not self.deadline_passed(now):
             return []
         cancel: list[H] = []
         for job_id, (token, handler) in list(self.running.items()):
+            key = (job_id, token)
+            if key in self.settling:
+                continue
+            claimed_at = self.claimed_at.get(key)
+            if claimed_at is not None and not self.claim_expired(claimed_at, now):
+                continue
             self.revoked.add((job_id, token))
             cancel.append(handler)
         return cancel

@@ -104,26 +104,41 @@ class Recorder:
             self.recording.discard((msg.id, token))
 
     async def _submit(self, item: _Settled, msg: Message) -> bool:
+        """Submit until SQL answers. Any error, the store's own or one it did not map (a
+        defect, a driver error not seen before), is retried: giving up would leave the
+        job ``running`` in SQL with its handler done, to be reclaimed and run again. Past
+        the local deadline too: the finish is fenced by the lease token, so a late one is
+        refused if the job was taken since and recorded if it was not (SQL back before
+        any reclaimer got to it). Only a runner that is stopping gives up, once its
+        deadline passed; the job is then left to the reclaimer."""
         delay = 0.05
+        late = False
         while True:
             try:
                 return await self._batcher.submit(item)
             except Exception as exc:
-                # Any error, the store's own or one it did not map (a defect, or a driver
-                # error not seen before), is retried until the lease runs out: giving up
-                # at once would leave the job running in SQL with its handler done, to be
-                # reclaimed and run again after its lease.
                 if not isinstance(exc, BackendError):
                     log.error("recording job %s raised %r", msg.id, exc, exc_info=exc)
                 if self._state.deadline_passed(time.monotonic()):
-                    log.error(
-                        "could not record job %s (%s) before the lease ran out; it will run "
-                        "again elsewhere",
-                        msg.id,
-                        exc,
-                    )
-                    return False
-                log.warning("recording job %s failed (%s); retrying", msg.id, exc)
+                    if self._state.stopping:
+                        log.error(
+                            "could not record job %s (%s) before the lease ran out and the "
+                            "runner is stopping; it will run again elsewhere",
+                            msg.id,
+                            exc,
+                        )
+                        return False
+                    if not late:
+                        late = True
+                        log.error(
+                            "could not record job %s (%s) before the local deadline; still "
+                            "trying: recorded if SQL is back before its lease is taken, "
+                            "else refused and the job runs again elsewhere",
+                            msg.id,
+                            exc,
+                        )
+                else:
+                    log.warning("recording job %s failed (%s); retrying", msg.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

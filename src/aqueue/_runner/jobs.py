@@ -140,7 +140,7 @@ class JobRunner(RunnerBase):
             ctx._committer = self._make_committer(claimed)
         current = asyncio.current_task()
         assert current is not None
-        self._running[msg.id] = (token, current)
+        self.core.started(msg.id, token, current, claimed_at=claimed.sent_at)
         try:
             try:
                 limit = self._task_limit(task_def.config.concurrency if task_def else None, msg)
@@ -188,7 +188,9 @@ class JobRunner(RunnerBase):
                 return
             await self._after_hooks(ctx, outcome)
             # The handler and its hooks are done: the slot goes to the next job while the
-            # outcome is recorded (the lease is renewed until then; shutdown flushes it).
+            # outcome is recorded (the lease is renewed until then; shutdown flushes it),
+            # and nothing cancels this task any more but a shutdown.
+            self.core.handler_ended(msg.id, token)
             slot.release()
             assert self._recorder is not None
             if await self._unconfirmed(claimed):
