@@ -17,7 +17,8 @@ from typing import Any
 from .._errors import ConfigurationError, StoreError
 from .._models import JobRecord, JobStatus, NewJob
 from .._serde import encode_reason
-from .executor import Executor, Tx, insert_failure
+from .driver import DriverConn
+from .executor import Executor, insert_failure
 from .sql import BaseQueries, Statement, record
 from .sql.deps import ROWS_PER_INSERT, DepsQueries, is_bad
 from .sql.tags import TagQueries
@@ -142,7 +143,7 @@ async def insert_with_parents(
     outside = sorted({e.parent for e in edges} - new_ids)
     parents_in_batch = {e.parent for e in edges} & new_ids
 
-    async def go(tx: Tx) -> dict[str, JobStatus]:
+    async def go(tx: DriverConn) -> dict[str, JobStatus]:
         known: dict[str, JobStatus] = {}
         if outside:
             # Flagged and locked first: a parent finishing meanwhile either committed
@@ -188,7 +189,7 @@ async def insert_with_parents(
 
 
 async def release(
-    tx: Tx, dq: DepsQueries, frontier: dict[str, JobStatus], now: int
+    tx: DriverConn, dq: DepsQueries, frontier: dict[str, JobStatus], now: int
 ) -> list[JobRecord]:
     """In ``tx``: the waiting children of jobs that just reached a final status
     (``frontier``) counted down, released (returned, to dispatch) or cancelled."""
@@ -245,14 +246,14 @@ async def finish_parents(
     ids = [f.id for f in group]
     tokens = [(f.id, f.token) for f in group]
 
-    async def at_once(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+    async def at_once(tx: DriverConn) -> tuple[set[str], set[str], list[JobRecord]]:
         """The usual case: every job of the group is still running under its token."""
         changed = await tx.execute(*sql.finish(status, group, now, parents=True))
         if changed != len(group):
             raise _Redo  # rolled back: which rows changed is read in the careful way
         return set(ids), set(), await release(tx, dq, dict.fromkeys(ids, status), now)
 
-    async def locked_first(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+    async def locked_first(tx: DriverConn) -> tuple[set[str], set[str], list[JobRecord]]:
         """MySQL, a ``done`` group: the waiting children read and locked first, then one
         UPDATE finishes the group and counts them down (one statement fewer than
         :func:`at_once`'s finish, read and count down)."""
@@ -269,7 +270,7 @@ async def finish_parents(
             raise _Redo  # rolled back: which rows changed is read in the careful way
         return set(ids), set(), _released(children, plan.release, now)
 
-    async def careful(tx: Tx) -> tuple[set[str], set[str], list[JobRecord]]:
+    async def careful(tx: DriverConn) -> tuple[set[str], set[str], list[JobRecord]]:
         mine = {r[0] for r in await tx.fetch(*dq.lock_finishing(ids, tokens))}
         before: set[str] = set()
         if len(mine) < len(ids):
@@ -303,7 +304,7 @@ async def settle_finals(
     left to the sweeper (not marked dispatched): these paths are rare."""
     ids = sorted(set(ids))
 
-    async def go(tx: Tx) -> int:
+    async def go(tx: DriverConn) -> int:
         before = {
             r[0]: (JobStatus(r[1]), int(r[2])) for r in await tx.fetch(*dq.states(ids, lock=True))
         }

@@ -19,8 +19,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .._errors import ConfigurationError, EnqueueOutcomeUnknownError, StoreError
-from . import mysqltext
 from .conns import Held, HeldPool, alive
+from .driver import DriverConn
 from .errors import (
     NOT_CONNECTED,
     connect_problem,
@@ -85,12 +85,6 @@ def insert_failure(exc: BaseException, first_id: str, n: int) -> BaseException:
     return EnqueueOutcomeUnknownError(
         first_id, f"enqueue outcome unknown ({short(exc)}) for {n} job(s)"
     )
-
-
-def rowcount(status: str) -> int:
-    """The row count of an asyncpg command status (``UPDATE 3``, ``INSERT 0 5``)."""
-    last = status.rpartition(" ")[2]
-    return int(last) if last.isdigit() else 0
 
 
 class Executor:
@@ -207,20 +201,19 @@ class Executor:
         :meth:`run`."""
         conns = self.claim_conns
         held = await conns.take()
-        raw: Any = held.raw
+        conn = self._on(held.raw)
         try:
             if self._asyncpg:
-                await raw.execute("BEGIN")
-            count = await self._open_statement(raw, sql, params)
+                await conn.execute("BEGIN")
+            count = await conn.execute(sql, params)
             if count == len(ids):
                 changed = set(ids)
             elif count == 0:
                 changed = set()
             else:
-                won_sql, won_params = won()
-                changed = {r[0] for r in await self._open_query(raw, won_sql, won_params)}
+                changed = {r[0] for r in await conn.fetch(*won())}
             if not changed:
-                await self._commit(raw)  # nothing changed: no log flush to wait for
+                await conn.commit()  # nothing changed: no log flush to wait for
         except BaseException:
             await conns.discard(held)  # the server rolls the transaction back
             raise
@@ -230,7 +223,7 @@ class Executor:
 
         async def commit() -> None:
             try:
-                await self.run("committing claims", lambda: self._commit(raw), attempts=1)
+                await self.run("committing claims", conn.commit, attempts=1)
             except BaseException:
                 await conns.discard(held)
                 raise
@@ -238,38 +231,10 @@ class Executor:
 
         return changed, commit
 
-    def _cursor_args(
-        self, raw: Any, sql: str, params: Sequence[Any]
-    ) -> tuple[str, tuple[Any, ...] | None]:
-        """What a DB-API cursor's ``execute`` takes: on MySQL, long text is quoted here
-        (see ``mysqltext``)."""
-        if self._aiosqlite:
-            return sql, tuple(params)
-        return mysqltext.statement(raw, sql, params)
+    def _on(self, raw: Any) -> DriverConn:
+        return DriverConn(raw, asyncpg=self._asyncpg, aiosqlite=self._aiosqlite)
 
-    async def _open_statement(self, raw: Any, sql: str, params: Sequence[Any]) -> int:
-        if self._asyncpg:
-            return rowcount(await raw.execute(sql, *params))
-        async with raw.cursor() as cur:
-            await cur.execute(*self._cursor_args(raw, sql, params))
-            return int(cur.rowcount)
-
-    async def _open_query(self, raw: Any, sql: str, params: Sequence[Any]) -> list[Any]:
-        if self._asyncpg:
-            return list(await raw.fetch(sql, *params))
-        async with raw.cursor() as cur:
-            await cur.execute(*self._cursor_args(raw, sql, params))
-            return list(await cur.fetchall())
-
-    async def _commit(self, raw: Any) -> None:
-        if not self._asyncpg:
-            await raw.commit()
-            return
-        status = await raw.execute("COMMIT")
-        if status != "COMMIT":  # the server rolled back an aborted transaction
-            raise StoreError(f"the claim's transaction was rolled back ({status})")
-
-    async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    async def transaction(self, fn: Callable[[DriverConn], Awaitable[T]]) -> T:
         """``fn`` inside one transaction (``BEGIN`` ... ``COMMIT``; SQLite: ``BEGIN
         IMMEDIATE`` under the write lock) on a held connection; an error discards the
         connection, so the server rolls the transaction back. Driver errors raw: see
@@ -279,13 +244,13 @@ class Executor:
                 return await self._transaction(fn)
         return await self._transaction(fn)
 
-    async def _transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+    async def _transaction(self, fn: Callable[[DriverConn], Awaitable[T]]) -> T:
         # MySQL: a connection with autocommit off (the open claims'), whose first
         # statement opens the transaction: no BEGIN round trip
         mysql = not (self._asyncpg or self._aiosqlite)
         conns = self.claim_conns if mysql else self.conns
         held = await conns.take()
-        tx = Tx(held.raw, self._asyncpg, self._aiosqlite)
+        tx = self._on(held.raw)
         try:
             if not mysql:
                 await tx.execute("BEGIN IMMEDIATE" if self._aiosqlite else "BEGIN")
@@ -303,32 +268,11 @@ class Executor:
     # statements (``HeldPool``); a broken one is invalidated so it is not used again.
 
     async def _execute_now(self, sql: str, params: Sequence[Any]) -> int:
-        async def run(raw: Any) -> int:
-            if self._asyncpg:
-                return rowcount(await raw.execute(sql, *params))
-            if self._aiosqlite:
-                async with raw.execute(sql, tuple(params)) as cur:
-                    return int(cur.rowcount)
-            async with raw.cursor() as cur:
-                await cur.execute(*self._cursor_args(raw, sql, params))
-                return int(cur.rowcount)
-
-        return await self._on_held(run)
+        return await self._on_held(lambda raw: self._on(raw).execute(sql, params))
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         """Run one query; return its rows (driver errors raw: see :meth:`run`)."""
-
-        async def run(raw: Any) -> list[Sequence[Any]]:
-            if self._asyncpg:
-                return [tuple(r) for r in await raw.fetch(sql, *params)]
-            if self._aiosqlite:
-                async with raw.execute(sql, tuple(params)) as cur:
-                    return [tuple(r) for r in await cur.fetchall()]
-            async with raw.cursor() as cur:
-                await cur.execute(*self._cursor_args(raw, sql, params))
-                return [tuple(r) for r in await cur.fetchall()]
-
-        return await self._on_held(run)
+        return await self._on_held(lambda raw: self._on(raw).fetch(sql, params))
 
     async def fetch_write(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         """Run one write statement that returns rows (``UPDATE ... RETURNING``): as
@@ -376,32 +320,3 @@ class Executor:
         await self.conns.close()
         await self.claim_conns.close()
         await self.engine.dispose()
-
-
-class Tx:
-    """The statements of one open transaction (:meth:`Executor.transaction`)."""
-
-    __slots__ = ("_pg", "_raw", "_sqlite")
-
-    def __init__(self, raw: Any, asyncpg: bool, aiosqlite: bool) -> None:
-        self._raw, self._pg, self._sqlite = raw, asyncpg, aiosqlite
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        if self._pg:
-            return rowcount(await self._raw.execute(sql, *params))
-        if self._sqlite:
-            async with self._raw.execute(sql, tuple(params)) as cur:
-                return int(cur.rowcount)
-        async with self._raw.cursor() as cur:
-            await cur.execute(*mysqltext.statement(self._raw, sql, params))
-            return int(cur.rowcount)
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        if self._pg:
-            return [tuple(r) for r in await self._raw.fetch(sql, *params)]
-        if self._sqlite:
-            async with self._raw.execute(sql, tuple(params)) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
-        async with self._raw.cursor() as cur:
-            await cur.execute(*mysqltext.statement(self._raw, sql, params))
-            return [tuple(r) for r in await cur.fetchall()]

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence, Set
 
 from .._models import NewJob
+from .driver import DriverConn
 from .errors import db_error
-from .executor import Executor, Tx, insert_failure
+from .executor import Executor, insert_failure
 from .sql.tags import JOBS_PER_INSERT, TAGS_PER_INSERT, TagQueries
 
 
@@ -26,7 +27,7 @@ async def insert_tagged(
     certainly did not commit, ``EnqueueOutcomeUnknownError`` (naming the first job) when
     it may have (as ``Executor.insert``)."""
 
-    async def write(tx: Tx) -> None:
+    async def write(tx: DriverConn) -> None:
         for k in range(0, len(jobs), JOBS_PER_INSERT):
             await tx.execute(*q.insert_jobs(jobs[k : k + JOBS_PER_INSERT], now, careful=careful))
         tagged = [j for j in jobs if j.tags]
@@ -48,7 +49,7 @@ async def insert_tagged(
         raise insert_failure(exc, jobs[0].id, len(jobs)) from exc
 
 
-async def tag_in(tx: Tx, q: TagQueries, jobs: Sequence[NewJob]) -> None:
+async def tag_in(tx: DriverConn, q: TagQueries, jobs: Sequence[NewJob]) -> None:
     """Tag ``jobs`` just inserted in the open transaction ``tx`` without their ``tags``
     column (an insert of another form, e.g. jobs with parents): the column, then the tag
     rows, in that transaction."""
