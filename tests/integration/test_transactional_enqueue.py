@@ -355,3 +355,22 @@ async def test_connection_must_be_sqlalchemy(make_queue: QueueFactory) -> None:
     q, _ = counting_queue(make_queue)
     with pytest.raises(ConfigurationError, match="AsyncConnection or AsyncSession"):
         await q.options(connection=object()).enqueue("send", "x")
+
+
+@pytest.mark.parametrize("kind", ["session", "connection"])
+async def test_long_text_full_of_escapes_in_the_callers_transaction_is_stored_exactly(
+    make_queue: QueueFactory, app_engine: AsyncEngine, kind: str
+) -> None:
+    """On MySQL, long text in the caller's transaction goes out as a literal aqueue
+    writes itself (the store's own statements do the same): every character that needs an
+    escape, and a % that the driver must not take for a placeholder, comes back exactly."""
+    q, runs = counting_queue(make_queue)
+    text = ("\\'\"\0\n\r\x1a%s %% é€😀 " * 300) + "\\"
+    await q.connect()
+    async with transaction(app_engine, kind) as tx:
+        job = await q.options(connection=tx, tags=["big"]).enqueue("send", text)
+        assert (await job.info(connection=tx)).payload is not None
+        await tx.commit()
+    async with running(q, sweep_grace=30):
+        assert await job.result(timeout=10) == text
+    assert runs == [text]
