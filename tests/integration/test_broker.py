@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from aqueue._broker.broker import WAKE, Broker
+from aqueue._broker.notify import FinishListener
 from tests.conftest import REDIS_URL, unique
 
 
@@ -119,3 +120,19 @@ async def test_a_lock_that_changes_hands_during_the_release_is_kept(
         assert await other.redis.get(key) == (b"token-of-b" if handed_over else None)
     finally:
         await other.close()
+
+
+async def test_closing_the_finish_listener_stops_it_at_once(broker: Broker) -> None:
+    """The listener waits on a pub/sub read with a timeout of a second; closing it must
+    not wait for that read (a queue that waited for a result closes at once)."""
+    listener = FinishListener(broker.redis, broker.keys.finished)
+    ev = listener.watch("some-job")
+    task = listener._task
+    assert task is not None
+    async with asyncio.timeout(10):  # published until heard: subscribed and reading
+        while not ev.is_set():
+            await broker.redis.publish(broker.keys.finished, b"some-job")
+            await asyncio.sleep(0.02)
+    await listener.close()
+    assert task.done()
+    assert task.cancelled()  # stopped, not left to see the flag a read later

@@ -60,9 +60,11 @@ class FinishListener:
                     await cast(Any, pubsub).aclose()
 
     async def close(self) -> None:
+        """Stop listening now. The listener only reads hints (waiters also poll), so it
+        is cancelled rather than left to notice ``_closed`` at its next read timeout, a
+        second away: closing a queue that waited for a result takes no time."""
         self._closed = True
-        if self._task is not None:
-            _, pending = await asyncio.wait({self._task}, timeout=3)
-            for t in pending:
-                t.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # its cancellation is its own: not raised here
