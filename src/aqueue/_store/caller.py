@@ -66,7 +66,7 @@ async def connection_of(store: Store, caller: object) -> AsyncConnection:
 async def _run(conn: AsyncConnection, sql: str, params: Sequence[Any]) -> CursorResult[Any]:
     """One statement of the store's dialect on the caller's connection."""
     args: tuple[Any, ...] | None = tuple(params)
-    if conn.dialect.name == "mysql":
+    if conn.dialect.name == "mysql" and mysqltext.has_long_text(params):
         raw = await conn.get_raw_connection()
         sql, args = mysqltext.statement(raw.driver_connection, sql, params)
     if args is None:

@@ -44,13 +44,18 @@ def quote_text(text: str, *, backslash_escapes: bool = True) -> str:
     return "'" + text + "'"
 
 
+def has_long_text(params: Sequence[Any]) -> bool:
+    """Whether a statement with ``params`` is rendered here (see :func:`statement`)."""
+    return any(type(p) is str and len(p) >= LONG_TEXT for p in params)
+
+
 def statement(raw: Any, sql: str, params: Sequence[Any]) -> tuple[str, tuple[Any, ...] | None]:
     """What to hand ``cursor.execute`` on the asyncmy connection ``raw``: ``sql`` and its
     parameters as they are, or, when one is a string of ``LONG_TEXT`` characters or
     more, the statement rendered here (``%s`` placeholders filled, ``%%`` made ``%``, as
     the driver would) and no parameters."""
     args = tuple(params)
-    if not any(type(p) is str and len(p) >= LONG_TEXT for p in args):
+    if not has_long_text(args):
         return sql, args
     backslash = not raw.server_status & NO_BACKSLASH_ESCAPES
     literal = raw.literal

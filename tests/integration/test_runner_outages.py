@@ -1,10 +1,16 @@
-"""A short SQL outage that cuts an open claim's COMMIT: the job still runs once.
+"""Short SQL outages at a runner's commits, made by a TCP proxy in front of MariaDB or
+PostgreSQL that drops a statement, aborts every connection through it and refuses new
+ones for a while, as a server killed and restarted would.
 
-An idle runner starts a job once its claim statement has run, while the claim's commit
-is on its way (an *open* claim). Here a TCP proxy in front of MariaDB or PostgreSQL drops
-that COMMIT, aborts every connection through it and refuses new ones for 0.2 to 1 s, as a
-server killed and restarted would. SQL is back long before the runner's local deadline, so each
-handler's outcome must be recorded exactly once, and no job may run twice.
+- At an open claim's COMMIT: an idle runner starts a job once its claim statement has
+  run, while the claim's commit is on its way. SQL is back long before the runner's local
+  deadline, so each handler's outcome must be recorded exactly once, and no job may run
+  twice.
+- At a finish, for longer than the local deadline: past it a runner must assume its
+  leases are gone and cancels the handlers still running. A job whose handler already
+  ended has nothing left to stop: its outcome is fenced by the lease token, so the runner
+  keeps trying to record it. SQL comes back before anyone reclaimed the job, so the
+  outcome is recorded once and the job never runs again.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from aqueue import JobStatus, Runner, RunnerConfig
 
 from ..chaos.harness import wait_for
 from ..conftest import QueueFactory
-from .sqlproxy import COMMIT, FaultProxy, fault_proxy
+from .sqlproxy import COMMIT, FINISH, FaultProxy, fault_proxy
 
 SQL_SERVERS = pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 
@@ -88,3 +94,51 @@ async def test_sql_outage_at_claim_commit_never_runs_a_job_twice(
     for job in jobs:
         info = await job.info()
         assert info.status is JobStatus.DONE and info.attempts == 1, info
+
+
+@SQL_SERVERS
+@pytest.mark.timeout(120)
+async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql_is_back(
+    make_queue: QueueFactory, outage_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    direct = make_queue()
+    cut = make_queue(database_url=outage_proxy.url())
+    runs: list[int] = []
+
+    @direct.task
+    async def work(n: int) -> int:
+        runs.append(n)
+        return n
+
+    cut.task(work.fn)
+    await cut.connect()
+    # The local deadline is 2.5 s after the last acknowledged renewal and the lease in
+    # SQL 7 s: an outage of 3.2 s always outlasts the first, and ends seconds before the
+    # second could run out (the reclaimer then has nothing to take).
+    config = RunnerConfig(
+        concurrency=4, lease=7, lease_margin=4.5, heartbeat=1, handle_signals=False
+    )
+    runner = Runner(cut, config)
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 20)
+        outage_proxy.outage = 3.2
+        outage_proxy.arm(FINISH, "outage")
+        with caplog.at_level(logging.INFO, logger="aqueue.runner"):
+            job = await work.enqueue(7)
+            await asyncio.wait_for(outage_proxy.hit.wait(), 20)
+            assert runs == [7]
+            await wait_for(
+                lambda: "before the local deadline; still trying" in caplog.text,
+                20,
+                "the runner to pass its local deadline with the outcome unrecorded",
+            )
+            assert await job.result(timeout=30) == 7
+            info = await job.info()
+            assert info.status is JobStatus.DONE and info.attempts == 1, info
+            assert runs == [7], caplog.text[-3000:]
+            assert runner.stats.finishes_rejected == 0
+            assert "reclaimed" not in caplog.text
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
