@@ -142,3 +142,52 @@ async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql
     finally:
         runner.stop()
         await asyncio.wait_for(task, 30)
+
+
+@SQL_SERVERS
+@pytest.mark.timeout(120)
+async def test_a_claim_cut_at_its_commit_for_longer_than_the_deadline_is_taken_again_late(
+    make_queue: QueueFactory, outage_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The open claim's COMMIT is dropped and SQL stays away past the claim's local
+    deadline (lease 3 s: 2 s after the claim). The handler has run meanwhile; the claim
+    never committed, and the message never left this runner, so nobody else has the job:
+    the runner takes the claim again once SQL is back and records the outcome, once."""
+    direct = make_queue()
+    cut = make_queue(database_url=outage_proxy.url())
+    runs: list[int] = []
+
+    @direct.task
+    async def work(n: int) -> int:
+        runs.append(n)
+        return n
+
+    cut.task(work.fn)
+    await cut.connect()
+    runner = Runner(cut, RunnerConfig(concurrency=4, lease=3, heartbeat=1, handle_signals=False))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 20)
+        outage_proxy.outage = 2.6
+        outage_proxy.arm(COMMIT, "outage")
+        with caplog.at_level(logging.INFO, logger="aqueue.runner"):
+            jobs = []
+            async with asyncio.timeout(20):  # a trickle until a claim's COMMIT is cut
+                while not outage_proxy.hit.is_set():
+                    jobs.append(await work.enqueue(len(jobs)))
+                    await asyncio.sleep(0.02)
+            await wait_for(
+                lambda: "still claiming them again" in caplog.text,
+                20,
+                "the claim's local deadline to pass with SQL away",
+            )
+            for job in jobs:
+                assert await job.result(timeout=30) == jobs.index(job)
+                info = await job.info()
+                assert info.status is JobStatus.DONE and info.attempts == 1, info
+            assert sorted(runs) == list(range(len(jobs))), caplog.text[-3000:]
+            assert runner.stats.finishes_rejected == 0
+            assert "never committed: claimed again" in caplog.text
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)

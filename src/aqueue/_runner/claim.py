@@ -41,7 +41,7 @@ Confirmation = Literal["durable", "elsewhere", "unknown"]
 """What became of an open claim: ``durable`` (committed, or taken again under the same
 token after its commit failed), ``elsewhere`` (another runner holds the job now, or it can
 no longer run: this run's outcome would be refused), ``unknown`` (SQL stayed out of reach
-until the local deadline)."""
+until the local deadline of a runner that is stopping)."""
 
 
 @dataclass
@@ -151,15 +151,31 @@ class Claimer:
             self.confirming -= keys
 
     async def _claim_again(self, request: Claim, ids: set[str], sent: float) -> set[str]:
+        """Retried until SQL answers, past the local deadline too: the messages stay in
+        this runner's working list meanwhile, and a job taken by another runner since is
+        refused here (this run's outcome with it), so retaking late is as safe as on
+        time, and a handler that ran gets its outcome recorded once SQL is back. Only a
+        runner that is stopping gives up at the deadline: the claim is then unknown and
+        the messages go back."""
         delay = 0.02
+        late = False
         while True:
             if self._state.claim_expired(sent, time.monotonic()):
-                log.error(
-                    "job(s) %s: SQL unreachable until the local deadline, claim unknown; "
-                    "their outcome is not recorded here (they run again elsewhere)",
-                    ", ".join(sorted(ids)),
-                )
-                raise BackendError("claim outcome unknown past the local deadline")
+                if self._state.stopping:
+                    log.error(
+                        "job(s) %s: SQL unreachable until the local deadline and the runner "
+                        "is stopping, claim unknown; their outcome is not recorded here "
+                        "(they run again elsewhere)",
+                        ", ".join(sorted(ids)),
+                    )
+                    raise BackendError("claim outcome unknown past the local deadline")
+                if not late:
+                    late = True
+                    log.error(
+                        "job(s) %s: SQL unreachable until the local deadline; still claiming "
+                        "them again (handlers still running are cancelled meanwhile)",
+                        ", ".join(sorted(ids)),
+                    )
             now = self._clock()
             until = now + int(self._lease * 1e6)
             again = Claim(request.items, self._runner_id, request.token, until, now)
