@@ -20,6 +20,9 @@ import itertools
 import logging
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -96,13 +99,14 @@ async def test_sql_outage_at_claim_commit_never_runs_a_job_twice(
         assert info.status is JobStatus.DONE and info.attempts == 1, info
 
 
-@SQL_SERVERS
-@pytest.mark.timeout(120)
-async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql_is_back(
-    make_queue: QueueFactory, outage_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
-) -> None:
+@asynccontextmanager
+async def runner_behind(
+    make_queue: QueueFactory, proxy: FaultProxy, config: RunnerConfig
+) -> AsyncIterator[tuple[Any, list[int], Runner]]:
+    """A runner whose SQL is reached through ``proxy``, started; the task ``work`` (it
+    notes each run of ``n`` in ``runs``) is enqueued directly."""
     direct = make_queue()
-    cut = make_queue(database_url=outage_proxy.url())
+    cut = make_queue(database_url=proxy.url())
     runs: list[int] = []
 
     @direct.task
@@ -112,16 +116,28 @@ async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql
 
     cut.task(work.fn)
     await cut.connect()
+    runner = Runner(cut, config)
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 20)
+        yield work, runs, runner
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 30)
+
+
+@SQL_SERVERS
+@pytest.mark.timeout(120)
+async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql_is_back(
+    make_queue: QueueFactory, outage_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
     # The local deadline is 2.5 s after the last acknowledged renewal and the lease in
     # SQL 7 s: an outage of 3.2 s always outlasts the first, and ends seconds before the
     # second could run out (the reclaimer then has nothing to take).
     config = RunnerConfig(
         concurrency=4, lease=7, lease_margin=4.5, heartbeat=1, handle_signals=False
     )
-    runner = Runner(cut, config)
-    task = asyncio.ensure_future(runner.run())
-    try:
-        await asyncio.wait_for(runner.started.wait(), 20)
+    async with runner_behind(make_queue, outage_proxy, config) as (work, runs, runner):
         outage_proxy.outage = 3.2
         outage_proxy.arm(FINISH, "outage")
         with caplog.at_level(logging.INFO, logger="aqueue.runner"):
@@ -139,9 +155,6 @@ async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql
             assert runs == [7], caplog.text[-3000:]
             assert runner.stats.finishes_rejected == 0
             assert "reclaimed" not in caplog.text
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 30)
 
 
 @SQL_SERVERS
@@ -153,21 +166,8 @@ async def test_a_claim_cut_at_its_commit_for_longer_than_the_deadline_is_taken_a
     deadline (lease 3 s: 2 s after the claim). The handler has run meanwhile; the claim
     never committed, and the message never left this runner, so nobody else has the job:
     the runner takes the claim again once SQL is back and records the outcome, once."""
-    direct = make_queue()
-    cut = make_queue(database_url=outage_proxy.url())
-    runs: list[int] = []
-
-    @direct.task
-    async def work(n: int) -> int:
-        runs.append(n)
-        return n
-
-    cut.task(work.fn)
-    await cut.connect()
-    runner = Runner(cut, RunnerConfig(concurrency=4, lease=3, heartbeat=1, handle_signals=False))
-    task = asyncio.ensure_future(runner.run())
-    try:
-        await asyncio.wait_for(runner.started.wait(), 20)
+    config = RunnerConfig(concurrency=4, lease=3, heartbeat=1, handle_signals=False)
+    async with runner_behind(make_queue, outage_proxy, config) as (work, runs, runner):
         outage_proxy.outage = 2.6
         outage_proxy.arm(COMMIT, "outage")
         with caplog.at_level(logging.INFO, logger="aqueue.runner"):
@@ -188,6 +188,3 @@ async def test_a_claim_cut_at_its_commit_for_longer_than_the_deadline_is_taken_a
             assert sorted(runs) == list(range(len(jobs))), caplog.text[-3000:]
             assert runner.stats.finishes_rejected == 0
             assert "never committed: claimed again" in caplog.text
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 30)
