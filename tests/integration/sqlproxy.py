@@ -22,11 +22,13 @@ import contextlib
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from ..conftest import MYSQL_URL, POSTGRES_URL
+from aqueue import Queue
+
+from ..conftest import MYSQL_URL, POSTGRES_URL, QueueFactory
 
 Dialect = Literal["mysql", "postgres"]
 
@@ -273,3 +275,20 @@ async def fault_proxy(backend: str) -> AsyncIterator[FaultProxy]:
         yield p
     finally:
         await p.close()
+
+
+def work_behind(make_queue: QueueFactory, url: str) -> tuple[Queue, Any, list[int]]:
+    """A queue whose SQL is reached at ``url`` (a proxy's; not connected yet) and the
+    task ``work``, enqueued on a direct queue: each run of ``work(n)`` is noted in the
+    list returned, and returns ``n * 2``."""
+    direct = make_queue()
+    cut = make_queue(database_url=url)
+    runs: list[int] = []
+
+    @direct.task
+    async def work(n: int) -> int:
+        runs.append(n)
+        return n * 2
+
+    cut.task(work.fn)
+    return cut, work, runs

@@ -31,7 +31,7 @@ from aqueue._store.store import Store
 from ..chaos.harness import wait_for
 from ..conftest import POSTGRES_URL, REDIS_URL, QueueFactory, unique
 from ..soak.servers import PostgresServer, postgres_available
-from .sqlproxy import COMMIT, FaultProxy, fault_proxy, sleep_sql
+from .sqlproxy import COMMIT, FaultProxy, fault_proxy, sleep_sql, work_behind
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -57,16 +57,7 @@ async def test_claim_connection_terminated_while_its_commit_is_in_flight_runs_th
     rolls the claim back and the runner hears 57P01 for the COMMIT (outcome unknown to
     it). It finds the job not claimed, claims it again under the same token and records
     the one run it made: done, one attempt, nothing rejected."""
-    direct = make_queue()
-    cut = make_queue(database_url=proxy.url())
-    runs: list[int] = []
-
-    @direct.task
-    async def work(n: int) -> int:
-        runs.append(n)
-        return n * 2
-
-    cut.task(work.fn)
+    cut, work, runs = work_behind(make_queue, proxy.url())
     await cut.connect()
     runner = Runner(cut, RunnerConfig(handle_signals=False))
     task = asyncio.ensure_future(runner.run())

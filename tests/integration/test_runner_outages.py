@@ -30,7 +30,7 @@ from aqueue import JobStatus, Runner, RunnerConfig
 
 from ..chaos.harness import wait_for
 from ..conftest import QueueFactory
-from .sqlproxy import COMMIT, FINISH, FaultProxy, fault_proxy
+from .sqlproxy import COMMIT, FINISH, FaultProxy, fault_proxy, work_behind
 
 SQL_SERVERS = pytest.mark.parametrize("backend", ["mysql", "postgres"], indirect=True)
 
@@ -103,18 +103,9 @@ async def test_sql_outage_at_claim_commit_never_runs_a_job_twice(
 async def runner_behind(
     make_queue: QueueFactory, proxy: FaultProxy, config: RunnerConfig
 ) -> AsyncIterator[tuple[Any, list[int], Runner]]:
-    """A runner whose SQL is reached through ``proxy``, started; the task ``work`` (it
-    notes each run of ``n`` in ``runs``) is enqueued directly."""
-    direct = make_queue()
-    cut = make_queue(database_url=proxy.url())
-    runs: list[int] = []
-
-    @direct.task
-    async def work(n: int) -> int:
-        runs.append(n)
-        return n
-
-    cut.task(work.fn)
+    """A runner whose SQL is reached through ``proxy``, started, with the task ``work``
+    of :func:`work_behind`."""
+    cut, work, runs = work_behind(make_queue, proxy.url())
     await cut.connect()
     runner = Runner(cut, config)
     task = asyncio.ensure_future(runner.run())
@@ -149,7 +140,7 @@ async def test_an_outcome_held_back_past_the_local_deadline_is_recorded_once_sql
                 20,
                 "the runner to pass its local deadline with the outcome unrecorded",
             )
-            assert await job.result(timeout=30) == 7
+            assert await job.result(timeout=30) == 14
             info = await job.info()
             assert info.status is JobStatus.DONE and info.attempts == 1, info
             assert runs == [7], caplog.text[-3000:]
@@ -182,7 +173,7 @@ async def test_a_claim_cut_at_its_commit_for_longer_than_the_deadline_is_taken_a
                 "the claim's local deadline to pass with SQL away",
             )
             for job in jobs:
-                assert await job.result(timeout=30) == jobs.index(job)
+                assert await job.result(timeout=30) == 2 * jobs.index(job)
                 info = await job.info()
                 assert info.status is JobStatus.DONE and info.attempts == 1, info
             assert sorted(runs) == list(range(len(jobs))), caplog.text[-3000:]

@@ -23,7 +23,16 @@ from aqueue import (
 )
 
 from ..conftest import QueueFactory
-from .sqlproxy import COMMIT, INSERT, ClientStream, Dialect, dialect_of, proxied_url, url_of
+from .sqlproxy import (
+    COMMIT,
+    INSERT,
+    ClientStream,
+    Dialect,
+    dialect_of,
+    proxied_url,
+    url_of,
+    work_behind,
+)
 
 
 class CuttingProxy:
@@ -153,16 +162,7 @@ async def test_open_claim_whose_commit_is_lost_is_taken_again(
     commit is on its way. The connection is cut before that COMMIT reaches the server
     (which rolls the claim back): the runner claims the job again under the same token
     before recording it, so the job runs once and ends ``done``."""
-    direct = make_queue()
-    cut = make_queue(database_url=proxy.url())
-    runs: list[int] = []
-
-    @direct.task
-    async def work(n: int) -> int:
-        runs.append(n)
-        return n * 2
-
-    cut.task(work.fn)
+    cut, work, runs = work_behind(make_queue, proxy.url())
     job = await work.enqueue(21)
     await cut.connect()  # the schema is in place: the first COMMIT is the claim's
     proxy.trigger, proxy.deliver, proxy.armed = COMMIT, False, True
