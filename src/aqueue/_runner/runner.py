@@ -125,6 +125,10 @@ class Runner(Fetcher):
                 )
             )
         watchdog = Watchdog(loop, cfg.watchdog) if cfg.watchdog else None
+        tuned = gctune.tune(cfg.gc_threshold)
+        # Said once the synchronous part of the start (the collection before the freeze,
+        # which can take a while on a loaded machine) is over: from here the side tasks
+        # run at the next await, so a pause after this line is one they measure.
         log.info(
             "runner %s started: queue %r, %d task(s), concurrency %d%s",
             self.id,
@@ -133,7 +137,6 @@ class Runner(Fetcher):
             cfg.concurrency,
             ", burst" if cfg.burst else "",
         )
-        tuned = gctune.tune(cfg.gc_threshold)
         self.started.set()
         crashed: BaseException | None = None
         stop_wait = loop.create_task(self._stop.wait(), name="aqueue-stop-wait")
